@@ -1,0 +1,57 @@
+"""The ``deploy`` command line: a table of subcommands, each a module under deploy.commands.
+
+A command module defines ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and keeps
+heavy imports (torch, converters) inside ``run`` so that ``deploy --help`` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from deploy import __version__
+from deploy.errors import DeployError
+
+COMMANDS = {
+    "models": "deploy.commands.models",
+    "inspect": "deploy.commands.inspect",
+    "export": "deploy.commands.export",
+}
+
+
+def build_parser(prog: str, commands: dict[str, str], version: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in commands.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks for errors")
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def run_cli(prog: str, commands: dict[str, str], version: str, argv=None) -> int:
+    parser = build_parser(prog, commands, version)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except DeployError as err:
+        if args.debug:
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv=None) -> int:
+    return run_cli("deploy", COMMANDS, __version__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

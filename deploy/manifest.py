@@ -1,0 +1,142 @@
+"""The Artifact: a small record of one model file, written as ``<model file>.json`` beside it.
+
+Every stage (export, quantize, weight sharing, validate, bench) reads an Artifact and returns a
+new one; nothing edits a manifest in place. The runner reads only the model file and this
+manifest, so this module imports nothing but the standard library.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.errors import ModelFileError
+from deploy.files import sha256_file, write_text_atomic
+
+SCHEMA = "edgedeploy.artifact/1"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a mobile app or the runner turns an RGB image into the model's input.
+
+    pixels (0..255, RGB) -> resize short side to ``resize`` -> centre crop ``crop`` ->
+    x/255 -> (x - mean) / std -> ``layout``. ``mean``/``std`` are per channel in 0..1 units
+    (TF-style ``x/127.5 - 1`` is mean 0.5, std 0.5).
+    """
+
+    resize: int
+    crop: int
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+    color: str = "RGB"
+    layout: str = "NCHW"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    layout: str | None = None
+    # affine quantization of an integer tensor: real = scale * (q - zero_point)
+    scale: float | None = None
+    zero_point: int | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    file: str  # the model file's name, relative to the manifest's folder
+    format: str  # target name from the capability table: onnx | tflite | openvino
+    precision: str  # fp32 | fp16 | int8
+    sha256: str
+    size_bytes: int
+    model: dict[str, Any]  # name, arch, build kwargs, num_classes, params, macs, mac_cost, weights
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    preprocess: Preprocess | None = None
+    labels: tuple[str, ...] = ()
+    passes: tuple[dict[str, Any], ...] = ()  # ordered: {"name": "export", "target": ..., ...}
+    toolchain: dict[str, str] = field(default_factory=dict)
+    validation: dict[str, Any] | None = None  # {"status": "passed"|"failed", ...metrics}
+    benchmarks: tuple[dict[str, Any], ...] = ()
+    # other files the model needs, e.g. OpenVINO's .bin: {"file", "sha256", "size_bytes"}
+    companions: tuple[dict[str, Any], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # per-target facts (op histogram, ...)
+    schema: str = SCHEMA
+
+    # ---- derived views -------------------------------------------------------------
+    @property
+    def input(self) -> TensorSpec:
+        return self.inputs[0]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.validation) and self.validation.get("status") == "passed"
+
+    def replace(self, **changes) -> "Artifact":
+        return dataclasses.replace(self, **changes)
+
+    # ---- (de)serialisation --------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Artifact":
+        if d.get("schema") != SCHEMA:
+            raise ModelFileError(f"manifest schema {d.get('schema')!r} is not {SCHEMA!r}")
+        d = dict(d)
+        d["inputs"] = tuple(_tensor(t) for t in d.get("inputs", ()))
+        d["outputs"] = tuple(_tensor(t) for t in d.get("outputs", ()))
+        if d.get("preprocess"):
+            p = dict(d["preprocess"])
+            p["mean"], p["std"] = tuple(p["mean"]), tuple(p["std"])
+            d["preprocess"] = Preprocess(**p)
+        for key in ("labels", "passes", "benchmarks", "companions"):
+            d[key] = tuple(d.get(key, ()))
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ModelFileError(f"manifest has unknown fields: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def _tensor(t: dict[str, Any]) -> TensorSpec:
+    t = dict(t)
+    t["shape"] = tuple(t["shape"])
+    return TensorSpec(**t)
+
+
+def manifest_path(model_file: str | os.PathLike) -> Path:
+    return Path(str(model_file) + ".json")
+
+
+def write_manifest(artifact: Artifact, model_file: str | os.PathLike) -> Path:
+    path = manifest_path(model_file)
+    write_text_atomic(path, json.dumps(artifact.to_dict(), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_manifest(model_file: str | os.PathLike) -> Artifact | None:
+    """The manifest beside ``model_file``, or None when there is none."""
+    path = manifest_path(model_file)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: unreadable manifest ({e})") from None
+    try:
+        return Artifact.from_dict(data)
+    except TypeError as e:
+        raise ModelFileError(f"{path}: malformed manifest ({e})") from None
+
+
+def file_facts(model_file: str | os.PathLike) -> dict[str, Any]:
+    """sha256 and size of one file (OpenVINO: the .xml; its .bin goes in ``companions``)."""
+    p = Path(model_file)
+    return {"file": p.name, "sha256": sha256_file(p), "size_bytes": p.stat().st_size}

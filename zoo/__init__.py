@@ -1,0 +1,18 @@
+"""The compact-net zoo: SqueezeNet, MobileNet V1/V2/V3, ShuffleNet V1/V2.
+
+Public API (torchvision ``_api`` style): ``list_models``, ``get_entry``, ``create_model``.
+State-dict key names follow torchvision wherever torchvision has the architecture.
+"""
+from zoo.registry import ModelEntry, Weights, aliases, get_entry, list_models
+
+
+def create_model(name: str, *, num_classes: int | None = None, width: float | None = None,
+                 input_size: int | None = None):
+    """Build ``name`` (with overrides) and return ``(model, entry)``; model is in eval mode."""
+    entry = get_entry(name).with_overrides(
+        num_classes=num_classes, width=width, input_size=input_size
+    )
+    return entry.build(), entry
+
+
+__all__ = ["ModelEntry", "Weights", "aliases", "create_model", "get_entry", "list_models"]
