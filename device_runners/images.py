@@ -16,7 +16,7 @@ import random
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -58,8 +58,7 @@ class ImageSet:
             files = [n for n in self._zip.namelist() if not n.endswith("/")]
         else:
             raise DataError(f"{self.path}: not a folder or a zip of images")
-        images = sorted(f for f in files if PurePosixPath(f).suffix.lower() in IMAGE_SUFFIXES
-                        and not _unsafe(f))
+        images = sorted(f for f in files if _suffix(f) in IMAGE_SUFFIXES and not _unsafe(f))
         if not images:
             raise DataError(f"{self.path}: contains no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.samples, self.classes, self.layout = _label(images, split, self.path)
@@ -101,21 +100,25 @@ class ImageSet:
         return sorted(chosen)
 
 
+# string operations, not PurePosixPath: a 60,000-entry zip is listed on every open
+def _suffix(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    return base[base.rfind("."):].lower() if "." in base else ""
+
+
 def _unsafe(name: str) -> bool:
-    p = PurePosixPath(name)
-    return p.is_absolute() or ".." in p.parts
+    return name.startswith("/") or ".." in name.split("/")
 
 
 def _label(images: list[str], split: str, path: Path):
     """Work out the layout and give each image its label."""
-    names = [PurePosixPath(f).name for f in images]
-    wnids = set(imagenet_wnids())
-    if all(n.split("_")[0] in wnids for n in names):
-        index = {w: i for i, w in enumerate(imagenet_wnids())}
-        samples = [Sample(f, index[PurePosixPath(f).name.split("_")[0]]) for f in images]
+    names = [f.rsplit("/", 1)[-1] for f in images]
+    index = {w: i for i, w in enumerate(imagenet_wnids())}
+    if all(n.split("_")[0] in index for n in names):
+        samples = [Sample(f, index[n.split("_")[0]]) for f, n in zip(images, names)]
         return samples, list(imagenet_wnids()), "imagenet-wnid"
     # ImageFolder: strip the common prefix, then choose a split if there are several
-    parts = [PurePosixPath(f).parts for f in images]
+    parts = [tuple(f.split("/")) for f in images]
     depth = 0
     while all(len(p) > depth + 2 for p in parts) and len({p[depth] for p in parts}) == 1:
         depth += 1
