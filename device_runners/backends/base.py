@@ -1,0 +1,171 @@
+"""The one small interface every runtime backend implements.
+
+A backend wraps one loaded model: its input/output specs (``deploy.manifest.TensorSpec``, with
+the tensor's own quantization parameters where the format records them), ``run`` for whole
+batches, ``bind``/``invoke`` for timing loops that must not pay for input copies, and an optional
+per-operator ``profile``. Only numpy is imported here.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from deploy.errors import ShapeError
+from deploy.manifest import TensorSpec
+
+Inputs = "np.ndarray | Mapping[str, np.ndarray]"
+
+
+class Backend(ABC):
+    """A loaded model. Subclasses set the attributes below in ``__init__``."""
+
+    name: str = ""  # runtime name: litert | onnxruntime | openvino
+    version: str = ""  # runtime version
+    provider: str = ""  # execution provider / delegate / device actually used
+    path: Path
+    threads: int | None = None
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+
+    # ---- running ----------------------------------------------------------------------
+    @abstractmethod
+    def run(self, x: Any) -> list[np.ndarray]:
+        """Run a batch: one array for a single-input model (or a dict by input name).
+
+        The batch may differ from the model's declared batch: backends resize the input or
+        run the batch in chunks of the declared size. Outputs come back in ``outputs`` order,
+        as the model produces them (quantized outputs stay quantized).
+        """
+
+    @abstractmethod
+    def bind(self, x: Any) -> Callable[[], Any]:
+        """Set the inputs once and return a zero-argument callable that runs one inference.
+
+        This is what a benchmark times, like LiteRT's benchmark_model and OpenVINO's
+        benchmark_app: the callable does no input conversion or copying of its own.
+        """
+
+    def profile(self, x: Any, runs: int = 10) -> list[dict[str, Any]] | None:
+        """Per-operator time over ``runs`` inferences, or None if the runtime cannot say.
+
+        Rows: {"name", "type", "calls", "total_ms", "mean_ms"}, slowest first.
+        """
+        return None
+
+    def close(self) -> None:
+        """Release the runtime objects (also done by garbage collection)."""
+
+    # ---- helpers shared by the backends ---------------------------------------------
+    @property
+    def input(self) -> TensorSpec:
+        return self.inputs[0]
+
+    def feeds(self, x: Any) -> dict[str, np.ndarray]:
+        """Normalise ``x`` to {input name: array of the input's dtype}."""
+        if isinstance(x, Mapping):
+            names = {t.name for t in self.inputs}
+            unknown = set(x) - names
+            missing = names - set(x)
+            if unknown or missing:
+                raise ShapeError(
+                    f"inputs given: {', '.join(sorted(x)) or 'none'}; the model takes: "
+                    f"{', '.join(t.name for t in self.inputs)}")
+            items = {t.name: x[t.name] for t in self.inputs}
+        else:
+            if len(self.inputs) != 1:
+                raise ShapeError(f"the model has {len(self.inputs)} inputs "
+                                 f"({', '.join(t.name for t in self.inputs)}); pass a dict")
+            items = {self.inputs[0].name: x}
+        specs = {t.name: t for t in self.inputs}
+        out = {}
+        for name, arr in items.items():
+            arr = np.asarray(arr)
+            spec = specs[name]
+            if arr.ndim != len(spec.shape) or any(
+                    d >= 0 and a != d for a, d in zip(arr.shape[1:], spec.shape[1:])):
+                raise ShapeError(f"input {name!r} has shape {tuple(arr.shape)}; the model "
+                                 f"expects {shape_str(spec.shape)} (any batch)")
+            out[name] = np.ascontiguousarray(arr, dtype=np.dtype(spec.dtype))
+        return out
+
+    def example(self, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random inputs of each input's dtype and shape (dynamic dims become 1)."""
+        rng = np.random.default_rng(seed)
+        out = {}
+        for t in self.inputs:
+            shape = [d if d > 0 else 1 for d in t.shape]
+            if batch is not None and shape:
+                shape[0] = batch
+            dt = np.dtype(t.dtype)
+            if dt.kind in "iu":
+                info = np.iinfo(dt)
+                lo, hi = max(info.min, -128), min(info.max, 255)
+                out[t.name] = rng.integers(lo, hi, size=shape, endpoint=True).astype(dt)
+            elif dt.kind == "b":
+                out[t.name] = rng.integers(0, 1, size=shape, endpoint=True).astype(dt)
+            else:
+                out[t.name] = rng.standard_normal(shape).astype(dt)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": self.name, "version": self.version, "provider": self.provider,
+                "threads": self.threads,
+                "inputs": [spec_dict(t) for t in self.inputs],
+                "outputs": [spec_dict(t) for t in self.outputs]}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{t.name}:{t.dtype}{shape_str(t.shape)}" for t in self.inputs)
+        return f"<{type(self).__name__} {self.path.name} [{ins}] {self.provider}>"
+
+
+def spec_dict(t: TensorSpec) -> dict[str, Any]:
+    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "layout": t.layout,
+            "scale": t.scale, "zero_point": t.zero_point}
+
+
+def shape_str(shape) -> str:
+    return "[" + ",".join(str(d) if d >= 0 else "?" for d in shape) + "]"
+
+
+def guess_layout(shape) -> str | None:
+    """NCHW or NHWC for a 4-D image input with 1 or 3 channels; None when it cannot tell."""
+    if len(shape) != 4:
+        return None
+    c_first, c_last = shape[1] in (1, 3), shape[3] in (1, 3)
+    if c_first and not c_last:
+        return "NCHW"
+    if c_last and not c_first:
+        return "NHWC"
+    return None
+
+
+def chunks(feeds: dict[str, np.ndarray], size: int):
+    """Split every input along the batch axis into pieces of ``size`` (the last one padded
+    by repeating its final sample); yields (piece, number of real samples in it)."""
+    n = next(iter(feeds.values())).shape[0]
+    for s in range(0, n, size):
+        real = min(size, n - s)
+        piece = {}
+        for k, v in feeds.items():
+            part = v[s:s + size]
+            if real < size:
+                part = np.concatenate([part, np.repeat(part[-1:], size - real, axis=0)])
+            piece[k] = np.ascontiguousarray(part)
+        yield piece, real
+
+
+def concat(parts: list[tuple[list[np.ndarray], int]]) -> list[np.ndarray]:
+    """Join chunked outputs, dropping the padding rows of the last chunk."""
+    if len(parts) == 1 and parts[0][1] == len(parts[0][0][0]):
+        return parts[0][0]
+    return [np.concatenate([o[i][:real] for o, real in parts], axis=0)
+            for i in range(len(parts[0][0]))]

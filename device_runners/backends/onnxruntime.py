@@ -1,0 +1,124 @@
+"""onnxruntime backend (CPU execution provider) for ``.onnx`` files.
+
+A batch that differs from a fixed declared batch runs in chunks of the declared size;
+a symbolic batch axis takes any batch directly.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from deploy.errors import MissingDependencyError, ModelFileError
+from deploy.manifest import TensorSpec
+from device_runners.backends.base import Backend, chunks, concat, guess_layout
+from device_runners.backends.litert import _first_line, raise_fixed_batch
+
+SUFFIXES = (".onnx", ".ort")
+
+_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+           "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int16)": "int16",
+           "tensor(uint16)": "uint16", "tensor(int32)": "int32", "tensor(int64)": "int64",
+           "tensor(bool)": "bool"}
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "onnxruntime") from None
+    return onnxruntime
+
+
+def _spec(arg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
+    dtype = _DTYPES.get(arg.type)
+    if dtype is None:
+        raise ModelFileError(f"tensor {arg.name!r} has type {arg.type}, which the runner "
+                             f"does not feed; supported: {', '.join(sorted(_DTYPES))}")
+    return TensorSpec(name=arg.name, shape=shape, dtype=dtype, layout=guess_layout(shape))
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        self.path = Path(path)
+        ort = _ort()
+        self.version = ort.__version__
+        self.threads = threads
+        self._session = self._open(ort, profile_dir=None)
+        self.provider = self._session.get_providers()[0]
+        self.inputs = tuple(_spec(a) for a in self._session.get_inputs())
+        self.outputs = tuple(_spec(a) for a in self._session.get_outputs())
+        self._names = [t.name for t in self.outputs]
+
+    def _open(self, ort, profile_dir: str | None):
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # runtime warnings are not ours to print
+        if self.threads:
+            so.intra_op_num_threads = self.threads
+            so.inter_op_num_threads = 1
+        if profile_dir:
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(profile_dir) / "ort")
+        try:
+            return ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ORT raises its own pybind types for bad files
+            raise ModelFileError(f"{self.path}: not a valid ONNX model "
+                                 f"({_first_line(e)})") from None
+
+    def _batch(self) -> int:
+        return self.inputs[0].shape[0] if self.inputs[0].shape else -1
+
+    def run(self, x: Any) -> list[np.ndarray]:
+        feeds = self.feeds(x)
+        fixed, n = self._batch(), next(iter(feeds.values())).shape[0]
+        if fixed < 0 or fixed == n:
+            return self._session.run(self._names, feeds)
+        return concat([(self._session.run(self._names, piece), real)
+                       for piece, real in chunks(feeds, fixed)])
+
+    def bind(self, x: Any) -> Callable[[], Any]:
+        feeds = self.feeds(x)
+        fixed, n = self._batch(), next(iter(feeds.values())).shape[0]
+        if fixed >= 0 and fixed != n:
+            raise_fixed_batch(self, n)
+        return functools.partial(self._session.run, self._names, feeds)
+
+    def profile(self, x: Any, runs: int = 10) -> list[dict[str, Any]] | None:
+        """Aggregate the "Node" events of onnxruntime's own profiler (kernel time per node)."""
+        feeds = self.feeds(x)
+        with tempfile.TemporaryDirectory() as tmp:
+            session = self._open(_ort(), profile_dir=tmp)
+            session.run(self._names, feeds)  # warm-up, excluded below
+            for _ in range(runs):
+                session.run(self._names, feeds)
+            events = json.loads(Path(session.end_profiling()).read_text())
+        # run boundaries: the first "model_run" event is the warm-up; skip its nodes
+        runs_seen = sorted(e["ts"] for e in events if e.get("name") == "model_run")
+        cutoff = runs_seen[1] if len(runs_seen) > 1 else 0
+        rows: dict[str, dict[str, Any]] = defaultdict(lambda: {"calls": 0, "total_us": 0.0})
+        for e in events:
+            if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+                continue
+            if e["ts"] < cutoff:
+                continue
+            name = e["name"][: -len("_kernel_time")]
+            row = rows[name]
+            row["type"] = e.get("args", {}).get("op_name", "")
+            row["calls"] += 1
+            row["total_us"] += float(e.get("dur", 0))
+        return _rows(rows, runs)
+
+
+def _rows(rows: dict[str, dict[str, Any]], runs: int) -> list[dict[str, Any]]:
+    out = [{"name": name, "type": r.get("type", ""), "calls": r["calls"],
+            "total_ms": r["total_us"] / 1e3, "mean_ms": r["total_us"] / 1e3 / max(runs, 1)}
+           for name, r in rows.items()]
+    return sorted(out, key=lambda r: -r["total_ms"])

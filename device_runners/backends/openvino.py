@@ -1,0 +1,123 @@
+"""OpenVINO backend (CPU plugin) for IR ``.xml`` files (weights in the ``.bin`` beside them).
+
+OpenVINO also reads ``.onnx`` and ``.tflite`` directly, so ``--runtime openvino`` works on
+those too. A batch that differs from a static declared batch runs in chunks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from deploy.errors import MissingDependencyError, ModelFileError
+from deploy.manifest import TensorSpec
+from device_runners.backends.base import Backend, chunks, concat, guess_layout
+from device_runners.backends.litert import _first_line, raise_fixed_batch
+from device_runners.backends.onnxruntime import _rows
+
+SUFFIXES = (".xml", ".onnx", ".tflite")
+
+
+def _ov():
+    try:
+        import openvino
+    except ImportError:
+        raise MissingDependencyError("openvino", "openvino") from None
+    return openvino
+
+
+def _spec(port) -> TensorSpec:
+    pshape = port.get_partial_shape()
+    shape = tuple(-1 if d.is_dynamic else d.get_length() for d in pshape)
+    try:
+        dtype = np.dtype(port.get_element_type().to_dtype()).name
+    except (RuntimeError, TypeError) as e:
+        raise ModelFileError(f"tensor {port.get_any_name()!r}: element type "
+                             f"{port.get_element_type()} has no numpy equivalent ({e})") from None
+    try:
+        name = port.get_any_name()
+    except RuntimeError:  # unnamed port
+        name = f"{port.get_node().get_friendly_name()}:{port.get_index()}"
+    return TensorSpec(name=name, shape=shape, dtype=dtype, layout=guess_layout(shape))
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        self.path = Path(path)
+        ov = _ov()
+        self._ov = ov
+        self.version = ov.__version__.split("-")[0]
+        self.threads = threads
+        self._core = ov.Core()
+        if self.path.suffix == ".xml" and not self.path.with_suffix(".bin").exists():
+            raise ModelFileError(f"{self.path}: its weights file "
+                                 f"{self.path.with_suffix('.bin').name} is missing")
+        try:
+            self._model = self._core.read_model(str(self.path))
+            self._compiled = self._compile(perf=False)
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses for bad files
+            raise ModelFileError(f"{self.path}: not a valid OpenVINO model "
+                                 f"({_first_line(e)})") from None
+        self._request = self._compiled.create_infer_request()
+        self.inputs = tuple(_spec(p) for p in self._compiled.inputs)
+        self.outputs = tuple(_spec(p) for p in self._compiled.outputs)
+        precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        device = self._core.get_property("CPU", "FULL_DEVICE_NAME")
+        self.provider = f"CPU ({device}; inference precision {precision})"
+
+    def _compile(self, perf: bool):
+        config: dict[str, Any] = {}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        if perf:
+            config["PERF_COUNT"] = True
+        return self._core.compile_model(self._model, "CPU", config)
+
+    def _batch(self) -> int:
+        return self.inputs[0].shape[0] if self.inputs[0].shape else -1
+
+    def _infer(self, request, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        for i, t in enumerate(self.inputs):
+            request.set_input_tensor(i, self._ov.Tensor(feeds[t.name]))
+        request.infer()
+        return [np.array(request.get_output_tensor(i).data) for i in range(len(self.outputs))]
+
+    def run(self, x: Any) -> list[np.ndarray]:
+        feeds = self.feeds(x)
+        fixed, n = self._batch(), next(iter(feeds.values())).shape[0]
+        if fixed < 0 or fixed == n:
+            return self._infer(self._request, feeds)
+        return concat([(self._infer(self._request, piece), real)
+                       for piece, real in chunks(feeds, fixed)])
+
+    def bind(self, x: Any) -> Callable[[], Any]:
+        feeds = self.feeds(x)
+        fixed, n = self._batch(), next(iter(feeds.values())).shape[0]
+        if fixed >= 0 and fixed != n:
+            raise_fixed_batch(self, n)
+        self._bound = feeds  # ov.Tensor shares the numpy memory: keep it alive
+        for i, t in enumerate(self.inputs):
+            self._request.set_input_tensor(i, self._ov.Tensor(feeds[t.name], shared_memory=True))
+        return self._request.infer
+
+    def profile(self, x: Any, runs: int = 10) -> list[dict[str, Any]] | None:
+        """OpenVINO's performance counters (PERF_COUNT), summed over ``runs`` inferences."""
+        feeds = self.feeds(x)
+        request = self._compile(perf=True).create_infer_request()
+        self._infer(request, feeds)  # warm-up
+        rows: dict[str, dict[str, Any]] = {}
+        for _ in range(runs):
+            self._infer(request, feeds)
+            for info in request.profiling_info:
+                if str(info.status).endswith("EXECUTED"):
+                    row = rows.setdefault(info.node_name, {"calls": 0, "total_us": 0.0,
+                                                           "type": info.node_type})
+                    row["calls"] += 1
+                    row["total_us"] += info.real_time.total_seconds() * 1e6
+        return _rows(rows, runs)
+
+    def close(self) -> None:
+        self._request = self._compiled = self._model = None

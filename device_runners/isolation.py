@@ -1,0 +1,185 @@
+"""Load and test-run a model in a child process, so a runtime crash becomes a one-line error.
+
+Runtimes are C++ and some crash (segfault, abort) on malformed files instead of raising. A
+worker process per runtime (``python -m device_runners.isolation RUNTIME``) imports the
+runtime once, then for each request forks a child that loads the model and runs one inference
+on random data. The worker reports back one JSON line: ok, a Python-level error message, or
+the signal the child died of. Forking from the worker (which never holds a model or a runtime
+thread pool) keeps each check to the model's own load time.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from deploy.errors import DeployError, MissingDependencyError, ModelFileError
+
+TIMEOUT_S = 120.0
+_workers: dict[str, "_Worker"] = {}
+
+
+class _Worker:
+    def __init__(self, runtime: str):
+        self.runtime = runtime
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "device_runners.isolation", runtime],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=env, cwd=_package_root())
+        hello = self._read(TIMEOUT_S)
+        if hello is None or "error" in hello:
+            self.close()
+            _raise((hello or {}).get("error"), (hello or {}).get("kind"), runtime)
+
+    def _read(self, timeout: float) -> dict | None:
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = self.proc.stdout.readline()
+        return json.loads(line) if line else None
+
+    def check(self, path: Path, threads: int | None) -> dict | None:
+        request = json.dumps({"path": str(path), "threads": threads}) + "\n"
+        try:
+            self.proc.stdin.write(request.encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return None
+        return self._read(TIMEOUT_S + 10)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _package_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def _raise(message: str | None, kind: str | None, runtime: str):
+    if kind == "MissingDependencyError":
+        err = MissingDependencyError.__new__(MissingDependencyError)
+        Exception.__init__(err, message)
+        raise err
+    raise ModelFileError(message or f"the {runtime} check process failed to start")
+
+
+def check_in_child(path: Path, runtime: str, threads: int | None = None) -> None:
+    """Raise ModelFileError unless ``path`` loads and runs once in a child process."""
+    worker = _workers.get(runtime)
+    if worker is None or not worker.alive():
+        worker = _workers[runtime] = _Worker(runtime)
+    result = worker.check(path, threads)
+    if result is None:  # the worker itself is gone or hung: never reuse it
+        worker.close()
+        _workers.pop(runtime, None)
+        raise ModelFileError(f"{path}: the {runtime} check process stopped responding")
+    if result.get("ok"):
+        return
+    if "signal" in result:
+        sig = result["signal"]
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        what = "timed out" if sig == signal.SIGALRM else f"crashed ({name})"
+        raise ModelFileError(f"{path}: {runtime} {what} while loading or running it; "
+                             f"the file is corrupt or not a valid model")
+    _raise(result.get("error"), result.get("kind"), runtime)
+
+
+@atexit.register
+def _close_workers() -> None:
+    for w in list(_workers.values()):
+        w.close()
+    _workers.clear()
+
+
+# ---- the worker side -------------------------------------------------------------------
+def _child(path: str, threads: int | None, runtime: str, fd: int) -> None:
+    """In the forked child: load, run once, write the outcome to ``fd``, exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(int(TIMEOUT_S))  # the kernel ends a hung load even inside C++ code
+    try:
+        from device_runners.backends import backend_class
+        backend = backend_class(runtime)(path, threads=threads)
+        backend.run(backend.example(seed=0) if len(backend.inputs) > 1
+                    else next(iter(backend.example(seed=0).values())))
+        out = {"ok": True}
+    except DeployError as e:
+        out = {"ok": False, "error": str(e), "kind": type(e).__name__}
+    except BaseException as e:  # noqa: BLE001 - anything else the runtime throws is a bad file
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        out = {"ok": False, "error": f"{path}: {runtime} cannot run this file ({text})",
+               "kind": "ModelFileError"}
+    os.write(fd, json.dumps(out).encode())
+    os._exit(0)
+
+
+def _serve(runtime: str) -> int:
+    out = sys.stdout
+    try:
+        from device_runners.backends import RUNTIMES, backend_class
+        if runtime not in RUNTIMES:
+            raise ModelFileError(f"unknown runtime {runtime!r}")
+        backend_class(runtime)  # imports our module; import the runtime itself as well:
+        {"litert": _import_litert, "onnxruntime": lambda: __import__("onnxruntime"),
+         "openvino": lambda: __import__("openvino")}[runtime]()
+    except DeployError as e:
+        out.write(json.dumps({"error": str(e), "kind": type(e).__name__}) + "\n")
+        return 1
+    out.write(json.dumps({"ready": runtime}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        req = json.loads(line)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            _child(req["path"], req.get("threads"), runtime, w)
+        os.close(w)
+        chunks = []
+        while True:
+            data = os.read(r, 65536)
+            if not data:
+                break
+            chunks.append(data)
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            result = {"ok": False, "signal": os.WTERMSIG(status)}
+        else:
+            try:
+                result = json.loads(b"".join(chunks) or b"null")
+            except ValueError:
+                result = None
+            if not isinstance(result, dict):
+                result = {"ok": False, "error": f"{req['path']}: {runtime} exited with status "
+                          f"{os.WEXITSTATUS(status)} while loading it", "kind": "ModelFileError"}
+        out.write(json.dumps(result) + "\n")
+        out.flush()
+    return 0
+
+
+def _import_litert():
+    from device_runners.backends.litert import _interpreter_module
+    _interpreter_module()
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(sys.argv[1] if len(sys.argv) > 1 else ""))
