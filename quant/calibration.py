@@ -1,0 +1,155 @@
+"""Calibration data for int8 PTQ: a small, deterministic set of preprocessed model inputs.
+
+Sources (``--calib PATH``):
+  * an ImageFolder directory or a zip of one, or ImageNet files named ``<wnid>_*.JPEG``
+    (read with ``device_runners.images`` so calibration sees the same pixels as evaluation);
+    a seeded, class-balanced subset of ``size`` images, preprocessed by the model's metadata;
+  * a ``.npz`` holding one array (or ``x``/``inputs``/``images``): either float32 inputs already
+    preprocessed ``[N, C, H, W]`` or raw RGB pixels uint8 ``[N, H, W, 3]`` (preprocessed here).
+Data distilled from the model itself (no images) comes from ``quant.zeroq`` as the same type.
+"""
+from __future__ import annotations
+
+import os
+import random
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from deploy.errors import ConfigError, DataError, ShapeError
+
+DEFAULT_SIZE = 300
+NPZ_KEYS = ("x", "inputs", "images")
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Preprocessed float32 model inputs ``[N, C, H, W]`` plus where they came from."""
+
+    inputs: np.ndarray
+    source: dict[str, Any] = field(default_factory=dict)  # recorded in the int8 manifest
+    keys: tuple[str, ...] = ()  # image keys used (so evaluation can leave them out)
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def batches(self, batch_size: int = 1) -> Iterator[np.ndarray]:
+        for start in range(0, len(self), batch_size):
+            yield self.inputs[start:start + batch_size]
+
+    def describe(self) -> str:
+        s = self.source
+        if s.get("kind") == "zeroq":
+            return (f"{len(self)} images distilled from the model's BatchNorm statistics "
+                    f"(ZeroQ, no real data; {s.get('iterations')} iterations)")
+        return f"{len(self)} images from {s.get('path')} (seed {s.get('seed')})"
+
+
+def load_calibration(path: str | os.PathLike, preprocess, size: int = DEFAULT_SIZE,
+                     seed: int = 0, split: str = "train") -> CalibrationSet:
+    """Read ``size`` calibration inputs from ``path`` for a model with ``preprocess``."""
+    if size < 1:
+        raise ConfigError(f"--calib-size must be >= 1, got {size}")
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"calibration data {path}: no such file or folder")
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return _from_npz(path, preprocess, size, seed)
+    if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
+        raise DataError(f"calibration data {path}: the folder is empty")
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DataError(f"calibration data {path}: not a folder, a zip of images or a .npz")
+    images = _image_set(path, split)
+    indices = images.subset(size, seed=seed, balanced=True)
+    return from_image_set(images, indices, preprocess, seed=seed)
+
+
+def _image_set(path: Path, split: str):
+    from device_runners.images import ImageSet
+
+    try:
+        return ImageSet(path, split=split)
+    except DataError as e:
+        # A set with only test/val folders is still usable for calibration.
+        if "split" in str(e) and split == "train":
+            return ImageSet(path, split="val")
+        raise DataError(f"calibration data: {e}") from None
+
+
+def from_image_set(images, indices, preprocess, seed: int = 0) -> CalibrationSet:
+    from device_runners.images import preprocess as prep
+
+    arrays = []
+    for i in indices:
+        arrays.append(prep(images.load(i), _nchw(preprocess)))
+    keys = tuple(images.samples[i].key for i in indices)
+    classes = len({images.samples[i].label for i in indices})
+    source = {"kind": "images", "path": str(images.path), "size": len(indices), "seed": seed,
+              "classes": classes, "layout": images.layout}
+    return CalibrationSet(np.stack(arrays).astype(np.float32), source, keys)
+
+
+def _nchw(preprocess):
+    # torch parents and every exported file here take NCHW float input
+    import dataclasses
+
+    return dataclasses.replace(preprocess, layout="NCHW")
+
+
+def _from_npz(path: Path, preprocess, size: int, seed: int) -> CalibrationSet:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = list(data.keys())
+            if not names:
+                raise DataError(f"calibration data {path}: the .npz holds no arrays")
+            key = names[0] if len(names) == 1 else next((k for k in NPZ_KEYS if k in names), None)
+            if key is None:
+                raise DataError(f"calibration data {path}: several arrays ({', '.join(names)}) "
+                                f"and none named {', '.join(NPZ_KEYS)}")
+            x = data[key]
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise DataError(f"calibration data {path}: unreadable .npz ({e})") from None
+    if len(x) == 0:
+        raise DataError(f"calibration data {path}: array {key!r} is empty")
+    crop = preprocess.crop
+    chosen = sorted(random.Random(seed).sample(range(len(x)), size)) if size < len(x) \
+        else list(range(len(x)))
+    x = x[chosen]
+    if x.dtype == np.uint8 and x.ndim == 4 and x.shape[-1] == 3:
+        from device_runners.images import preprocess as prep
+
+        x = np.stack([prep(np.ascontiguousarray(im), _nchw(preprocess)) for im in x])
+    elif np.issubdtype(x.dtype, np.floating) and x.ndim == 4:
+        if tuple(x.shape[1:]) != (3, crop, crop):
+            raise ShapeError(f"calibration data {path}: array {key!r} has inputs of shape "
+                             f"{tuple(x.shape[1:])}; the model takes (3, {crop}, {crop}) "
+                             f"preprocessed float (or give raw uint8 [N, H, W, 3] pixels)")
+    else:
+        raise ShapeError(f"calibration data {path}: array {key!r} is {x.dtype} {tuple(x.shape)}; "
+                         f"expected float32 [N, 3, {crop}, {crop}] or uint8 [N, H, W, 3]")
+    if not np.isfinite(x).all():
+        raise DataError(f"calibration data {path}: array {key!r} contains NaN or inf")
+    source = {"kind": "npz", "path": str(path), "array": key, "size": len(chosen), "seed": seed}
+    return CalibrationSet(np.ascontiguousarray(x, dtype=np.float32), source)
+
+
+def eval_indices(images, calib: CalibrationSet | None, limit: int | None = None,
+                 seed: int = 0) -> list[int]:
+    """Evaluation indices of ``images`` that were not used for calibration.
+
+    When calibration and evaluation read the same set, the calibration images are left out so
+    the reported accuracy is on held-out images."""
+    used = set()
+    if calib is not None and calib.source.get("kind") == "images" and \
+            Path(calib.source["path"]).resolve() == Path(images.path).resolve():
+        used = set(calib.keys)
+    rest = [i for i, s in enumerate(images.samples) if s.key not in used]
+    if not rest:
+        raise DataError(f"{images.path}: every image was used for calibration; none is left "
+                        f"to evaluate on (lower --calib-size or give another --eval set)")
+    if limit is not None and limit < len(rest):
+        rest = sorted(random.Random(seed).sample(rest, limit))
+    return rest
