@@ -1,0 +1,320 @@
+"""The bundle's README.md, rendered from its manifest: every number in it was measured.
+
+Sections: what the model is, how it was trained and quantized, the accuracy/latency table
+(values recorded by ``runner eval``/``runner bench`` during the release, with the machine and
+commands), the exact preprocessing an app must apply, and loading code for Android (Kotlin),
+iOS (Swift) and a board (``runner``). A figure that was not measured says so.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def render(m: dict[str, Any]) -> str:
+    parts = [_header(m), _files_table(m), _preprocessing(m), _android(m), _ios(m), _runner(m),
+             _provenance(m)]
+    return "\n\n".join(p.strip("\n") for p in parts if p) + "\n"
+
+
+# ---- sections --------------------------------------------------------------------------
+def _header(m: dict[str, Any]) -> str:
+    src = m.get("source", {})
+    w = src.get("weights") or {}
+    lines = [f"# {m['name']} {m['version']}", ""]
+    what = src.get("description") or f"{src.get('arch', m['name'])} image classifier"
+    lines.append(f"{what}. {m.get('num_classes', '?')} classes (`{m['labels']}`, one label a "
+                 f"line, line i = output i).")
+    facts = []
+    if src.get("params"):
+        facts.append(f"{src['params'] / 1e6:.2f} M parameters")
+    if src.get("macs"):
+        facts.append(f"{src['macs'] / 1e6:.1f} M multiply-accumulates per image")
+    if facts:
+        lines.append(", ".join(facts) + ".")
+    lines += ["", "## Training and quantization", ""]
+    if w:
+        trained = f"Trained on {w.get('dataset', 'an unrecorded dataset')}"
+        if w.get("top1") is not None:
+            trained += f" (PyTorch top-1 {w['top1']:.2f}% on its test split, as recorded with the weights)"
+        lines.append(trained + f"; weights `{w.get('file', '?')}` sha256 `{w.get('sha256', '?')}`.")
+        if w.get("recipe"):
+            lines.append("Recipe: " + ", ".join(f"{k} {v}" for k, v in w["recipe"].items()) + ".")
+    else:
+        lines.append("No trained weights are recorded for this model (random initialisation).")
+    if src.get("adaptation"):
+        lines.append(f"Architecture change: {src['adaptation']}.")
+    for model in m["models"]:
+        steps = [_pass(p) for p in model.get("passes", ())]
+        lines.append(f"- `{model['path']}`: " + (" -> ".join(steps) if steps else "as exported"))
+    return "\n".join(lines)
+
+
+def _pass(p: dict[str, Any]) -> str:
+    name = p.get("name", "?")
+    details = ", ".join(f"{k} {v}" for k, v in p.items() if k != "name" and not isinstance(v, (dict, list)))
+    return f"{name} ({details})" if details else name
+
+
+def _files_table(m: dict[str, Any]) -> str:
+    rows = ["## Accuracy and latency", "",
+            "| file | format | precision | size | top-1 | top-5 | latency mean / p50 | vs PyTorch |",
+            "|---|---|---|---:|---:|---:|---:|---|"]
+    for model in m["models"]:
+        acc, lat = model.get("accuracy"), model.get("latency")
+        top1 = f"{acc['top1']:.2f}%" if acc else "not measured"
+        top5 = f"{acc['top5']:.2f}%" if acc else "not measured"
+        ms = f"{lat['mean_ms']:.3f} / {lat['p50_ms']:.3f} ms" if lat else "not measured"
+        rows.append(f"| `{model['path']}` | {model['format']} | {model['precision']} | "
+                    f"{_size(model['size_bytes'] + sum(c['size_bytes'] for c in model.get('companions', ())))} | "
+                    f"{top1} | {top5} | {ms} | {_validation(model.get('validation'))} |")
+    rows.append("")
+    accs = [x["accuracy"] for x in m["models"] if x.get("accuracy")]
+    lats = [x["latency"] for x in m["models"] if x.get("latency")]
+    if accs:
+        a = accs[0]
+        rows.append(f"Accuracy: `runner eval` on {a['images']} images of `{a['data']}` ({a['split']} "
+                    f"split, class-balanced subset, seed {a['seed']}), preprocessing as below.")
+    if lats:
+        t = lats[0]
+        rows.append(f"Latency: `runner bench`, batch {t['batch']}, {t['threads']} threads, "
+                    f"{t['runs']} timed runs after {t['warmup']} warm-up; the inference call only.")
+    machine = m.get("measured_on")
+    if machine:
+        rows.append(f"Measured on: {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores, "
+                    f"{machine.get('isa', '?')}), {machine.get('os', '?')}, Python "
+                    f"{machine.get('python', '?')}, at {m.get('created', '?')}.")
+    cmds = [x[k]["command"] for x in m["models"] for k in ("accuracy", "latency") if x.get(k)]
+    if cmds:
+        rows += ["", "Commands (run in the bundle folder):", "", "```sh", *cmds, "```"]
+    return "\n".join(rows)
+
+
+def _validation(v: dict[str, Any] | None) -> str:
+    if not v:
+        return "not validated"
+    bits = [v.get("status", "?")]
+    for key, fmt in (("top1_agreement", "top-1 agreement {:.1%}"), ("max_abs_diff", "max |diff| {:.2g}"),
+                     ("cosine", "cosine {:.4f}"), ("images", "{} images")):
+        if v.get(key) is not None:
+            bits.append(fmt.format(v[key]))
+    return ", ".join(bits)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+def _preprocessing(m: dict[str, Any]) -> str:
+    p = m["preprocess"]
+    mean, std = p["mean"], p["std"]
+    mean_px = [round(255 * x, 4) for x in mean]
+    std_px = [round(255 * x, 4) for x in std]
+    resize_step = (f"Resize so that the shorter side is {p['resize']} px ({p['interpolation']}; the "
+                   f"longer side becomes floor({p['resize']} x long / short)), then crop the centre "
+                   f"{p['crop']} x {p['crop']} (offset round((side - {p['crop']}) / 2), halves to even)."
+                   if p["resize"] != p["crop"] else
+                   f"Resize so that the shorter side is {p['crop']} px ({p['interpolation']}) and crop "
+                   f"the centre {p['crop']} x {p['crop']}; a {p['crop']} x {p['crop']} image is used as is.")
+    lines = ["## Preprocessing (apply exactly this)", "",
+             f"1. Decode to 8-bit {p.get('color', 'RGB')} (drop alpha; no colour management).",
+             f"2. {resize_step}",
+             f"3. Per channel c ({'R, G, B' if p.get('color', 'RGB') == 'RGB' else 'B, G, R'}): "
+             f"x = (pixel / 255 - mean[c]) / std[c] with mean = {_vec(mean)}, std = {_vec(std)}; "
+             f"the same as (pixel - {_vec(mean_px)}) / {_vec(std_px)} in pixel units "
+             f"(the normalization packed in the .tflite metadata).",
+             "4. Lay the values out and type them as each file's input says:", "",
+             "| file | input | layout | dtype | quantization (q = round(x / scale) + zero_point) |",
+             "|---|---|---|---|---|"]
+    for model in m["models"]:
+        t = model["input"]
+        q = (f"scale {t['scale']:.9g}, zero point {t['zero_point']}, clamp to the dtype's range"
+             if t.get("scale") is not None else "none: feed x as float")
+        lines.append(f"| `{model['path']}` | `{t['name']}` {t['shape']} | {t.get('layout') or '?'} | "
+                     f"{t['dtype']} | {q} |")
+    lines += ["", "5. Output: one score per class (logits). "
+              "A quantized output is dequantized as (q - zero_point) x scale:", "",
+              "| file | output | dtype | dequantization |", "|---|---|---|---|"]
+    for model in m["models"]:
+        for t in model["outputs"]:
+            dq = (f"scale {t['scale']:.9g}, zero point {t['zero_point']}" if t.get("scale") is not None
+                  else "none")
+            lines.append(f"| `{model['path']}` | `{t['name']}` {t['shape']} | {t['dtype']} | {dq} |")
+    lines += ["", f"The predicted class is the index of the largest score; its name is that line "
+              f"of `{m['labels']}`. Softmax is optional (it does not change the ranking)."]
+    return "\n".join(lines)
+
+
+def _vec(v) -> str:
+    return "(" + ", ".join(f"{x:g}" for x in v) + ")"
+
+
+def _tflite(m: dict[str, Any]) -> dict[str, Any] | None:
+    """The .tflite a phone app should start from: fp32 if there is one, else the first."""
+    files = [x for x in m["models"] if x["format"] == "tflite"]
+    return next((x for x in files if x["precision"] == "fp32"), files[0] if files else None)
+
+
+def _android(m: dict[str, Any]) -> str:
+    model = _tflite(m)
+    if model is None:
+        return ""
+    p, t, out = m["preprocess"], model["input"], model["outputs"][0]
+    name, size, n = model["path"], p["crop"], m.get("num_classes", out["shape"][-1])
+    quant = t.get("scale") is not None
+    nchw = t.get("layout") == "NCHW"
+    put = (f"input.put(maxOf(-128, minOf(127, round(v / {t['scale']:.9g}f).toInt() + "
+           f"({t['zero_point']}))).toByte())" if quant else "input.putFloat(v)")
+    order = ("for (c in 0 until 3) for (p in px) {  // NCHW: all R, then all G, then all B"
+             if nchw else "for (p in px) for (c in 0 until 3) {  // NHWC: R, G, B of each pixel")
+    out_decl = (f"Array(1) {{ ByteArray({n}) }}" if out.get("scale") is not None
+                else f"Array(1) {{ FloatArray({n}) }}")
+    score = (f"(out[0][i] - ({out['zero_point']})) * {out['scale']:.9g}f"
+             if out.get("scale") is not None else "out[0][i]")
+    code = f"""## Android (Kotlin, LiteRT Interpreter)
+
+Copy `{name}` and `{m['labels']}` into `app/src/main/assets/` (keep them uncompressed:
+`androidResources {{ noCompress += "tflite" }}`) and add `implementation("com.google.ai.edge.litert:litert:1.4.0")`.
+
+```kotlin
+import android.content.Context
+import android.graphics.Bitmap
+import org.tensorflow.lite.Interpreter
+import java.io.FileInputStream
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import java.nio.channels.FileChannel
+import kotlin.math.round
+
+class Classifier(context: Context) {{
+    private val mean = floatArrayOf({', '.join(f'{x:g}f' for x in p['mean'])})
+    private val std = floatArrayOf({', '.join(f'{x:g}f' for x in p['std'])})
+    private val labels = context.assets.open("{m['labels']}").bufferedReader().readLines()
+    private val interpreter = context.assets.openFd("{name}").use {{ fd ->
+        val model = FileInputStream(fd.fileDescriptor).channel
+            .map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength)
+        Interpreter(model, Interpreter.Options().setNumThreads(2))
+    }}
+
+    fun classify(bitmap: Bitmap): Pair<String, Float> {{
+        // shorter side -> {p['resize']} px, then the centre {size} x {size}
+        val short = minOf(bitmap.width, bitmap.height)
+        val w = {p['resize']} * bitmap.width / short
+        val h = {p['resize']} * bitmap.height / short
+        val scaled = Bitmap.createScaledBitmap(bitmap, w, h, true)
+        val crop = Bitmap.createBitmap(scaled, Math.rint((w - {size}) / 2.0).toInt(),
+                                       Math.rint((h - {size}) / 2.0).toInt(), {size}, {size})
+        val px = IntArray({size} * {size})
+        crop.getPixels(px, 0, {size}, 0, 0, {size}, {size})
+        val input = ByteBuffer.allocateDirect({'' if quant else '4 * '}3 * {size} * {size}).order(ByteOrder.nativeOrder())
+        {order}
+            val v = (((p shr (16 - 8 * c)) and 0xFF) / 255f - mean[c]) / std[c]
+            {put}
+        }}
+        input.rewind()
+        val out = {out_decl}
+        interpreter.run(input, out)
+        val i = (0 until {n}).maxBy {{ {score.replace('[i]', '[it]')} }}
+        return labels[i] to {score}
+    }}
+}}
+```
+"""
+    if model.get("tflite_metadata") and not nchw and t["dtype"] in ("float32", "uint8"):
+        code += f"""
+The file carries TFLite metadata (normalization, labels), so the Task library can read it
+directly (`implementation("org.tensorflow:tensorflow-lite-task-vision:0.4.4")`); it resizes the
+whole image to {size} x {size} itself, so crop the centre first to match the preprocessing above:
+
+```kotlin
+// centreCrop: the bitmap after the resize and centre crop of classify() above
+val classifier = org.tensorflow.lite.task.vision.classifier.ImageClassifier.createFromFile(context, "{name}")
+val top = classifier.classify(org.tensorflow.lite.support.image.TensorImage.fromBitmap(centreCrop))[0].categories[0]
+```
+"""
+    elif model.get("tflite_metadata"):
+        code += (f"\nThe file carries TFLite metadata (normalization, labels packed inside), but its "
+                 f"input is {t['dtype']} {t.get('layout')}: the Task library's ImageClassifier takes only "
+                 f"NHWC float32/uint8 inputs, so use the Interpreter code above.\n")
+    return code
+
+
+def _ios(m: dict[str, Any]) -> str:
+    model = _tflite(m)
+    if model is None:
+        return ""
+    p, t, out = m["preprocess"], model["input"], model["outputs"][0]
+    size, stem = p["crop"], model["path"].rsplit(".", 1)[0]
+    quant = t.get("scale") is not None
+    index = "c * plane + i" if t.get("layout") == "NCHW" else "i * 3 + c"
+    if quant:
+        fill = (f"var x = [Int8](repeating: 0, count: 3 * plane)\n"
+                f"for i in 0..<plane {{ for c in 0..<3 {{\n"
+                f"    let v = (Float(rgb[i * 3 + c]) / 255 - mean[c]) / std[c]\n"
+                f"    x[{index}] = Int8(max(-128, min(127, (v / {t['scale']:.9g}).rounded(.toNearestOrEven) + {t['zero_point']})))\n"
+                f"}} }}\n"
+                f"try interpreter.copy(Data(bytes: x, count: x.count), toInputAt: 0)")
+    else:
+        fill = (f"var x = [Float](repeating: 0, count: 3 * plane)\n"
+                f"for i in 0..<plane {{ for c in 0..<3 {{\n"
+                f"    x[{index}] = (Float(rgb[i * 3 + c]) / 255 - mean[c]) / std[c]\n"
+                f"}} }}\n"
+                f"try interpreter.copy(Data(bytes: x, count: x.count * MemoryLayout<Float>.stride), toInputAt: 0)")
+    if out.get("scale") is not None:
+        read = ("let q = output.data.withUnsafeBytes { Array($0.bindMemory(to: Int8.self)) }\n"
+                f"let scores = q.map {{ (Float($0) - Float({out['zero_point']})) * Float({out['scale']:.9g}) }}")
+    else:
+        read = "let scores = output.data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }"
+    return f"""## iOS (Swift, TensorFlowLiteSwift)
+
+Add `pod 'TensorFlowLiteSwift'` and put `{model['path']}` and `{m['labels']}` in the app bundle.
+`rgb` holds the {size} x {size} centre crop (after the resize above) as row-major R, G, B bytes.
+
+```swift
+import TensorFlowLite
+
+let mean: [Float] = [{', '.join(f'{x:g}' for x in p['mean'])}]
+let std: [Float] = [{', '.join(f'{x:g}' for x in p['std'])}]
+let plane = {size} * {size}
+var options = Interpreter.Options()
+options.threadCount = 2
+let interpreter = try Interpreter(
+    modelPath: Bundle.main.path(forResource: "{stem}", ofType: "tflite")!, options: options)
+try interpreter.allocateTensors()
+{fill}
+try interpreter.invoke()
+let output = try interpreter.output(at: 0)
+{read}
+let labels = try String(contentsOfFile: Bundle.main.path(forResource: "labels", ofType: "txt")!)
+    .split(separator: "\\n")
+let best = scores.indices.max {{ scores[$0] < scores[$1] }}!
+print(labels[best], scores[best])
+```
+"""
+
+
+def _runner(m: dict[str, Any]) -> str:
+    lines = ["## On a board (`runner`)", "",
+             "`pip install 'edgedeploy[litert]'` (or `[onnxruntime]`, `[openvino]`); no PyTorch needed.",
+             "", "```sh", "runner verify .            # sizes, sha256, loading, input specs"]
+    a = next((x["accuracy"] for x in m["models"] if x.get("accuracy")), None)
+    if a:
+        lines.append(f"runner verify . --data {a['data']}   # and top-1 within tolerance")
+    for model in m["models"]:
+        lines.append(f"runner bench {model['path']} --threads 2")
+    if a:
+        lines.append(f"runner eval {m['models'][0]['path']} --data {a['data']} --limit {a['images']}")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def _provenance(m: dict[str, Any]) -> str:
+    lines = ["## Files and provenance", "", "| file | bytes | sha256 |", "|---|---:|---|"]
+    lines += [f"| `{f['path']}` | {f['size_bytes']} | `{f['sha256']}` |" for f in m["files"]
+              if f["path"] != "README.md"]
+    lines += ["", "`manifest.json` lists every file (this README included) with its sha256; "
+              "`runner verify` checks them. Toolchain:", ""]
+    lines += [f"- {k} {v}" for k, v in sorted(m.get("toolchain", {}).items())]
+    repro = m.get("reproducibility")
+    if repro:
+        lines += ["", f"Reproducibility: {repro}"]
+    return "\n".join(lines)

@@ -1,0 +1,333 @@
+"""``deploy release``: one versioned, self-describing, verifiable bundle for mobile apps.
+
+    artifacts (built by the export pipeline, or reused when a manifest with the same parent
+    and passes is already in the build folder)
+      -> copied into the bundle under stable names (.tflite files get TFLite metadata:
+         normalization, descriptions, labels.txt packed inside; outputs checked identical)
+      -> measured there with ``runner eval`` / ``runner bench`` (machine and command recorded)
+      -> labels.txt, README.md (model card), manifest.json (every file's size and sha256)
+      -> a deterministic zip of the folder (sorted entries, fixed times, relative paths).
+
+Model files are reproducible from the same inputs; manifest.json and README.md also hold the
+creation time and measured latency, which differ between builds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from deploy.bundle import MANIFEST, SCHEMA, file_entry, list_files, write_zip
+from deploy.errors import ConfigError, DataError, ValidationError
+from deploy.files import write_bytes_atomic, write_text_atomic
+from deploy.manifest import Artifact, read_manifest, write_manifest
+
+SUFFIX_RUNTIME = {".tflite": "litert", ".onnx": "onnxruntime", ".xml": "openvino"}
+NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    model: str
+    targets: tuple[str, ...] = ("tflite",)
+    int8: bool = False
+    fp16: bool = False
+    version: str = "1.0.0"
+    calib: Path | None = None
+    eval_data: Path | None = None
+    eval_limit: int = 1000
+    eval_split: str = "test"
+    output: Path = Path("releases")
+    threads: int | None = None
+    bench_runs: int = 100
+    bench_warmup: int = 10
+    extra: dict[str, Any] = field(default_factory=dict)  # passed on to the export pipeline
+
+    def __post_init__(self):
+        if not self.targets:
+            raise ConfigError("--targets needs at least one target")
+        if len(set(self.targets)) != len(self.targets):
+            raise ConfigError(f"--targets lists a target twice: {','.join(self.targets)}")
+        if not NAME_OK.match(self.version):
+            raise ConfigError(f"--version {self.version!r}: use letters, digits and . _ + - only")
+        if self.int8 and self.calib is None:
+            raise ConfigError("--int8 needs --calib PATH (calibration images)")
+        if self.eval_limit < 1 or self.bench_runs < 1 or self.bench_warmup < 0:
+            raise ConfigError("--eval-limit and --bench-runs must be at least 1, --bench-warmup 0 or more")
+        for what, p in (("--calib", self.calib), ("--eval", self.eval_data)):
+            if p is not None and not Path(p).exists():
+                raise DataError(f"{what} {p}: no such file or folder")
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """fp32 always (the reference every other precision is compared with)."""
+        return ("fp32",) + (("fp16",) if self.fp16 else ()) + (("int8",) if self.int8 else ())
+
+
+@dataclass(frozen=True)
+class Built:
+    """One artifact ready for the bundle: its file in the build folder, and whether reused."""
+
+    path: Path
+    artifact: Artifact
+    reused: bool
+
+
+# ---- building ---------------------------------------------------------------------------
+def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Built]:
+    """Every (target, precision) of the release through the export pipeline, reusing matches."""
+    from deploy import pipeline
+
+    built = []
+    for target in cfg.targets:
+        for precision in cfg.precisions:
+            request = pipeline.request_for(cfg.model, target=target, precision=precision,
+                                           calib=cfg.calib, **cfg.extra)
+            found = find_reusable(build_dir, request)
+            if found is not None:
+                log(f"reusing {found.name} (same parent and passes)")
+                built.append(Built(found, read_manifest(found), True))
+                continue
+            path = pipeline.run_request(request, build_dir)
+            built.append(Built(Path(path), read_manifest(path), False))
+    for b in built:
+        if b.artifact is None:
+            raise ValidationError(f"{b.path}: the pipeline wrote no manifest")
+        if not b.artifact.passed:
+            raise ValidationError(f"{b.path.name}: validation against the PyTorch parent did not "
+                                  f"pass ({(b.artifact.validation or {}).get('status', 'not run')}); "
+                                  f"refusing to release it")
+    return built
+
+
+def find_reusable(build_dir: Path, request) -> Path | None:
+    """A model file in ``build_dir`` whose manifest has the request's parent and passes and
+    whose bytes still match that manifest."""
+    from deploy import pipeline
+    from deploy.files import sha256_file
+
+    if not build_dir.is_dir():
+        return None
+    for manifest in sorted(build_dir.glob("*.json")):
+        model_file = manifest.with_suffix("")
+        try:
+            art = read_manifest(model_file)
+        except Exception:  # noqa: BLE001 - a stale or foreign manifest is just not reusable
+            continue
+        if art is None or not model_file.is_file() or not art.passed:
+            continue
+        if not pipeline.matches(art, request):
+            continue
+        if sha256_file(model_file) != art.sha256 or any(
+                sha256_file(build_dir / c["file"]) != c["sha256"] for c in art.companions
+                if (build_dir / c["file"]).is_file()):
+            continue
+        return model_file
+    return None
+
+
+# ---- the bundle -------------------------------------------------------------------------
+def bundle_name(name: str, version: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name).strip("._") or "model"
+    return f"{safe}-{version}"
+
+
+def release(cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
+    """Build (or reuse), assemble, measure; returns (bundle folder, zip)."""
+    cfg.output.mkdir(parents=True, exist_ok=True)
+    built = build_artifacts(cfg, cfg.output / "build", log=log)
+    return assemble(built, cfg, log=log)
+
+
+def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
+    first = built[0].artifact
+    name = first.model.get("name") or cfg.model
+    labels = list(first.labels)
+    if not labels:
+        raise ConfigError(f"{name}: the artifacts carry no labels; a release needs labels.txt")
+    for b in built[1:]:
+        if b.artifact.model.get("weights") != first.model.get("weights") or list(b.artifact.labels) != labels:
+            raise ConfigError(f"{b.path.name} comes from a different model than {built[0].path.name}")
+    folder = bundle_name(name, cfg.version)
+    final, zip_path = cfg.output / folder, cfg.output / f"{folder}.zip"
+    cfg.output.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder}.", dir=cfg.output))
+    stage.chmod(0o755)  # mkdtemp makes it private; the bundle is for sharing
+    try:
+        write_text_atomic(stage / "labels.txt", "\n".join(labels) + "\n")
+        models = [_add_model(b, stage, folder, labels, cfg, log) for b in built]
+        manifest = _bundle_manifest(first, name, cfg, models, labels)
+        from deploy.model_card import render
+
+        manifest["files"] = [file_entry(stage, rel) for rel in list_files(stage)]
+        write_text_atomic(stage / "README.md", render(manifest))
+        manifest["files"] = [file_entry(stage, rel) for rel in list_files(stage)]
+        write_text_atomic(stage / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        for p in stage.rglob("*"):  # atomic writes leave 0600 files; a bundle is for sharing
+            p.chmod(0o644 if p.is_file() else 0o755)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(stage, final)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage)
+    write_zip(final, zip_path, folder)
+    zip_path.chmod(0o644)
+    log(f"wrote {final}/ and {zip_path}")
+    return final, zip_path
+
+
+def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, log) -> dict[str, Any]:
+    art, src = b.artifact, b.path
+    stem = f"{folder.rsplit('-', 1)[0]}-{art.precision}"
+    dst = stage / f"{stem}{src.suffix}"
+    if dst.exists():
+        raise ConfigError(f"two artifacts would both be {dst.name} in the bundle")
+    companions = []
+    for c in art.companions:
+        cdst = f"{stem}{Path(c['file']).suffix}"
+        shutil.copyfile(src.parent / c["file"], stage / cdst)
+        companions.append({**c, "file": cdst})
+    passes = list(art.passes)
+    metadata = False
+    if src.suffix == ".tflite":
+        data = _with_metadata(src, art, labels, cfg)
+        write_bytes_atomic(dst, data)
+        passes.append({"name": "tflite_metadata", "schema": "tflite-support metadata 1.0.0",
+                       "packed": ["labels.txt"], "outputs_identical": True})
+        metadata = True
+    else:
+        shutil.copyfile(src, dst)
+    from deploy.manifest import file_facts
+
+    facts = file_facts(dst)
+    new = art.replace(file=dst.name, sha256=facts["sha256"], size_bytes=facts["size_bytes"],
+                      companions=tuple(companions), passes=tuple(passes), benchmarks=())
+    write_manifest(new, dst)
+    runtime = SUFFIX_RUNTIME[dst.suffix]
+    entry = {
+        "path": dst.name, "manifest": dst.name + ".json", "format": art.format,
+        "precision": art.precision, "runtime": runtime, "size_bytes": facts["size_bytes"],
+        "sha256": facts["sha256"], "tflite_metadata": metadata,
+        "input": _spec(art.input), "outputs": [_spec(t) for t in art.outputs],
+        "companions": [{"path": c["file"], **file_entry(stage, c["file"])} for c in companions],
+        "passes": passes, "validation": art.validation, "toolchain": dict(art.toolchain),
+        "source_sha256": art.sha256, "reused": b.reused,
+    }
+    for c in entry["companions"]:
+        c.pop("file", None)
+    entry["accuracy"], entry["latency"] = _measure(dst, runtime, cfg, log)
+    return entry
+
+
+def _spec(t) -> dict[str, Any]:
+    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "layout": t.layout,
+            "scale": t.scale, "zero_point": t.zero_point}
+
+
+def _with_metadata(src: Path, art: Artifact, labels, cfg: ReleaseConfig) -> bytes:
+    """The .tflite with TFLite Support metadata, after checking LiteRT gives identical outputs."""
+    import numpy as np
+
+    from exporters.tflite_metadata import write_metadata
+
+    pre = art.preprocess
+    if pre is None:
+        raise ConfigError(f"{src.name}: the manifest has no preprocessing to record in the metadata")
+    raw = src.read_bytes()
+    data = write_metadata(
+        raw, name=art.model.get("name", src.stem), version=cfg.version, labels=labels,
+        description=f"{art.model.get('arch', 'image')} classifier, {len(labels)} classes, "
+                    f"{art.precision}",
+        mean=[255.0 * m for m in pre.mean], std=[255.0 * s for s in pre.std],
+        input_description=(f"RGB image, {pre.crop}x{pre.crop} centre crop after resizing the "
+                           f"short side to {pre.resize}, {art.input.layout or ''} "
+                           f"{art.input.dtype}").replace("  ", " "),
+        output_description=f"{len(labels)} class scores (logits), in labels.txt order")
+    from ai_edge_litert.interpreter import Interpreter
+
+    outs = []
+    for content in (raw, data):
+        it = Interpreter(model_content=content, num_threads=1)
+        it.allocate_tensors()
+        d = it.get_input_details()[0]
+        rng = np.random.default_rng(0)
+        x = (rng.integers(-128, 127, d["shape"]).astype(d["dtype"]) if np.dtype(d["dtype"]).kind in "iu"
+             else rng.standard_normal(d["shape"]).astype(d["dtype"]))
+        it.set_tensor(d["index"], x)
+        it.invoke()
+        outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+    if not np.array_equal(outs[0], outs[1]):
+        raise ValidationError(f"{src.name}: outputs changed after packing TFLite metadata")
+    return data
+
+
+def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
+    """(accuracy, latency) records from runner eval / runner bench on the bundle's own file."""
+    from device_runners import sysinfo
+    from device_runners.bench import bench
+
+    machine = _machine(sysinfo.cpu_info())
+    threads = cfg.threads or machine["cores"]
+    accuracy = None
+    if cfg.eval_data is not None:
+        from device_runners.evaluate import evaluate
+
+        r = evaluate(path, cfg.eval_data, limit=cfg.eval_limit, split=cfg.eval_split, seed=0,
+                     threads=threads)
+        accuracy = {"top1": r.top1, "top5": r.top5, "images": r.images,
+                    "data": Path(cfg.eval_data).name, "split": cfg.eval_split, "seed": 0,
+                    "runtime": r.runtime, "runtime_version": r.runtime_version,
+                    "threads": threads, "machine": machine,
+                    "command": f"runner eval {path.name} --data {cfg.eval_data} --split "
+                               f"{cfg.eval_split} --limit {cfg.eval_limit} --seed 0 --threads {threads}"}
+        log(f"{path.name}: top-1 {r.top1:.2f}% top-5 {r.top5:.2f}% on {r.images} images")
+    b = bench(path, threads=threads, warmup=cfg.bench_warmup, runs=cfg.bench_runs)
+    latency = {"mean_ms": b.mean_ms, "p50_ms": b.p50_ms, "p90_ms": b.p90_ms, "min_ms": b.min_ms,
+               "std_ms": b.std_ms, "runs": b.runs, "warmup": b.warmup_runs, "batch": b.batch,
+               "threads": b.threads, "runtime": b.runtime, "runtime_version": b.runtime_version,
+               "machine": machine,
+               "command": f"runner bench {path.name} --threads {threads} --warmup "
+                          f"{cfg.bench_warmup} --runs {cfg.bench_runs}"}
+    log(f"{path.name}: {b.mean_ms:.3f} ms mean, {b.p50_ms:.3f} ms p50 ({threads} threads)")
+    return accuracy, latency
+
+
+def _machine(cpu) -> dict[str, Any]:
+    return {"cpu": cpu.model, "cores": cpu.cores, "isa": cpu.isa, "os": platform.platform(),
+            "python": platform.python_version()}
+
+
+def _bundle_manifest(first: Artifact, name: str, cfg: ReleaseConfig, models, labels) -> dict[str, Any]:
+    from deploy import __version__
+
+    m = first.model
+    toolchain = {"edgedeploy": __version__, "python": platform.python_version()}
+    for entry in models:
+        toolchain.update(entry["toolchain"])
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    created = (datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit()
+               else datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pre = first.preprocess
+    return {
+        "schema": SCHEMA, "name": name, "version": cfg.version, "created": created,
+        "source": {"model": name, "arch": m.get("arch"), "description": m.get("description"),
+                   "params": m.get("params"), "macs": m.get("macs"), "weights": m.get("weights"),
+                   "adaptation": m.get("adaptation"), "build": m.get("kwargs")},
+        "num_classes": len(labels), "labels": "labels.txt",
+        "preprocess": {"resize": pre.resize, "crop": pre.crop, "mean": list(pre.mean),
+                       "std": list(pre.std), "interpolation": pre.interpolation,
+                       "color": pre.color},
+        "release": {"targets": list(cfg.targets), "precisions": list(cfg.precisions),
+                    "calib": Path(cfg.calib).name if cfg.calib else None,
+                    "eval": Path(cfg.eval_data).name if cfg.eval_data else None},
+        "measured_on": models[0]["latency"]["machine"] if models else None,
+        "toolchain": toolchain, "models": models, "files": [],
+    }
