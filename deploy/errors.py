@@ -58,3 +58,13 @@ class MissingDependencyError(DeployError):
         super().__init__(
             f"{module} is not installed; install it with: pip install 'edgedeploy[{extra}]'"
         )
+
+
+class ConversionError(DeployError):
+    """A converter failed on a model; ``log`` keeps the tool's own output for --debug."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log

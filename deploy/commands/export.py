@@ -1,0 +1,91 @@
+"""`deploy export MODEL --target T`: convert a zoo model (or a checkpoint of one), validate it
+against PyTorch on real images, write the model file(s) and the manifest."""
+from __future__ import annotations
+
+import json
+
+HELP = "export a zoo model or checkpoint to ONNX, TFLite or OpenVINO IR, validated on real images"
+
+# command-line flags that set a target option (exporters.capabilities: Target.options)
+OPTION_FLAGS = {"no_simplify": ("simplify", False), "nchw_input": ("nhwc_input", False),
+                "no_rewrite": ("rewrite", False)}
+
+
+def add_arguments(p) -> None:
+    from exporters.capabilities import target_names
+
+    p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
+    p.add_argument("--target", required=True, choices=target_names(),
+                   help="output format")
+    p.add_argument("--fp16", action="store_true",
+                   help="float16 weights (tflite, openvino); validated at >= 99%% top-1 agreement")
+    p.add_argument("--weights", metavar="PATH",
+                   help="checkpoint of the model's architecture (state dict or checkpoint dict)")
+    p.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
+    p.add_argument("--width", type=float, help="width multiplier / scale, where the model has one")
+    p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
+    p.add_argument("--batch", type=int, default=1, help="batch size baked into the file (default 1)")
+    p.add_argument("--output", metavar="DIR", help="output folder (default: out/MODEL)")
+    p.add_argument("--validate-data", metavar="PATH",
+                   help="image folder or zip to validate on (default: CIFAR-10 test split for "
+                        "32x32 nets, the ImageNet sample otherwise, from $EDGEDEPLOY_DATA or "
+                        "../shared/data)")
+    p.add_argument("--threads", type=int, help="runtime threads during validation")
+    p.add_argument("--no-simplify", action="store_true",
+                   help="onnx: skip onnxslim simplification")
+    p.add_argument("--nchw-input", action="store_true",
+                   help="tflite: keep PyTorch's NCHW input instead of NHWC")
+    p.add_argument("--no-rewrite", action="store_true",
+                   help="tflite: skip the NHWC-friendly rewrites (channel shuffle, global mean)")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from deploy.export import ExportConfig, export, load_source
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    options = dict(OPTION_FLAGS[flag] for flag in OPTION_FLAGS if getattr(args, flag))
+    config = ExportConfig(
+        target=args.target, precision="fp16" if args.fp16 else "fp32", batch=args.batch,
+        output_dir=Path(args.output) if args.output else Path("out") / args.model,
+        validate_data=Path(args.validate_data) if args.validate_data else None,
+        threads=args.threads, options=options,
+    )  # checks target, precision and options before anything slow
+    source = load_source(args.model, weights=args.weights, num_classes=args.num_classes,
+                         width=args.width, input_size=args.input_size)
+    if not source.weights["trained"]:
+        print(f"note: {source.name} has random-init weights: latency work only, no accuracy "
+              f"claims (recorded in the manifest)")
+    artifact = export(source, config)
+    if args.json:
+        print(json.dumps(artifact.to_dict(), indent=2))
+    else:
+        print(report(artifact, config.output_dir))
+    return 0
+
+
+def report(a, out_dir) -> str:
+    from deploy.validate import summary_line
+
+    path = out_dir / a.file
+    lines = [f"exported {a.model['name']} -> {a.format} {a.precision}",
+             f"  file:        {path}  ({_size(a.size_bytes)}, sha256 {a.sha256[:16]}...)"]
+    for comp in a.companions:
+        lines.append(f"               {out_dir / comp['file']}  ({_size(comp['size_bytes'])})")
+    lines.append(f"  manifest:    {path}.json")
+    for t in a.inputs:
+        lines.append(f"  input:       {t.name} {t.dtype}[{','.join(map(str, t.shape))}] {t.layout}")
+    lines.append(f"  validation:  {summary_line(a.validation)}")
+    x = a.extra
+    top = ", ".join(f"{k} {v}" for k, v in list(x["op_histogram"].items())[:6])
+    lines.append(f"  graph:       {x['op_count']} ops, {x['transpose_count']} transposes ({top}, ...)")
+    lines.append(f"  conversion:  {x['conversion_seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"

@@ -1,0 +1,228 @@
+"""The export stage: a PyTorch model (zoo entry + optional checkpoint) -> a validated Artifact.
+
+``load_source`` builds the parent model; ``export(source, config)`` converts it with the
+target's converter into a hidden temporary folder beside the output, validates the file in its
+runtime against the parent on real images, and only then moves the model file(s) into place
+and writes the manifest last (the manifest is what marks a result finished).
+
+A failed validation never ships silently: the files are kept, for inspection, under a name that
+says so (``<model>.failed.tflite`` with its ``.json`` manifest whose validation status is
+"failed"), any earlier good result of the same name is left untouched, and ValidationError is
+raised (exit 3). A conversion error leaves nothing behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from deploy.errors import ConfigError, ValidationError
+from deploy.manifest import Artifact, TensorSpec, file_facts, manifest_path, write_manifest
+from deploy.validate import MIN_IMAGES, RANDOM_INIT_NOTE, compare, run_file, torch_logits
+from deploy.validate import validation_batch
+
+FAILED = "failed"  # infix of the names failed exports are kept under
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    target: str
+    precision: str = "fp32"
+    batch: int = 1
+    output_dir: Path = Path("out")
+    validate_data: Path | None = None
+    validate_images: int = MIN_IMAGES
+    threads: int | None = None  # runtime threads during validation (None: its default)
+    options: Mapping[str, Any] = field(default_factory=dict)  # target options (capabilities)
+
+    def __post_init__(self):
+        t = self.target_entry  # raises UnknownNameError with the valid names
+        t.check_precision(self.precision)
+        t.check_options(self.options)
+        if self.batch < 1:
+            raise ConfigError(f"--batch must be >= 1, got {self.batch}")
+        if self.validate_images < MIN_IMAGES:
+            raise ConfigError(f"validation needs at least {MIN_IMAGES} images, "
+                              f"got {self.validate_images}")
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+
+    @property
+    def target_entry(self):
+        from exporters.capabilities import get_target
+
+        return get_target(self.target)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The PyTorch parent of an export and what the manifest says about it."""
+
+    entry: Any  # zoo.registry.ModelEntry, with overrides applied
+    model: Any  # nn.Module in eval mode
+    weights: dict[str, Any]  # {"trained": bool, "source": ..., "sha256": ..., ...}
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    def describe(self) -> dict[str, Any]:
+        from zoo.facts import model_facts
+
+        facts = model_facts(self.model, self.entry.input_size)
+        return {
+            "name": self.entry.name, "arch": self.entry.arch,
+            "kwargs": dict(self.entry.kwargs), "num_classes": self.entry.num_classes,
+            "input_size": self.entry.input_size, "params": facts.params, "macs": facts.macs,
+            "mac_cost": facts.mac_cost, "adaptation": self.entry.adaptation,
+            "weights": self.weights,
+        }
+
+
+def load_source(name: str, *, weights: str | os.PathLike | None = None,
+                num_classes: int | None = None, width: float | None = None,
+                input_size: int | None = None) -> ModelSource:
+    """Build zoo model ``name`` with overrides; load ``weights`` (a checkpoint) if given."""
+    from zoo import get_entry
+    from zoo.weights import build_kwargs_for, load_weights
+
+    entry = get_entry(name).with_overrides(num_classes=num_classes, width=width,
+                                           input_size=input_size)
+    if weights is None:
+        model = entry.build()
+        if entry.weights is not None:
+            info = {"trained": True, "source": "packaged", "file": entry.weights.file,
+                    "sha256": entry.weights.sha256, "dataset": entry.weights.dataset,
+                    "top1": entry.weights.top1}
+        else:
+            info = {"trained": False, "source": "random init", "note": RANDOM_INIT_NOTE}
+        return ModelSource(entry, model.eval(), info)
+    extra = build_kwargs_for(entry.arch, weights)
+    entry = dataclasses.replace(entry, weights=None, kwargs={**entry.kwargs, **extra})
+    model = entry.builder(**entry.kwargs)
+    loaded = load_weights(model, weights, entry.arch)
+    info = {"trained": True, "source": "checkpoint", **loaded.to_dict()}
+    info["path"] = Path(loaded.path).name  # the name, not the user's folder layout
+    return ModelSource(entry, model.eval(), info)
+
+
+def _stem(source: ModelSource) -> str:
+    return source.name
+
+
+def export(source: ModelSource, config: ExportConfig) -> Artifact:
+    """Convert, validate and write; returns the Artifact written beside the model file."""
+    import torch
+
+    target = config.target_entry
+    out_dir = config.output_dir
+    final = out_dir / target.file_name(_stem(source), config.precision)
+    # real images first: a missing data folder fails before a slow conversion
+    x, data_info = validation_batch(source.entry.preprocess, config.validate_images,
+                                    config.validate_data)
+    reference = torch_logits(source.model, x)
+    example = torch.from_numpy(x[:1]).repeat(config.batch, 1, 1, 1)
+    model_info = source.describe()
+    options = dict(config.options)
+    if target.embeds_metadata:
+        options["metadata"] = _embedded(source, model_info, target, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
+    try:
+        t0 = time.perf_counter()
+        conversion = target.convert_fn()(source.model, example, work / final.name,
+                                         precision=config.precision, **options)
+        seconds = time.perf_counter() - t0
+        out, backend = run_file(conversion.file, target.runtime, x, target.input_layout,
+                                config.threads)
+        validation = {**compare(reference, out, target.tolerance(config.precision)),
+                      **data_info, "runtime": f"{backend.name} {backend.version}"}
+        if not source.weights.get("trained"):
+            validation["note"] = RANDOM_INIT_NOTE
+        artifact = _artifact(source, model_info, config, conversion, backend, validation,
+                             seconds)
+        backend.close()
+        if validation["status"] != "passed":
+            failed, _ = _place(conversion, final, artifact, failed=True)
+            raise ValidationError(
+                f"{final.name} disagrees with its PyTorch parent: "
+                f"{'; '.join(validation.get('failures', []))} (kept as {failed.name})")
+        return _place(conversion, final, artifact, failed=False)[1]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _failed_name(final: Path) -> Path:
+    """``out/m.fp16.tflite`` -> ``out/m.fp16.failed.tflite``."""
+    return final.with_name(final.name[: -len(final.suffix)] + f".{FAILED}{final.suffix}")
+
+
+def _place(conversion, final: Path, artifact: Artifact, failed: bool) -> tuple[Path, Artifact]:
+    """Move the converted file(s) to ``final`` (or its failed name) and write the manifest."""
+    dest = _failed_name(final) if failed else final
+    # a manifest beside a file it does not describe must never exist: drop dest's first
+    # (a failure leaves an earlier good result of the same name alone)
+    manifest_path(dest).unlink(missing_ok=True)
+    companions = []
+    for comp in conversion.companions:
+        target_comp = dest.with_suffix(comp.suffix)
+        os.replace(comp, target_comp)
+        companions.append(target_comp)
+    os.replace(conversion.file, dest)
+    if not failed:  # a good result replaces the leftovers of an earlier failure
+        fail = _failed_name(final)
+        for path in (manifest_path(fail), fail,
+                     *(fail.with_suffix(c.suffix) for c in conversion.companions)):
+            path.unlink(missing_ok=True)
+    artifact = artifact.replace(
+        file=dest.name, companions=tuple(file_facts(c) for c in companions),
+        **{k: v for k, v in file_facts(dest).items() if k != "file"})
+    write_manifest(artifact, dest)
+    return dest, artifact
+
+
+def _artifact(source, model_info, config, conversion, backend, validation, seconds) -> Artifact:
+    from deploy.toolchain import versions
+
+    target = config.target_entry
+    layout = target.input_layout
+    inputs = tuple(dataclasses.replace(t, layout=layout) for t in backend.inputs)
+    outputs = tuple(backend.outputs)
+    preprocess = dataclasses.replace(source.entry.preprocess, layout=layout)
+    from zoo.labels import labels
+
+    option_record = {k: v for k, v in config.options.items() if k != "metadata"}
+    passes = ({"name": "export", "target": target.name, "precision": config.precision,
+               "batch": config.batch, "options": option_record, **conversion.details},)
+    extra = {"conversion_seconds": round(seconds, 3), "input_layout": layout,
+             **conversion.graph}
+    return Artifact(
+        file=conversion.file.name, format=target.name, precision=config.precision,
+        sha256="", size_bytes=0, model=model_info, inputs=inputs, outputs=outputs,
+        preprocess=preprocess, labels=labels(source.entry.labels), passes=passes,
+        toolchain=versions(target.tools), validation=validation, extra=extra,
+    )
+
+
+def _embedded(source, model_info, target, config) -> dict[str, str]:
+    """What the converter stores inside the file (formats that carry metadata)."""
+    pre = dataclasses.asdict(dataclasses.replace(source.entry.preprocess,
+                                                 layout=target.input_layout))
+    return {
+        "edgedeploy.model": json.dumps({k: model_info[k] for k in
+                                        ("name", "arch", "num_classes", "input_size")}
+                                       | {"weights_sha256": model_info["weights"].get("sha256"),
+                                          "trained": model_info["weights"]["trained"]}),
+        "edgedeploy.preprocess": json.dumps(pre),
+        "edgedeploy.labels": source.entry.labels or "",
+        "edgedeploy.precision": config.precision,
+    }
+
+
+def spec_text(t: TensorSpec) -> str:
+    return f"{t.name} {t.dtype}[{','.join(str(d) for d in t.shape)}] {t.layout or ''}".strip()

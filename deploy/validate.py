@@ -1,0 +1,152 @@
+"""Check an exported model file against its PyTorch parent on real images.
+
+One check, used after every export: run the file in its own runtime (the runner's backends,
+so validation and ``runner`` read files the same way), run the parent in PyTorch on the same
+preprocessed pixels, and compare logits: shapes, max |difference|, per-image cosine
+similarity, top-1 agreement. Limits come from the target's capability entry
+(``exporters.capabilities.Tolerance``). The result is a plain dict for the manifest.
+
+Images: ``validation_batch`` reads a class-balanced, seeded subset of a real image set through
+``device_runners.images`` with the model's own preprocessing. Without ``--validate-data`` the
+set is chosen by input size: CIFAR-10's test split for 32x32 nets, the ImageNet sample
+otherwise, both from the shared data folder (``EDGEDEPLOY_DATA`` or ``<repo>/../shared/data``).
+A missing folder is a DataError: validation never falls back to random inputs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.errors import ConfigError, DataError, ShapeError
+
+MIN_IMAGES = 64
+SMALL_INPUT = 32  # nets at or below this input size validate on CIFAR-10
+DATASETS = {"cifar10": ("cifar10.zip", "test"), "imagenet": ("imagenet-sample-1k.zip", "test")}
+RANDOM_INIT_NOTE = ("random-init weights: logits are compared numerically (meaningful for "
+                    "fp32); top-1 agreement says nothing about accuracy")
+
+
+def data_dir() -> Path:
+    """The shared data folder: $EDGEDEPLOY_DATA, else ``<repo>/../shared/data``."""
+    env = os.environ.get("EDGEDEPLOY_DATA")
+    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        how = "$EDGEDEPLOY_DATA" if env else "the default (set EDGEDEPLOY_DATA to override)"
+        raise DataError(f"validation data folder {path} does not exist ({how}); pass "
+                        f"--validate-data PATH to use another image folder or zip")
+    return path
+
+
+def default_data(input_size: int) -> tuple[Path, str]:
+    """(image set, split) for a net of this input size."""
+    name = "cifar10" if input_size <= SMALL_INPUT else "imagenet"
+    file, split = DATASETS[name]
+    path = data_dir() / file
+    if not path.exists():
+        raise DataError(f"validation images {path} are missing; pass --validate-data PATH")
+    return path, split
+
+
+def validation_batch(preprocess, n: int = MIN_IMAGES, data: str | os.PathLike | None = None,
+                     seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """``n`` real images preprocessed to NCHW float32, and where they came from."""
+    from device_runners.images import ImageSet, preprocess as prep
+
+    if n < MIN_IMAGES:
+        raise ConfigError(f"validation needs at least {MIN_IMAGES} images, got {n}")
+    path, split = (Path(data), "test") if data is not None else default_data(preprocess.crop)
+    images = ImageSet(path, split)
+    if len(images) < n:
+        raise DataError(f"{path} has {len(images)} images; validation needs {n}")
+    idx = images.subset(n, seed=seed)
+    spec = dataclasses.replace(preprocess, layout="NCHW")
+    x = np.stack([prep(images.load(i), spec) for i in idx]).astype(np.float32)
+    return x, {"data": path.name, "split": split if images.layout == "imagefolder" else None,
+               "images": len(idx), "seed": seed}
+
+
+def torch_logits(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
+    """The parent's outputs in float32 (eval mode, no grad), in chunks to bound memory."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(x), batch):
+            out.append(model(torch.from_numpy(x[s:s + batch])).float().numpy())
+    return np.concatenate(out)
+
+
+def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "NCHW":
+        return x
+    if layout == "NHWC":
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    raise ConfigError(f"unknown input layout {layout!r}; valid: NCHW, NHWC")
+
+
+def run_file(path: str | os.PathLike, runtime: str, x: np.ndarray, layout: str,
+             threads: int | None = None) -> tuple[np.ndarray, Any]:
+    """Logits of the exported file for NCHW batch ``x`` fed in ``layout``, and its backend."""
+    from device_runners.backends import load
+
+    backend = load(path, runtime=runtime, threads=threads)
+    outs = backend.run(to_layout(x, layout))
+    if len(outs) != 1:
+        raise ShapeError(f"{Path(path).name} has {len(outs)} outputs; a classifier has one")
+    return np.asarray(outs[0], dtype=np.float32), backend
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, tolerance) -> dict[str, Any]:
+    """Metrics of ``candidate`` against ``reference`` and whether they meet ``tolerance``."""
+    result: dict[str, Any] = {"reference_shape": list(reference.shape),
+                              "output_shape": list(candidate.shape),
+                              "tolerance": tolerance.to_dict()}
+    failures = []
+    if reference.shape != candidate.shape:
+        failures.append(f"output shape {list(candidate.shape)} differs from the parent's "
+                        f"{list(reference.shape)}")
+        result.update(status="failed", failures=failures)
+        return result
+    diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+    ref2 = reference.reshape(len(reference), -1).astype(np.float64)
+    can2 = candidate.reshape(len(candidate), -1).astype(np.float64)
+    norms = np.linalg.norm(ref2, axis=1) * np.linalg.norm(can2, axis=1)
+    cosine = np.where(norms > 0, np.sum(ref2 * can2, axis=1) / np.maximum(norms, 1e-300), 1.0)
+    top1 = float(np.mean(ref2.argmax(1) == can2.argmax(1)))
+    result.update(
+        max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()),
+        # relative to the largest logit: tiny random-init logits make absolute numbers small
+        max_rel_diff=float(diff.max() / max(float(np.abs(reference).max()), 1e-30)),
+        logit_range=[float(reference.min()), float(reference.max())],
+        cosine_min=float(cosine.min()), cosine_mean=float(cosine.mean()),
+        top1_agreement=top1,
+    )
+    if not np.all(np.isfinite(candidate)):
+        failures.append("the exported model produced NaN or infinite outputs")
+    if tolerance.max_abs is not None and result["max_abs_diff"] > tolerance.max_abs:
+        failures.append(f"max |dlogit| {result['max_abs_diff']:.3g} > {tolerance.max_abs:g}")
+    if top1 < tolerance.min_top1:
+        failures.append(f"top-1 agreement {top1:.1%} < {tolerance.min_top1:.0%}")
+    if tolerance.min_cosine is not None and result["cosine_min"] < tolerance.min_cosine:
+        failures.append(f"worst cosine {result['cosine_min']:.6f} < {tolerance.min_cosine:g}")
+    result["status"] = "failed" if failures else "passed"
+    if failures:
+        result["failures"] = failures
+    return result
+
+
+def summary_line(v: dict[str, Any]) -> str:
+    """One line for the screen: status and the metrics that decided it."""
+    if "max_abs_diff" not in v:
+        return f"{v['status']}: {'; '.join(v.get('failures', []))}"
+    line = (f"{v['status']} on {v.get('images', '?')} images of {v.get('data', '?')}: "
+            f"max|dlogit| {v['max_abs_diff']:.2e}, worst cosine {v['cosine_min']:.6f}, "
+            f"top-1 agreement {v['top1_agreement']:.1%}")
+    if v.get("failures"):
+        line += " -- " + "; ".join(v["failures"])
+    return line

@@ -1,0 +1,141 @@
+"""The capability table: one entry per export target, keyed by name.
+
+The CLI (choices, option checks), the export pipeline (converter, file names, which runtime
+validates), the tests (the zoo x targets x precisions matrix) and the benchmark all read this
+table, so a new target is one converter module plus one entry here. This module imports no
+framework: converters are named by ``module:function`` and imported only when used.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from deploy.errors import ConfigError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What an exported model must meet against its PyTorch parent on real images.
+
+    ``max_abs``: largest |logit difference| allowed (None: reported, not checked);
+    ``min_top1``: share of images whose top-1 class agrees; ``min_cosine``: per-image cosine
+    similarity of the logit vectors, worst image (None: reported, not checked).
+    """
+
+    max_abs: float | None
+    min_top1: float
+    min_cosine: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_abs": self.max_abs, "min_top1": self.min_top1, "min_cosine": self.min_cosine}
+
+
+# fp32 conversions are exact up to operation order; fp16 weights move logits by ~1e-3 relative
+FP16 = Tolerance(max_abs=None, min_top1=0.99, min_cosine=0.999)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    suffix: str  # the model file's suffix
+    runtime: str  # device_runners runtime that runs (and validates) the file
+    extra: str  # pip extra that installs that runtime
+    converter: str  # "module:function", called as fn(model, example, path, precision=..., **options)
+    input_layout: str  # layout of the exported model's image input
+    tolerances: Mapping[str, Tolerance]  # precision -> tolerance; its keys are the precisions
+    options: Mapping[str, str] = field(default_factory=dict)  # option name -> what it does
+    refused: Mapping[str, str] = field(default_factory=dict)  # precision -> why not offered
+    companions: tuple[str, ...] = ()  # suffixes of files that travel with the model file
+    embeds_metadata: bool = False  # the converter takes metadata= and stores it in the file
+    tools: tuple[str, ...] = ()  # distributions whose versions the manifest records
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return tuple(self.tolerances)
+
+    def tolerance(self, precision: str) -> Tolerance:
+        self.check_precision(precision)
+        return self.tolerances[precision]
+
+    def check_precision(self, precision: str) -> None:
+        if precision in self.tolerances:
+            return
+        if precision in self.refused:
+            raise ConfigError(f"{self.name} does not offer {precision}: {self.refused[precision]}")
+        raise ConfigError(f"{self.name} does not offer {precision}; valid: "
+                          f"{', '.join(self.precisions)}")
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "none"
+            raise ConfigError(f"{self.name} has no option {', '.join(unknown)}; valid: {valid}")
+
+    def convert_fn(self) -> Callable[..., Any]:
+        module, _, fn = self.converter.partition(":")
+        return getattr(importlib.import_module(module), fn)
+
+    def file_name(self, stem: str, precision: str) -> str:
+        """``mobilenet_v2.tflite`` for fp32, ``mobilenet_v2.fp16.tflite`` otherwise."""
+        return f"{stem}{'' if precision == 'fp32' else '.' + precision}{self.suffix}"
+
+
+TARGETS: dict[str, Target] = {}
+
+
+def register_target(target: Target) -> Target:
+    if target.name in TARGETS:
+        raise ValueError(f"target {target.name!r} is registered twice")
+    TARGETS[target.name] = target
+    return target
+
+
+def get_target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise UnknownNameError("target", name, TARGETS) from None
+
+
+def target_names() -> list[str]:
+    return list(TARGETS)
+
+
+def all_precisions() -> list[str]:
+    return sorted({p for t in TARGETS.values() for p in t.precisions})
+
+
+register_target(Target(
+    name="onnx", suffix=".onnx", runtime="onnxruntime", extra="onnxruntime",
+    converter="exporters.onnx:torch_to_onnx", input_layout="NCHW",
+    tolerances={"fp32": Tolerance(max_abs=1e-4, min_top1=1.0, min_cosine=0.99999)},
+    options={"simplify": "onnxslim graph simplification, kept only if outputs stay equal "
+                         "(default on)",
+             "opset": "ONNX opset (default 18; the dynamo exporter cannot down-convert to 17)"},
+    embeds_metadata=True, tools=("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"),
+    refused={"fp16": "onnxruntime's CPU provider has no fp16 kernels for most of these ops and "
+                     "would run them through inserted casts, so an fp16 ONNX file would be "
+                     "neither smaller in use nor faster here; use --target openvino --fp16 or "
+                     "--target tflite --fp16"},
+))
+
+register_target(Target(
+    name="tflite", suffix=".tflite", runtime="litert", extra="litert",
+    converter="exporters.tflite:torch_to_tflite", input_layout="NHWC",
+    tools=("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
+    tolerances={"fp32": Tolerance(max_abs=1e-3, min_top1=1.0, min_cosine=0.99999),
+                "fp16": FP16},
+    options={"nhwc_input": "take NHWC input as mobile apps feed it (default on; off keeps "
+                           "PyTorch's NCHW and adds an input TRANSPOSE)",
+             "rewrite": "export-only rewrites that keep the graph in NHWC: channel shuffle "
+                        "as an NHWC reshape/transpose, global mean with kept dims (default on)"},
+))
+
+register_target(Target(
+    name="openvino", suffix=".xml", runtime="openvino", extra="openvino",
+    converter="exporters.openvino:torch_to_openvino", input_layout="NCHW",
+    tolerances={"fp32": Tolerance(max_abs=1e-4, min_top1=1.0, min_cosine=0.99999),
+                "fp16": FP16},
+    companions=(".bin",), embeds_metadata=True, tools=("torch", "openvino"),
+))
