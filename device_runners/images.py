@@ -153,8 +153,14 @@ def decode(data: bytes, where: str = "image") -> np.ndarray:
         raise DataError(f"{where}: unreadable image ({e})") from None
 
 
-def resize_crop(rgb: np.ndarray, resize: int, crop: int, interpolation: str = "bilinear") -> np.ndarray:
-    """Resize the short side to ``resize`` (aspect kept), then centre-crop ``crop`` (torchvision's rounding)."""
+def resize_crop(rgb: np.ndarray, resize: int, crop: int, interpolation: str = "bilinear",
+                offset: str = "round") -> np.ndarray:
+    """Resize the short side to ``resize`` (aspect kept), then centre-crop ``crop``.
+
+    ``offset`` places the crop when the margin is odd: "round" is torchvision's
+    ``int(round(margin / 2))``; "floor" is TensorFlow's ``margin // 2`` (tf.image.central_crop),
+    the convention of TF-trained models.
+    """
     from PIL import Image
 
     h, w = rgb.shape[:2]
@@ -169,7 +175,10 @@ def resize_crop(rgb: np.ndarray, resize: int, crop: int, interpolation: str = "b
         h, w = nh, nw
     if h < crop or w < crop:
         raise DataError(f"image of {h}x{w} is smaller than the crop {crop} after resizing")
-    top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+    if offset == "floor":
+        top, left = (h - crop) // 2, (w - crop) // 2
+    else:
+        top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
     return rgb[top:top + crop, left:left + crop]
 
 

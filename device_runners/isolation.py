@@ -137,9 +137,7 @@ def _serve(runtime: str) -> int:
         from device_runners.backends import RUNTIMES, backend_class
         if runtime not in RUNTIMES:
             raise ModelFileError(f"unknown runtime {runtime!r}")
-        backend_class(runtime)  # imports our module; import the runtime itself as well:
-        {"litert": _import_litert, "onnxruntime": lambda: __import__("onnxruntime"),
-         "openvino": lambda: __import__("openvino")}[runtime]()
+        backend_class(runtime).import_runtime()
     except DeployError as e:
         out.write(json.dumps({"error": str(e), "kind": type(e).__name__}) + "\n")
         return 1
@@ -174,11 +172,6 @@ def _serve(runtime: str) -> int:
         out.write(json.dumps(result) + "\n")
         out.flush()
     return 0
-
-
-def _import_litert():
-    from device_runners.backends.litert import _interpreter_module
-    _interpreter_module()
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ class Backend(ABC):
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
 
+    @staticmethod
+    def import_runtime() -> None:
+        """Import the runtime library (raises MissingDependencyError naming the extra)."""
+
     # ---- running ----------------------------------------------------------------------
     @abstractmethod
     def run(self, x: Any) -> list[np.ndarray]:

@@ -62,6 +62,10 @@ def _spec(d: dict) -> TensorSpec:
 class LiteRTBackend(Backend):
     name = "litert"
 
+    @staticmethod
+    def import_runtime() -> None:
+        _interpreter_module()
+
     def __init__(self, path: str | Path, threads: int | None = None):
         self.path = Path(path)
         mod, dist = _interpreter_module()

@@ -47,6 +47,10 @@ def _spec(arg) -> TensorSpec:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
+    @staticmethod
+    def import_runtime() -> None:
+        _ort()
+
     def __init__(self, path: str | Path, threads: int | None = None):
         self.path = Path(path)
         ort = _ort()

@@ -45,6 +45,10 @@ def _spec(port) -> TensorSpec:
 class OpenVINOBackend(Backend):
     name = "openvino"
 
+    @staticmethod
+    def import_runtime() -> None:
+        _ov()
+
     def __init__(self, path: str | Path, threads: int | None = None):
         self.path = Path(path)
         ov = _ov()

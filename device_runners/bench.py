@@ -1,0 +1,229 @@
+"""``runner bench``: latency, throughput, MAC rate and memory of one model file.
+
+Like LiteRT's benchmark_model and OpenVINO's benchmark_app, inputs are bound once and the
+timed call is the runtime's own inference call, nothing else; statistics are over the
+steady-state runs after warm-up. With a manifest beside the model, its MAC count gives the
+achieved MAC/s and the share of the CPU's derived fp32 peak.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.errors import ConfigError, DataError
+from deploy.manifest import read_manifest
+from device_runners import sysinfo
+from device_runners.backends import backend_class, resolve
+from device_runners.backends.base import shape_str, spec_dict
+
+TIMING = "inference call only; inputs bound once before timing (as benchmark_model does)"
+
+
+@dataclass
+class BenchResult:
+    model: str
+    runtime: str
+    runtime_version: str
+    provider: str
+    threads: int
+    batch: int
+    inputs: list[dict[str, Any]]
+    input_source: str  # "random" or the --input file
+    check_ms: float | None  # isolated load-and-run check in a child process
+    import_ms: float  # importing the runtime
+    load_ms: float  # reading + compiling the model (backend construction)
+    first_ms: float  # the first inference after binding
+    warmup_runs: int
+    runs: int
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    throughput: float  # samples per second = batch / mean latency
+    macs: int | None  # per sample, from the manifest
+    achieved_gmacs: float | None  # macs x batch / mean latency
+    peak_share: float | None  # achieved / peak (fp32 FMA peak)
+    peak_rss_mb: float
+    cpu: dict[str, Any]
+    timing: str = TIMING
+    profile: list[dict[str, Any]] | None = None
+    profile_note: str | None = None
+    op_counts: dict[str, int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _stats(ns: list[int]) -> dict[str, float]:
+    ms = np.asarray(ns, dtype=np.float64) / 1e6
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {"mean_ms": float(ms.mean()), "std_ms": float(ms.std()), "min_ms": float(ms.min()),
+            "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
+            "max_ms": float(ms.max())}
+
+
+def read_input(path: str | os.PathLike, names: list[str]):
+    """An .npy array (single-input models) or an .npz keyed by input name."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such input file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a .npy/.npz array file ({e})") from None
+    if isinstance(data, np.ndarray):
+        return data
+    with data:
+        arrays = {k: data[k] for k in data.files}
+    if len(arrays) == 1 and len(names) == 1:
+        return next(iter(arrays.values()))
+    return arrays
+
+
+def time_loop(fn, warmup: int, runs: int | None, min_time: float | None
+              ) -> tuple[float, list[int]]:
+    """(first-call ms, per-run ns); exactly ``runs`` runs, or runs until ``min_time`` s passed."""
+    clock = time.perf_counter_ns
+    t0 = clock()
+    fn()
+    first_ms = (clock() - t0) / 1e6
+    for _ in range(warmup):
+        fn()
+    times: list[int] = []
+    append = times.append
+    if runs is not None:
+        for _ in range(runs):
+            t0 = clock()
+            fn()
+            append(clock() - t0)
+    else:
+        deadline = clock() + int(min_time * 1e9)
+        while True:
+            t0 = clock()
+            fn()
+            t1 = clock()
+            append(t1 - t0)
+            if t1 >= deadline:
+                break
+    return first_ms, times
+
+
+def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int | None = None,
+          warmup: int = 5, runs: int | None = None, min_time: float | None = None,
+          batch: int | None = None, input: str | os.PathLike | None = None,
+          profile: bool = False, isolate: bool = True, fma_pipes: int = 2) -> BenchResult:
+    """Benchmark one model file; see the module docstring. Default: 100 runs."""
+    if runs is not None and min_time is not None:
+        raise ConfigError("give --runs or --min-time, not both")
+    if runs is None and min_time is None:
+        runs = 100
+    if runs is not None and runs < 1:
+        raise ConfigError(f"runs must be at least 1, got {runs}")
+    if min_time is not None and min_time <= 0:
+        raise ConfigError(f"min-time must be positive, got {min_time}")
+    if warmup < 0:
+        raise ConfigError(f"warmup must be 0 or more, got {warmup}")
+    if batch is not None and batch < 1:
+        raise ConfigError(f"batch must be at least 1, got {batch}")
+    cpu = sysinfo.cpu_info(fma_pipes=fma_pipes)
+    threads = threads or cpu.cores
+    path, runtime = resolve(model, runtime)
+    artifact = read_manifest(path)
+
+    check_ms = None
+    if isolate:
+        from device_runners.isolation import check_in_child
+        t0 = time.perf_counter()
+        check_in_child(path, runtime, threads)
+        check_ms = (time.perf_counter() - t0) * 1e3
+    cls = backend_class(runtime)
+    t0 = time.perf_counter()
+    cls.import_runtime()
+    import_ms = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    backend = cls(path, threads=threads)
+    load_ms = (time.perf_counter() - t0) * 1e3
+
+    if input is not None:
+        x = read_input(input, [t.name for t in backend.inputs])
+        feeds = backend.feeds(x)
+        got = next(iter(feeds.values())).shape[0]
+        if batch is not None and batch != got:
+            raise ConfigError(f"--batch {batch} but {input} holds a batch of {got}")
+        batch, source = got, str(input)
+    else:
+        declared = backend.input.shape[0] if backend.input.shape else 1
+        batch = batch or (declared if declared > 0 else 1)
+        feeds, source = backend.example(batch=batch, seed=0), "random"
+    x = feeds if len(feeds) > 1 else next(iter(feeds.values()))
+
+    fn = backend.bind(x)
+    first_ms, times = time_loop(fn, warmup, runs, min_time)
+    stats = _stats(times)
+    macs = int(artifact.model["macs"]) if artifact and artifact.model.get("macs") else None
+    achieved = macs * batch / (stats["mean_ms"] / 1e3) / 1e9 if macs else None
+    share = achieved / cpu.peak_gmacs if achieved and cpu.peak_gmacs else None
+
+    rows, note = None, None
+    if profile:
+        rows = backend.profile(x, runs=min(len(times), 20))
+        if rows is None:
+            note = (f"{runtime} exposes no per-operator timer through its Python API "
+                    f"(LiteRT: benchmark_model --enable_op_profiling=true)")
+    counts = backend.op_counts() if hasattr(backend, "op_counts") else None
+    return BenchResult(
+        model=str(path), runtime=runtime, runtime_version=backend.version,
+        provider=backend.provider, threads=threads, batch=batch,
+        inputs=[spec_dict(t) for t in backend.inputs], input_source=source,
+        check_ms=check_ms, import_ms=import_ms, load_ms=load_ms, first_ms=first_ms,
+        warmup_runs=warmup, runs=len(times), **stats,
+        throughput=batch / (stats["mean_ms"] / 1e3), macs=macs, achieved_gmacs=achieved,
+        peak_share=share, peak_rss_mb=sysinfo.peak_rss_mb(), cpu=cpu.to_dict(),
+        profile=rows, profile_note=note, op_counts=counts)
+
+
+def format_table(r: BenchResult, top: int = 15) -> str:
+    ins = ", ".join(f"{t['name']} {t['dtype']}{shape_str(t['shape'])}" for t in r.inputs)
+    lines = [
+        f"model        {r.model}",
+        f"runtime      {r.runtime} {r.runtime_version} | {r.provider} | {r.threads} threads",
+        f"input        {ins} | batch {r.batch} | {r.input_source}",
+        f"cpu          {r.cpu['model']} | {r.cpu['cores']} cores | {r.cpu['isa']}",
+        f"init         import {r.import_ms:.1f} ms | load {r.load_ms:.1f} ms"
+        + (f" | isolated check {r.check_ms:.0f} ms" if r.check_ms is not None else ""),
+        f"first        {r.first_ms:.3f} ms | warm-up {r.warmup_runs} runs",
+        f"latency ms   mean {r.mean_ms:.3f}  std {r.std_ms:.3f}  min {r.min_ms:.3f}  "
+        f"p50 {r.p50_ms:.3f}  p90 {r.p90_ms:.3f}  p99 {r.p99_ms:.3f}  max {r.max_ms:.3f}"
+        f"  ({r.runs} runs)",
+        f"throughput   {r.throughput:.1f} samples/s",
+    ]
+    if r.macs:
+        lines.append(f"MAC rate     {r.macs / 1e6:.1f} MMAC/sample -> {r.achieved_gmacs:.2f} GMAC/s"
+                     + (f" = {100 * r.peak_share:.1f}% of fp32 peak" if r.peak_share else ""))
+    else:
+        lines.append("MAC rate     unknown (no manifest with a MAC count beside the model)")
+    lines.append(f"peak         {r.cpu['peak_derivation']}")
+    lines.append(f"peak RSS     {r.peak_rss_mb:.1f} MB (whole process)")
+    lines.append(f"timing       {r.timing}")
+    if r.op_counts:
+        lines.append("ops          " + ", ".join(f"{k} {v}" for k, v in r.op_counts.items()))
+    if r.profile:
+        total = sum(row["mean_ms"] for row in r.profile) or 1.0
+        lines.append(f"profile      top {min(top, len(r.profile))} of {len(r.profile)} "
+                     f"operators, mean ms per inference")
+        width = min(48, max(len(row["name"]) for row in r.profile[:top]))
+        for row in r.profile[:top]:
+            lines.append(f"  {row['name'][:width]:<{width}}  {row['type'][:20]:<20} "
+                         f"{row['mean_ms']:8.3f}  {100 * row['mean_ms'] / total:5.1f}%")
+    elif r.profile_note:
+        lines.append(f"profile      {r.profile_note}")
+    return "\n".join(lines)

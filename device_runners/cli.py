@@ -1,0 +1,24 @@
+"""The ``runner`` command line (device side): ``runner bench`` and ``runner eval``.
+
+Imports only the standard library and the command table at start-up; numpy and the one
+runtime a model needs are imported when a command runs.
+"""
+from __future__ import annotations
+
+import sys
+
+from deploy import __version__
+from deploy.cli import run_cli
+
+COMMANDS = {
+    "bench": "device_runners.commands.bench",
+    "eval": "device_runners.commands.eval",
+}
+
+
+def main(argv=None) -> int:
+    return run_cli("runner", COMMANDS, __version__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""runner bench MODEL: latency statistics, throughput, MAC rate and memory."""
+from __future__ import annotations
+
+HELP = "benchmark a .tflite, .onnx or OpenVINO .xml file: latency, throughput, MAC/s, memory"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
+    p.add_argument("--runtime", help="litert | onnxruntime | openvino (default: by suffix)")
+    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing (default 5)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--runs", type=int, help="timed runs (default 100)")
+    g.add_argument("--min-time", type=float, metavar="S", help="run for at least S seconds")
+    p.add_argument("--batch", type=int, help="batch size (default: the model's)")
+    p.add_argument("--input", metavar="FILE", help=".npy (or .npz by input name) to feed "
+                   "instead of random data")
+    p.add_argument("--profile", action="store_true", help="per-operator times where the "
+                   "runtime exposes them")
+    p.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    p.add_argument("--no-isolate", dest="isolate", action="store_false",
+                   help="skip the load-and-run check in a child process")
+
+
+def run(args) -> int:
+    import json
+
+    from deploy.files import write_text_atomic
+    from device_runners.bench import bench, format_table
+
+    result = bench(args.model, runtime=args.runtime, threads=args.threads, warmup=args.warmup,
+                   runs=args.runs, min_time=args.min_time, batch=args.batch, input=args.input,
+                   profile=args.profile, isolate=args.isolate)
+    print(format_table(result))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0

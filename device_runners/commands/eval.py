@@ -1,0 +1,52 @@
+"""runner eval MODEL --data PATH: top-1 / top-5 over a labelled image set."""
+from __future__ import annotations
+
+HELP = "top-1/top-5 accuracy of a classifier file over an image folder, zip or ImageNet sample"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
+    p.add_argument("--data", required=True, help="ImageFolder dir or zip, or ImageNet files "
+                   "named <wnid>_*.JPEG")
+    p.add_argument("--split", default="test", help="split folder inside the data (default test)")
+    p.add_argument("--limit", type=int, help="evaluate N images (class-balanced, seeded)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --limit's choice")
+    p.add_argument("--runtime", help="litert | onnxruntime | openvino (default: by suffix)")
+    p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
+    g = p.add_argument_group("preprocessing (files without a manifest)")
+    g.add_argument("--size", type=int, help="centre-crop size (default: the input's)")
+    g.add_argument("--resize", type=int, help="short side before cropping")
+    g.add_argument("--mean", type=float, nargs="+", help="per-channel mean, 0..1 units")
+    g.add_argument("--std", type=float, nargs="+", help="per-channel std, 0..1 units")
+    g.add_argument("--scale", type=float, help="instead of mean/std: x*scale (1/127.5 means "
+                   "x/127.5-1, 1/255 means x/255)")
+    g.add_argument("--layout", choices=("NCHW", "NHWC"), help="default: from the input shape")
+    g.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"))
+    g.add_argument("--crop-offset", choices=("round", "floor"), help="crop placement for odd "
+                   "margins: round (torchvision, default) or floor (TensorFlow's central crop)")
+    g.add_argument("--label-offset", type=int, help="add to each label (1 for 1001-class "
+                   "models with background at 0)")
+    p.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-isolate", dest="isolate", action="store_false",
+                   help="skip the load-and-run check in a child process")
+
+
+def run(args) -> int:
+    import json
+
+    from deploy.files import write_text_atomic
+    from device_runners.evaluate import evaluate, format_table
+
+    result = evaluate(args.model, args.data, limit=args.limit, split=args.split,
+                      runtime=args.runtime, threads=args.threads, batch=args.batch,
+                      size=args.size, resize=args.resize, mean=args.mean, std=args.std,
+                      scale=args.scale, layout=args.layout, label_offset=args.label_offset,
+                      interpolation=args.interpolation, crop_offset=args.crop_offset,
+                      seed=args.seed,
+                      progress=args.progress, isolate=args.isolate)
+    print(format_table(result))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
