@@ -14,7 +14,7 @@ Conventions (all counts are in elements; multiply by the bytes per element for b
   (input + output), pooling (input + output).
 - BatchNorm and activations are assumed fused into the preceding conv, as every deployment
   runtime here does (``fused=True``, cost 0). ``fused=False`` charges them input + output
-  (+ BN's parameters), which is the eager-PyTorch view.
+  (+ BN's four per-channel vectors), which is the eager-PyTorch view.
 """
 from __future__ import annotations
 
@@ -129,8 +129,9 @@ def _layer(name: str, m: nn.Module, inputs: tuple, output: Any, fused: bool,
     elif type(m) in _ELEMENTWISE:
         kind = _ELEMENTWISE[type(m)]
     elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-        kind = "batchnorm"
-        cost = 0 if fused else cost + params
+        kind = "batchnorm"  # unfused it reads scale, shift and the running statistics
+        stats = sum(b.numel() for b in (m.running_mean, m.running_var) if b is not None)
+        cost = 0 if fused else cost + params + stats
     elif isinstance(m, _ACTIVATIONS):
         kind = "activation"
         cost = 0 if fused else cost
