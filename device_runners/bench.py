@@ -49,8 +49,9 @@ class BenchResult:
     max_ms: float
     throughput: float  # samples per second = batch / mean latency
     macs: int | None  # per sample, from the manifest
-    achieved_gmacs: float | None  # macs x batch / mean latency
-    peak_share: float | None  # achieved / peak (fp32 FMA peak)
+    achieved_gmacs: float | None  # macs x batch / p50 latency
+    peak_gmacs: float | None  # fp32 FMA peak of the cores the threads can use
+    peak_share: float | None  # achieved / peak_gmacs
     peak_rss_mb: float
     cpu: dict[str, Any]
     timing: str = TIMING
@@ -170,8 +171,9 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
     first_ms, times = time_loop(fn, warmup, runs, min_time)
     stats = _stats(times)
     macs = int(artifact.model["macs"]) if artifact and artifact.model.get("macs") else None
-    achieved = macs * batch / (stats["mean_ms"] / 1e3) / 1e9 if macs else None
-    share = achieved / cpu.peak_gmacs if achieved and cpu.peak_gmacs else None
+    achieved = macs * batch / (stats["p50_ms"] / 1e3) / 1e9 if macs else None
+    peak = cpu.peak_gmacs * min(threads, cpu.cores) / cpu.cores if cpu.peak_gmacs else None
+    share = achieved / peak if achieved and peak else None
 
     rows, note = None, None
     if profile:
@@ -187,7 +189,7 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
         check_ms=check_ms, import_ms=import_ms, load_ms=load_ms, first_ms=first_ms,
         warmup_runs=warmup, runs=len(times), **stats,
         throughput=batch / (stats["mean_ms"] / 1e3), macs=macs, achieved_gmacs=achieved,
-        peak_share=share, peak_rss_mb=sysinfo.peak_rss_mb(), cpu=cpu.to_dict(),
+        peak_gmacs=peak, peak_share=share, peak_rss_mb=sysinfo.peak_rss_mb(), cpu=cpu.to_dict(),
         profile=rows, profile_note=note, op_counts=counts)
 
 
@@ -207,11 +209,13 @@ def format_table(r: BenchResult, top: int = 15) -> str:
         f"throughput   {r.throughput:.1f} samples/s",
     ]
     if r.macs:
-        lines.append(f"MAC rate     {r.macs / 1e6:.1f} MMAC/sample -> {r.achieved_gmacs:.2f} GMAC/s"
-                     + (f" = {100 * r.peak_share:.1f}% of fp32 peak" if r.peak_share else ""))
+        lines.append(f"MAC rate     {r.macs / 1e6:.1f} MMAC/sample -> {r.achieved_gmacs:.2f} GMAC/s "
+                     f"at p50" + (f" = {100 * r.peak_share:.1f}% of the {r.peak_gmacs:.1f} GMAC/s "
+                                  f"fp32 peak of {min(r.threads, r.cpu['cores'])} cores"
+                                  if r.peak_share else ""))
     else:
         lines.append("MAC rate     unknown (no manifest with a MAC count beside the model)")
-    lines.append(f"peak         {r.cpu['peak_derivation']}")
+    lines.append(f"peak         {r.cpu['peak_derivation']} (machine, all cores)")
     lines.append(f"peak RSS     {r.peak_rss_mb:.1f} MB (whole process)")
     lines.append(f"timing       {r.timing}")
     if r.op_counts:

@@ -262,7 +262,6 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, *, limit: int | 
         raise ConfigError(f"batch must be at least 1, got {batch}")
     path, runtime = resolve(model, runtime)
     artifact = read_manifest(path)
-    images = ImageSet(data, split=split)
     if isolate:
         from device_runners.isolation import check_in_child
         check_in_child(path, runtime, threads)
@@ -274,6 +273,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, *, limit: int | 
                          resize=resize, mean=mean, std=std, scale=scale, layout=layout,
                          label_offset=label_offset, interpolation=interpolation,
                          crop_offset=crop_offset)
+    images = ImageSet(data, split=split)  # after the cheap checks: listing a big zip takes time
     classes = int(np.prod([d for d in out_spec.shape[1:] if d > 0])) if len(out_spec.shape) > 1 else 0
     if classes:
         if label_offset is None and classes == images.num_classes + 1:

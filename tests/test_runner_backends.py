@@ -6,12 +6,12 @@ import pytest
 
 from deploy.errors import ConfigError, ModelFileError, ShapeError, UnknownNameError
 from device_runners.backends import load
-from tests.runner_models import FLOAT_TFLITE, QUANT_TFLITE, make_small_models, need
+from tests.runner_models import FLOAT_TFLITE, QUANT_TFLITE, need, small_models  # noqa: F401
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    return make_small_models(tmp_path_factory.mktemp("small"))
+@pytest.fixture
+def small(small_models):
+    return small_models
 
 
 def test_tflite_float_specs_and_batches():
@@ -35,7 +35,7 @@ def test_tflite_quant_specs_carry_quantization():
     assert b.outputs[0].dtype == "uint8" and b.outputs[0].scale == pytest.approx(1 / 256)
 
 
-def test_onnx_and_openvino_match_torch(small):
+def test_onnx_and_openvino_match_numpy_reference(small):
     x, ref = small["input"], small["reference"]
     for path in (small["onnx"], small["xml"]):
         b = load(path, threads=1)
