@@ -32,7 +32,9 @@ def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset
 
 
 def weights_label(entry) -> str:
-    return f"trained ({entry.weights.dataset})" if entry.trained else "random"
+    if not entry.trained:
+        return "random"
+    return f"trained ({entry.weights.dataset}, top-1 {entry.weights.top1:.1f}%)"
 
 
 def matching(pattern: str | None) -> list[str]:
