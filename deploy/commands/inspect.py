@@ -1,6 +1,7 @@
 """`deploy inspect MODEL`: per-layer MACs and memory access cost, shares per layer kind."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from deploy.commands.models import RANDOM_NOTE, human, table
@@ -20,8 +21,6 @@ def add_arguments(p) -> None:
 
 def load(args):
     """(model, entry, loaded weights or None) for the command-line options."""
-    import dataclasses
-
     from zoo import get_entry
     from zoo.weights import build_kwargs_for, load_weights
 
@@ -65,7 +64,7 @@ def run(args) -> int:
             "input_size": entry.input_size, "num_classes": entry.num_classes,
             "adaptation": entry.adaptation, "random_init": random_init,
             "weights": loaded.to_dict() if loaded else (
-                dataclasses_asdict(entry.weights) if entry.trained else None),
+                dataclasses.asdict(entry.weights) if entry.trained else None),
             "note": RANDOM_NOTE if random_init else None,
             "facts": facts.to_dict(),
         }, indent=2, default=str))
@@ -98,8 +97,3 @@ def run(args) -> int:
         print(f"note: {RANDOM_NOTE}")
     return 0
 
-
-def dataclasses_asdict(obj):
-    import dataclasses
-
-    return dataclasses.asdict(obj)
