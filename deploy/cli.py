@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from deploy import __version__
@@ -16,6 +17,9 @@ COMMANDS = {
     "models": "deploy.commands.models",
     "inspect": "deploy.commands.inspect",
     "export": "deploy.commands.export",
+    "release": "deploy.commands.release",
+    "benchmark": "deploy.commands.benchmark",
+    "train": "deploy.commands.train",
 }
 
 
@@ -47,6 +51,10 @@ def run_cli(prog: str, commands: dict[str, str], version: str, argv=None) -> int
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader (`| head`) went away; silence the flush at exit as well
+        sys.stdout = open(os.devnull, "w")
+        return 141
 
 
 def main(argv=None) -> int:
