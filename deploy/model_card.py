@@ -32,15 +32,18 @@ def _header(m: dict[str, Any]) -> str:
     if facts:
         lines.append(", ".join(facts) + ".")
     lines += ["", "## Training and quantization", ""]
-    if w:
-        trained = f"Trained on {w.get('dataset', 'an unrecorded dataset')}"
+    if not w or w.get("trained") is False:
+        lines.append("Random initialisation, no training: the files are for latency work; their "
+                     "accuracy figures mean nothing.")
+    else:
+        where = w.get("dataset") or ("a checkpoint" if w.get("source") == "checkpoint" else "unrecorded data")
+        trained = f"Trained on {where}"
         if w.get("top1") is not None:
-            trained += f" (PyTorch top-1 {w['top1']:.2f}% on its test split, as recorded with the weights)"
-        lines.append(trained + f"; weights `{w.get('file', '?')}` sha256 `{w.get('sha256', '?')}`.")
+            trained += f" (PyTorch top-1 {w['top1']:.2f}% on its test split, recorded with the weights)"
+        name = w.get("file") or w.get("path") or "?"
+        lines.append(trained + f"; weights `{name}`, sha256 `{w.get('sha256', '?')}`.")
         if w.get("recipe"):
             lines.append("Recipe: " + ", ".join(f"{k} {v}" for k, v in w["recipe"].items()) + ".")
-    else:
-        lines.append("No trained weights are recorded for this model (random initialisation).")
     if src.get("adaptation"):
         lines.append(f"Architecture change: {src['adaptation']}.")
     for model in m["models"]:
@@ -51,7 +54,8 @@ def _header(m: dict[str, Any]) -> str:
 
 def _pass(p: dict[str, Any]) -> str:
     name = p.get("name", "?")
-    details = ", ".join(f"{k} {v}" for k, v in p.items() if k != "name" and not isinstance(v, (dict, list)))
+    details = ", ".join(f"{k} {v}" for k, v in p.items() if k != "name" and not k.endswith("_seconds")
+                        and not isinstance(v, (dict, list)) and v not in (None, ""))
     return f"{name} ({details})" if details else name
 
 
@@ -129,8 +133,10 @@ def _preprocessing(m: dict[str, Any]) -> str:
         t = model["input"]
         q = (f"scale {t['scale']:.9g}, zero point {t['zero_point']}, clamp to the dtype's range"
              if t.get("scale") is not None else "none: feed x as float")
-        lines.append(f"| `{model['path']}` | `{t['name']}` {t['shape']} | {t.get('layout') or '?'} | "
+        lines.append(f"| `{model['path']}` | `{t['name']}` {_shape(t['shape'])} | {t.get('layout') or '?'} | "
                      f"{t['dtype']} | {q} |")
+    if any(d < 0 for x in m["models"] for d in x["input"]["shape"]):
+        lines += ["", f"`?` is a dynamic dimension: feed batch 1 and {p['crop']} x {p['crop']} pixels."]
     lines += ["", "5. Output: one score per class (logits). "
               "A quantized output is dequantized as (q - zero_point) x scale:", "",
               "| file | output | dtype | dequantization |", "|---|---|---|---|"]
@@ -138,10 +144,14 @@ def _preprocessing(m: dict[str, Any]) -> str:
         for t in model["outputs"]:
             dq = (f"scale {t['scale']:.9g}, zero point {t['zero_point']}" if t.get("scale") is not None
                   else "none")
-            lines.append(f"| `{model['path']}` | `{t['name']}` {t['shape']} | {t['dtype']} | {dq} |")
+            lines.append(f"| `{model['path']}` | `{t['name']}` {_shape(t['shape'])} | {t['dtype']} | {dq} |")
     lines += ["", f"The predicted class is the index of the largest score; its name is that line "
               f"of `{m['labels']}`. Softmax is optional (it does not change the ranking)."]
     return "\n".join(lines)
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(d) if d >= 0 else "?" for d in shape) + "]"
 
 
 def _vec(v) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deploy.bundle import MANIFEST, SCHEMA, file_entry, list_files, write_zip
-from deploy.errors import ConfigError, DataError, ValidationError
+from deploy.errors import ConfigError, DataError, DeployError, ValidationError
 from deploy.files import write_bytes_atomic, write_text_atomic
 from deploy.manifest import Artifact, read_manifest, write_manifest
 
@@ -48,7 +48,12 @@ class ReleaseConfig:
     threads: int | None = None
     bench_runs: int = 100
     bench_warmup: int = 10
-    extra: dict[str, Any] = field(default_factory=dict)  # passed on to the export pipeline
+    # the parent model, as for `deploy export`
+    weights: Path | None = None
+    num_classes: int | None = None
+    width: float | None = None
+    input_size: int | None = None
+    labels_file: Path | None = None  # for models whose classes have no label set in the zoo
 
     def __post_init__(self):
         if not self.targets:
@@ -61,7 +66,8 @@ class ReleaseConfig:
             raise ConfigError("--int8 needs --calib PATH (calibration images)")
         if self.eval_limit < 1 or self.bench_runs < 1 or self.bench_warmup < 0:
             raise ConfigError("--eval-limit and --bench-runs must be at least 1, --bench-warmup 0 or more")
-        for what, p in (("--calib", self.calib), ("--eval", self.eval_data)):
+        for what, p in (("--calib", self.calib), ("--eval", self.eval_data),
+                        ("--weights", self.weights), ("--labels", self.labels_file)):
             if p is not None and not Path(p).exists():
                 raise DataError(f"{what} {p}: no such file or folder")
 
@@ -82,55 +88,82 @@ class Built:
 
 # ---- building ---------------------------------------------------------------------------
 def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Built]:
-    """Every (target, precision) of the release through the export pipeline, reusing matches."""
-    from deploy import pipeline
+    """Every (target, precision) of the release through the export stage, reusing matches."""
+    from deploy.export import ExportConfig, export, load_source
 
+    source = load_source(cfg.model, weights=cfg.weights, num_classes=cfg.num_classes,
+                         width=cfg.width, input_size=cfg.input_size)
+    if not source.weights.get("trained"):
+        log(f"note: {source.name} has random-init weights; its accuracy figures mean nothing")
     built = []
     for target in cfg.targets:
         for precision in cfg.precisions:
-            request = pipeline.request_for(cfg.model, target=target, precision=precision,
-                                           calib=cfg.calib, **cfg.extra)
-            found = find_reusable(build_dir, request)
+            if precision == "int8":
+                built.append(_int8(source, target, cfg, build_dir, log))
+                continue
+            config = ExportConfig(target=target, precision=precision, output_dir=build_dir,
+                                  threads=cfg.threads)
+            found = find_reusable(build_dir, source, config)
             if found is not None:
-                log(f"reusing {found.name} (same parent and passes)")
+                log(f"reusing {found.name} (same parent, passes and toolchain)")
                 built.append(Built(found, read_manifest(found), True))
                 continue
-            path = pipeline.run_request(request, build_dir)
-            built.append(Built(Path(path), read_manifest(path), False))
+            log(f"exporting {source.name} -> {target} {precision}")
+            art = export(source, config)
+            built.append(Built(build_dir / art.file, art, False))
     for b in built:
-        if b.artifact is None:
-            raise ValidationError(f"{b.path}: the pipeline wrote no manifest")
-        if not b.artifact.passed:
+        if b.artifact is None or not b.artifact.passed:
+            status = (b.artifact.validation or {}).get("status", "not run") if b.artifact else "no manifest"
             raise ValidationError(f"{b.path.name}: validation against the PyTorch parent did not "
-                                  f"pass ({(b.artifact.validation or {}).get('status', 'not run')}); "
-                                  f"refusing to release it")
+                                  f"pass ({status}); refusing to release it")
     return built
 
 
-def find_reusable(build_dir: Path, request) -> Path | None:
-    """A model file in ``build_dir`` whose manifest has the request's parent and passes and
-    whose bytes still match that manifest."""
-    from deploy import pipeline
-    from deploy.files import sha256_file
+def _int8(source, target: str, cfg: ReleaseConfig, build_dir: Path, log) -> Built:
+    try:
+        from quant import int8 as quant_int8  # noqa: F401
+    except ImportError:
+        raise ConfigError("--int8: int8 quantization is not available in this installation "
+                          "(no quant.int8 module)") from None
+    raise ConfigError("--int8: not wired into deploy release yet")
 
-    if not build_dir.is_dir():
+
+def _export_pass(art: Artifact) -> dict[str, Any] | None:
+    return next((p for p in art.passes if p.get("name") == "export"), None)
+
+
+def find_reusable(build_dir: Path, source, config) -> Path | None:
+    """The file in ``build_dir`` that ``export(source, config)`` would write again: same parent
+    (model build and weights), same export pass settings, same toolchain, and bytes that still
+    match its manifest. Anything else is rebuilt."""
+    from deploy.files import sha256_file
+    from deploy.toolchain import versions
+
+    target = config.target_entry
+    path = build_dir / target.file_name(source.name, config.precision)
+    try:
+        art = read_manifest(path)
+    except DeployError:
         return None
-    for manifest in sorted(build_dir.glob("*.json")):
-        model_file = manifest.with_suffix("")
-        try:
-            art = read_manifest(model_file)
-        except Exception:  # noqa: BLE001 - a stale or foreign manifest is just not reusable
-            continue
-        if art is None or not model_file.is_file() or not art.passed:
-            continue
-        if not pipeline.matches(art, request):
-            continue
-        if sha256_file(model_file) != art.sha256 or any(
-                sha256_file(build_dir / c["file"]) != c["sha256"] for c in art.companions
-                if (build_dir / c["file"]).is_file()):
-            continue
-        return model_file
-    return None
+    if art is None or not path.is_file() or not art.passed:
+        return None
+    want = {k: v for k, v in source.describe().items() if k in ("name", "kwargs", "input_size", "weights")}
+    have = {k: art.model.get(k) for k in want}
+    step = _export_pass(art) or {}
+    same = (
+        json.dumps(have, sort_keys=True, default=str) == json.dumps(want, sort_keys=True, default=str)
+        and art.format == config.target and art.precision == config.precision
+        and step.get("batch") == config.batch and step.get("options") == dict(config.options)
+        and art.toolchain == versions(target.tools)
+        and len(art.passes) == 1
+    )
+    if not same or sha256_file(path) != art.sha256:
+        return None
+    for c in art.companions:
+        comp = build_dir / c["file"]
+        if not comp.is_file() or sha256_file(comp) != c["sha256"]:
+            return None
+    return path
 
 
 # ---- the bundle -------------------------------------------------------------------------
@@ -149,11 +182,10 @@ def release(cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
 def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
     first = built[0].artifact
     name = first.model.get("name") or cfg.model
-    labels = list(first.labels)
-    if not labels:
-        raise ConfigError(f"{name}: the artifacts carry no labels; a release needs labels.txt")
+    labels = release_labels(first, cfg.labels_file)
     for b in built[1:]:
-        if b.artifact.model.get("weights") != first.model.get("weights") or list(b.artifact.labels) != labels:
+        if (b.artifact.model.get("weights") != first.model.get("weights")
+                or b.artifact.labels != first.labels):
             raise ConfigError(f"{b.path.name} comes from a different model than {built[0].path.name}")
     folder = bundle_name(name, cfg.version)
     final, zip_path = cfg.output / folder, cfg.output / f"{folder}.zip"
@@ -182,6 +214,22 @@ def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Pat
     zip_path.chmod(0o644)
     log(f"wrote {final}/ and {zip_path}")
     return final, zip_path
+
+
+def release_labels(art: Artifact, labels_file: Path | None) -> list[str]:
+    """The model's labels, or --labels for a model whose classes the zoo cannot name."""
+    classes = int(art.outputs[0].shape[-1])
+    if labels_file is None:
+        if not art.labels:
+            raise ConfigError(f"{art.model.get('name')}: no label set is known for its {classes} "
+                              f"classes; pass --labels FILE (one name a line)")
+        return list(art.labels)
+    labels = [line.strip() for line in Path(labels_file).read_text().splitlines() if line.strip()]
+    if len(labels) != classes:
+        raise ConfigError(f"--labels {labels_file}: {len(labels)} names for {classes} classes")
+    if art.labels and list(art.labels) != labels:
+        raise ConfigError(f"--labels {labels_file} contradicts the model's own labels; drop --labels")
+    return labels
 
 
 def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, log) -> dict[str, Any]:
@@ -280,8 +328,10 @@ def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
     if cfg.eval_data is not None:
         from device_runners.evaluate import evaluate
 
+        # isolate=False: the file was validated in this process already, and forking after
+        # the converters started their threads (JAX) risks a deadlock in the child
         r = evaluate(path, cfg.eval_data, limit=cfg.eval_limit, split=cfg.eval_split, seed=0,
-                     threads=threads)
+                     threads=threads, isolate=False)
         accuracy = {"top1": r.top1, "top5": r.top5, "images": r.images,
                     "data": Path(cfg.eval_data).name, "split": cfg.eval_split, "seed": 0,
                     "runtime": r.runtime, "runtime_version": r.runtime_version,
@@ -289,7 +339,7 @@ def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
                     "command": f"runner eval {path.name} --data {cfg.eval_data} --split "
                                f"{cfg.eval_split} --limit {cfg.eval_limit} --seed 0 --threads {threads}"}
         log(f"{path.name}: top-1 {r.top1:.2f}% top-5 {r.top5:.2f}% on {r.images} images")
-    b = bench(path, threads=threads, warmup=cfg.bench_warmup, runs=cfg.bench_runs)
+    b = bench(path, threads=threads, warmup=cfg.bench_warmup, runs=cfg.bench_runs, isolate=False)
     latency = {"mean_ms": b.mean_ms, "p50_ms": b.p50_ms, "p90_ms": b.p90_ms, "min_ms": b.min_ms,
                "std_ms": b.std_ms, "runs": b.runs, "warmup": b.warmup_runs, "batch": b.batch,
                "threads": b.threads, "runtime": b.runtime, "runtime_version": b.runtime_version,

@@ -1,4 +1,4 @@
-"""The ``runner`` command line (device side): ``runner bench`` and ``runner eval``.
+"""The ``runner`` command line (device side): ``runner bench``, ``runner eval`` and ``runner verify``.
 
 Imports only the standard library and the command table at start-up; numpy and the one
 runtime a model needs are imported when a command runs.
@@ -13,6 +13,7 @@ from deploy.cli import run_cli
 COMMANDS = {
     "bench": "device_runners.commands.bench",
     "eval": "device_runners.commands.eval",
+    "verify": "device_runners.commands.verify",
 }
 
 

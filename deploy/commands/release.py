@@ -1,0 +1,52 @@
+"""`deploy release MODEL`: model files + manifests + labels + model card, checksummed and zipped."""
+from __future__ import annotations
+
+from pathlib import Path
+
+HELP = "build a versioned, verifiable release bundle (folder + zip) for mobile apps and boards"
+
+
+def _targets(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
+    p.add_argument("--weights", type=Path, metavar="PATH", help="checkpoint to release (default: the model's packaged weights)")
+    p.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
+    p.add_argument("--width", type=float, help="width multiplier / scale, where the model has one")
+    p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
+    p.add_argument("--labels", dest="labels_file", type=Path, metavar="FILE",
+                   help="class names, one a line, for models whose classes the zoo cannot name")
+    p.add_argument("--targets", type=_targets, default=("tflite",), metavar="T1,T2",
+                   help="comma-separated export targets (default: tflite)")
+    p.add_argument("--int8", action="store_true", help="add int8 (post-training quantized) files; needs --calib")
+    p.add_argument("--fp16", action="store_true", help="add fp16 files where the target offers them")
+    p.add_argument("--version", dest="release_version", default="1.0.0", metavar="V",
+                   help="release version written into the bundle name, manifest and metadata (default: 1.0.0)")
+    p.add_argument("--calib", type=Path, metavar="PATH", help="calibration images for --int8 (folder or zip)")
+    p.add_argument("--eval", dest="eval_data", type=Path, metavar="PATH",
+                   help="labelled images to measure top-1/top-5 of every file (folder or zip)")
+    p.add_argument("--eval-limit", type=int, default=1000, metavar="N",
+                   help="images to evaluate, class-balanced, seed 0 (default: 1000)")
+    p.add_argument("--eval-split", default="test", help="split inside --eval (default: test)")
+    p.add_argument("--threads", type=int, help="threads for eval and bench (default: all cores)")
+    p.add_argument("--bench-runs", type=int, default=100, help="timed runs per file (default: 100)")
+    p.add_argument("--output", type=Path, default=Path("releases"), metavar="DIR",
+                   help="where the bundle, its zip and the build folder go (default: releases)")
+
+
+def run(args) -> int:
+    from deploy.release import ReleaseConfig, release
+
+    cfg = ReleaseConfig(model=args.model, targets=args.targets, int8=args.int8, fp16=args.fp16,
+                        version=args.release_version, calib=args.calib, eval_data=args.eval_data,
+                        eval_limit=args.eval_limit, eval_split=args.eval_split,
+                        output=args.output, threads=args.threads, bench_runs=args.bench_runs,
+                        weights=args.weights, num_classes=args.num_classes, width=args.width,
+                        input_size=args.input_size, labels_file=args.labels_file)
+    folder, zip_path = release(cfg)
+    print(f"bundle  {folder}")
+    print(f"zip     {zip_path}")
+    print(f"check   runner verify {zip_path}")
+    return 0

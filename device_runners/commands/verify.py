@@ -1,0 +1,32 @@
+"""runner verify BUNDLE: checksums, loading, input specs and (optionally) accuracy of a release."""
+from __future__ import annotations
+
+HELP = "check a release bundle (folder or zip): every file's size and sha256, that each model " \
+       "loads with the recorded input spec, and with --data its accuracy"
+
+
+def add_arguments(p) -> None:
+    from device_runners.verify import DEFAULT_TOLERANCE
+
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder or its .zip")
+    p.add_argument("--data", metavar="PATH", help="labelled images to re-measure top-1 on (the "
+                   "recorded subset: same images, split and seed)")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="POINTS",
+                   help=f"allowed |top-1 difference| in percentage points (default {DEFAULT_TOLERANCE})")
+    p.add_argument("--limit", type=int, help="re-measure on N images instead of the recorded number")
+    p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    p.add_argument("--no-load", dest="load", action="store_false",
+                   help="check sizes and checksums only (no runtime needed)")
+
+
+def run(args) -> int:
+    from deploy.errors import ValidationError
+    from device_runners.verify import format_report, verify
+
+    report = verify(args.bundle, data=args.data, tolerance=args.tolerance, limit=args.limit,
+                    threads=args.threads, load=args.load)
+    print(format_report(report))
+    if not report.ok:
+        raise ValidationError(f"{args.bundle}: {len(report.problems)} problem(s) in "
+                              f"{', '.join(report.bad_files())}")
+    return 0
