@@ -1,0 +1,156 @@
+"""``deploy release`` end to end on a small model, then ``runner verify`` on what it wrote.
+
+The default-suite test exports one target (TFLite, the mobile format) of a 32x32 ShuffleNet V2
+x0.5; the slow test releases every target with int8 where available and rebuilds in fresh
+processes to compare model-file hashes.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from deploy.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+CIFAR = DATA / "cifar10.zip"
+pytestmark = pytest.mark.skipif(not CIFAR.exists(), reason=f"{DATA} is not there")
+
+
+def small_model() -> dict:
+    """A trained ``*.cifar10`` zoo model when one is packaged, else a random 32x32 stand-in."""
+    from zoo import get_entry, list_models
+
+    trained = [n for n in list_models("*.cifar10") if get_entry(n).trained]
+    if trained:
+        return {"model": min(trained, key=lambda n: ("shufflenet_v2_x0_5" not in n, n))}
+    return {"model": "shufflenet_v2_x0_5", "num_classes": 10, "input_size": 32,
+            "labels_file": ROOT / "zoo" / "labels" / "cifar10.txt"}
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    import torch
+
+    from deploy.release import ReleaseConfig, release
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("release")
+    cfg = ReleaseConfig(**small_model(), targets=("tflite",), version="2.1.0", eval_data=CIFAR,
+                        eval_limit=100, output=out, threads=1, bench_runs=5, bench_warmup=1)
+    folder, zipped = release(cfg, log=lambda *_: None)
+    return cfg, folder, zipped
+
+
+def test_release_verifies_with_accuracy(released):
+    from device_runners.verify import verify
+
+    _, folder, zipped = released
+    assert verify(folder).ok
+    report = verify(zipped, data=CIFAR, tolerance=0.0, threads=1)  # same images, same runtime: exact
+    assert report.ok, [str(p) for p in report.problems]
+    m = json.loads((folder / "manifest.json").read_text())
+    assert report.models[0]["top1"] == pytest.approx(m["models"][0]["accuracy"]["top1"])
+
+
+def test_bundle_contents(released):
+    from exporters.tflite_metadata import read_metadata
+
+    cfg, folder, _ = released
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m["schema"] == "edgedeploy.bundle/1" and m["version"] == "2.1.0"
+    assert folder.name == f"{m['name']}-2.1.0"
+    listed = sorted(f["path"] for f in m["files"])
+    on_disk = sorted(p.name for p in folder.iterdir() if p.name != "manifest.json")
+    assert listed == on_disk
+    model = m["models"][0]
+    assert model["format"] == "tflite" and model["tflite_metadata"]
+    assert model["input"]["layout"] == "NHWC" and model["input"]["shape"] == [1, 32, 32, 3]
+    assert model["validation"]["status"] == "passed"
+    labels = (folder / "labels.txt").read_text().splitlines()
+    meta = read_metadata(folder / model["path"])
+    assert meta["labels"] == labels and len(labels) == 10
+    assert meta["mean"] == pytest.approx([255 * x for x in m["preprocess"]["mean"]], rel=1e-6)
+    assert meta["std"] == pytest.approx([255 * x for x in m["preprocess"]["std"]], rel=1e-6)
+
+
+def test_every_flipped_byte_is_named(released, tmp_path):
+    from device_runners.verify import verify
+
+    _, folder, _ = released
+    files = [f["path"] for f in json.loads((folder / "manifest.json").read_text())["files"]]
+    assert len(files) == 4  # model, its manifest, labels.txt, README.md
+    for rel in files:
+        root = tmp_path / rel / folder.name
+        shutil.copytree(folder, root)
+        data = bytearray((root / rel).read_bytes())
+        data[len(data) // 3] ^= 0x80
+        (root / rel).write_bytes(bytes(data))
+        report = verify(root, load=False)
+        assert report.bad_files() == [rel]
+    # through the CLI: non-zero exit, the file named on stderr
+    proc = subprocess.run([sys.executable, "-m", "device_runners.cli", "verify", str(root),
+                           "--no-load"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 3 and rel in proc.stderr and f"FAILED {rel}" in proc.stdout
+
+
+def test_zip_entries_are_relative(released):
+    _, folder, zipped = released
+    with zipfile.ZipFile(zipped) as zf:
+        names = zf.namelist()
+        for name in names:
+            parts = name.split("/")
+            assert not name.startswith("/") and ".." not in parts and "\\" not in name
+            assert parts[0] == folder.name and len(parts) == 2
+        assert sorted(n.split("/")[1] for n in names) == sorted(p.name for p in folder.iterdir())
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_model_card_numbers_are_the_measured_ones(released):
+    _, folder, _ = released
+    m = json.loads((folder / "manifest.json").read_text())
+    card = (folder / "README.md").read_text()
+    model = m["models"][0]
+    acc, lat = model["accuracy"], model["latency"]
+    assert acc["images"] == 100 and acc["data"] == "cifar10.zip" and lat["runs"] == 5
+    assert f"| {acc['top1']:.2f}% | {acc['top5']:.2f}% | {lat['mean_ms']:.3f} / {lat['p50_ms']:.3f} ms |" in card
+    assert acc["command"] in card and lat["command"] in card
+    assert m["measured_on"]["cpu"] in card
+    assert "not measured" not in card
+    for needle in ("import TensorFlowLite", "org.tensorflow.lite.Interpreter", "runner verify",
+                   "## Preprocessing"):
+        assert needle in card
+
+
+def test_second_release_reuses_and_is_identical(released, tmp_path):
+    from deploy.release import release
+
+    cfg, folder, _ = released
+    shutil.copytree(cfg.output / "build", tmp_path / "build")
+    again, _ = release(cfg.__class__(**{**cfg.__dict__, "output": tmp_path, "eval_data": None}),
+                       log=lambda *_: None)
+    m1 = json.loads((folder / "manifest.json").read_text())["models"][0]
+    m2 = json.loads((again / "manifest.json").read_text())["models"][0]
+    assert m2["reused"] and not m1["reused"]
+    # same inputs, same bytes: the packed metadata and labels are deterministic too
+    assert (m2["sha256"], m2["source_sha256"]) == (m1["sha256"], m1["source_sha256"])
+    assert (again / "labels.txt").read_bytes() == (folder / "labels.txt").read_bytes()
+    assert m2["accuracy"] is None and "not measured" in (again / "README.md").read_text()
+
+
+def test_release_option_errors():
+    from deploy.cli import main
+    from deploy.release import ReleaseConfig
+
+    with pytest.raises(ConfigError, match="--int8 needs --calib"):
+        ReleaseConfig(model="x", int8=True)
+    with pytest.raises(ConfigError, match="--version"):
+        ReleaseConfig(model="x", version="1.0/../x")
+    assert main(["release", "shufflenet_v2_x0_5", "--eval", "/nonexistent.zip"]) == 2
