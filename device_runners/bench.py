@@ -19,7 +19,7 @@ from deploy.errors import ConfigError, DataError
 from deploy.manifest import read_manifest
 from device_runners import sysinfo
 from device_runners.backends import backend_class, resolve
-from device_runners.backends.base import shape_str, spec_dict
+from device_runners.backends.base import shape_hints, shape_str, spec_dict
 
 TIMING = "inference call only; inputs bound once before timing (as benchmark_model does)"
 
@@ -34,6 +34,7 @@ class BenchResult:
     batch: int
     inputs: list[dict[str, Any]]
     input_source: str  # "random" or the --input file
+    fed_shapes: list[list[int]]  # the shapes actually run (dynamic axes filled in)
     check_ms: float | None  # isolated load-and-run check in a child process
     import_ms: float  # importing the runtime
     load_ms: float  # reading + compiling the model (backend construction)
@@ -121,6 +122,7 @@ def time_loop(fn, warmup: int, runs: int | None, min_time: float | None
 def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int | None = None,
           warmup: int = 5, runs: int | None = None, min_time: float | None = None,
           batch: int | None = None, input: str | os.PathLike | None = None,
+          shape: tuple[int, ...] | None = None,
           profile: bool = False, isolate: bool = True, fma_pipes: int = 2) -> BenchResult:
     """Benchmark one model file; see the module docstring. Default: 100 runs."""
     if runs is not None and min_time is not None:
@@ -154,6 +156,8 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
     backend = cls(path, threads=threads)
     load_ms = (time.perf_counter() - t0) * 1e3
 
+    if input is not None and shape is not None:
+        raise ConfigError("give --input or --shape, not both")
     if input is not None:
         x = read_input(input, [t.name for t in backend.inputs])
         feeds = backend.feeds(x)
@@ -162,15 +166,35 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
             raise ConfigError(f"--batch {batch} but {input} holds a batch of {got}")
         batch, source = got, str(input)
     else:
-        declared = backend.input.shape[0] if backend.input.shape else 1
-        batch = batch or (declared if declared > 0 else 1)
-        feeds, source = backend.example(batch=batch, seed=0), "random"
+        if shape is not None:
+            if len(backend.inputs) != 1:
+                raise ConfigError("--shape is for single-input models; use --input FILE.npz")
+            hints, source = {backend.input.name: tuple(shape)}, "random (--shape)"
+        else:
+            hints = (shape_hints(backend.inputs, artifact.inputs, artifact.preprocess)
+                     if artifact else {})
+            source = "random (shape from the manifest)" if any(
+                d < 0 for t in backend.inputs for d in t.shape[1:]) and hints else "random"
+        if batch is None:
+            first = backend.concrete_shapes(None, hints)[0]
+            batch = first[0] if first else 1
+        feeds = backend.example(batch=batch, seed=0, shapes=hints)
     x = feeds if len(feeds) > 1 else next(iter(feeds.values()))
 
     fn = backend.bind(x)
     first_ms, times = time_loop(fn, warmup, runs, min_time)
     stats = _stats(times)
     macs = int(artifact.model["macs"]) if artifact and artifact.model.get("macs") else None
+    mac_note = None
+    if macs and len(feeds) == 1:
+        # the manifest's MAC count holds for its own input size only
+        made = shape_hints(backend.inputs, artifact.inputs, artifact.preprocess)
+        fed = next(iter(feeds.values())).shape[1:]
+        want = made.get(backend.input.name, ())[1:]
+        if want and tuple(fed) != tuple(want):
+            mac_note = (f"the manifest's {macs / 1e6:.1f} MMAC is for input "
+                        f"{shape_str((1, *want))}, not the fed {shape_str((batch, *fed))}")
+            macs = None
     achieved = macs * batch / (stats["p50_ms"] / 1e3) / 1e9 if macs else None
     peak = cpu.peak_gmacs * min(threads, cpu.cores) / cpu.cores if cpu.peak_gmacs else None
     share = achieved / peak if achieved and peak else None
@@ -186,15 +210,19 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
         model=str(path), runtime=runtime, runtime_version=backend.version,
         provider=backend.provider, threads=threads, batch=batch,
         inputs=[spec_dict(t) for t in backend.inputs], input_source=source,
+        fed_shapes=[list(np.shape(v)) for v in feeds.values()],
         check_ms=check_ms, import_ms=import_ms, load_ms=load_ms, first_ms=first_ms,
         warmup_runs=warmup, runs=len(times), **stats,
         throughput=batch / (stats["mean_ms"] / 1e3), macs=macs, achieved_gmacs=achieved,
         peak_gmacs=peak, peak_share=share, peak_rss_mb=sysinfo.peak_rss_mb(), cpu=cpu.to_dict(),
-        profile=rows, profile_note=note, op_counts=counts)
+        profile=rows, profile_note=note, op_counts=counts,
+        extra={"mac_note": mac_note} if mac_note else {})
 
 
 def format_table(r: BenchResult, top: int = 15) -> str:
     ins = ", ".join(f"{t['name']} {t['dtype']}{shape_str(t['shape'])}" for t in r.inputs)
+    if r.fed_shapes and any(list(s) != t["shape"] for s, t in zip(r.fed_shapes, r.inputs)):
+        ins += " fed as " + ", ".join(shape_str(s) for s in r.fed_shapes)
     lines = [
         f"model        {r.model}",
         f"runtime      {r.runtime} {r.runtime_version} | {r.provider} | {r.threads} threads",
@@ -214,7 +242,8 @@ def format_table(r: BenchResult, top: int = 15) -> str:
                                   f"fp32 peak of {min(r.threads, r.cpu['cores'])} cores"
                                   if r.peak_share else ""))
     else:
-        lines.append("MAC rate     unknown (no manifest with a MAC count beside the model)")
+        lines.append("MAC rate     " + (r.extra.get("mac_note") or
+                                         "unknown (no manifest with a MAC count beside the model)"))
     lines.append(f"peak         {r.cpu['peak_derivation']} (machine, all cores)")
     lines.append(f"peak RSS     {r.peak_rss_mb:.1f} MB (whole process)")
     lines.append(f"timing       {r.timing}")

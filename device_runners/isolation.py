@@ -107,6 +107,18 @@ def _close_workers() -> None:
     _workers.clear()
 
 
+def manifest_shapes(path, backend) -> dict[str, tuple[int, ...]]:
+    """Input shapes recorded in the manifest beside ``path`` (empty when there is none)."""
+    from deploy.manifest import read_manifest
+    from device_runners.backends.base import shape_hints
+
+    try:
+        art = read_manifest(path)
+    except DeployError:
+        return {}
+    return shape_hints(backend.inputs, art.inputs, art.preprocess) if art else {}
+
+
 # ---- the worker side -------------------------------------------------------------------
 def _child(path: str, threads: int | None, runtime: str, fd: int) -> None:
     """In the forked child: load, run once, write the outcome to ``fd``, exit."""
@@ -116,10 +128,15 @@ def _child(path: str, threads: int | None, runtime: str, fd: int) -> None:
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(int(TIMEOUT_S))  # the kernel ends a hung load even inside C++ code
     try:
+        from deploy.errors import ShapeError
         from device_runners.backends import backend_class
         backend = backend_class(runtime)(path, threads=threads)
-        backend.run(backend.example(seed=0) if len(backend.inputs) > 1
-                    else next(iter(backend.example(seed=0).values())))
+        try:
+            x = backend.example(seed=0, shapes=manifest_shapes(path, backend))
+        except ShapeError:  # dynamic axes with no manifest: loading is all we can check
+            x = None
+        if x is not None:
+            backend.run(x if len(x) > 1 else next(iter(x.values())))
         out = {"ok": True}
     except DeployError as e:
         out = {"ok": False, "error": str(e), "kind": type(e).__name__}

@@ -73,3 +73,26 @@ def test_bench_profile(small_models):
     assert {row["type"] for row in r.profile} & {"Convolution", "FullyConnected", "MatMul"}
     t = bench(need(FLOAT_TFLITE), runs=2, warmup=0, profile=True, isolate=False)
     assert t.profile is None and "no per-operator timer" in t.profile_note
+
+
+def test_bench_dynamic_axes_need_a_shape(small_models, tmp_path):
+    import openvino as ov
+
+    from deploy.errors import ShapeError
+    from deploy.manifest import Preprocess
+
+    model = tmp_path / "dyn.xml"
+    ov.save_model(ov.convert_model(str(small_models["onnx"]), input=[-1, 3, -1, -1]), str(model))
+    backend = load(model)
+    assert backend.input.shape == (-1, 3, -1, -1)
+    with pytest.raises(ShapeError, match="dynamic axes"):
+        bench(model, runs=2, isolate=False)
+    r = bench(model, runs=2, warmup=0, shape=(2, 3, 40, 40), isolate=False)
+    assert r.fed_shapes == [[2, 3, 40, 40]] and r.batch == 2
+    # a manifest's preprocessing gives the image size, and its MAC count then applies
+    write_artifact(model, backend, macs=small_models["macs"], fmt="openvino",
+                   preprocess=Preprocess(resize=32, crop=32))
+    r = bench(model, runs=2, warmup=0)  # isolated check also uses the manifest's shape
+    assert r.fed_shapes == [[1, 3, 32, 32]] and r.macs == small_models["macs"]
+    r = bench(model, runs=2, warmup=0, shape=(1, 3, 64, 64), isolate=False)
+    assert r.macs is None and "not the fed" in r.extra["mac_note"]

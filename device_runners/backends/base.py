@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -95,14 +95,16 @@ class Backend(ABC):
             out[name] = np.ascontiguousarray(arr, dtype=np.dtype(spec.dtype))
         return out
 
-    def example(self, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-        """Random inputs of each input's dtype and shape (dynamic dims become 1)."""
+    def example(self, batch: int | None = None, seed: int = 0,
+                shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, np.ndarray]:
+        """Random inputs of each input's dtype and shape.
+
+        A dynamic batch axis becomes ``batch`` (default 1); other dynamic axes take their size
+        from ``shapes`` (by input name, e.g. from the manifest) or raise ShapeError.
+        """
         rng = np.random.default_rng(seed)
         out = {}
-        for t in self.inputs:
-            shape = [d if d > 0 else 1 for d in t.shape]
-            if batch is not None and shape:
-                shape[0] = batch
+        for t, shape in zip(self.inputs, self.concrete_shapes(batch, shapes)):
             dt = np.dtype(t.dtype)
             if dt.kind in "iu":
                 info = np.iinfo(dt)
@@ -113,6 +115,35 @@ class Backend(ABC):
             else:
                 out[t.name] = rng.standard_normal(shape).astype(dt)
         return out
+
+    def concrete_shapes(self, batch: int | None = None,
+                        shapes: Mapping[str, Sequence[int]] | None = None) -> list[tuple[int, ...]]:
+        """Each input's shape with every dynamic axis filled in (see ``example``)."""
+        result = []
+        for t in self.inputs:
+            hint = tuple((shapes or {}).get(t.name, ()))
+            if hint and len(hint) != len(t.shape):
+                raise ShapeError(f"shape {shape_str(hint)} for input {t.name!r} does not fit "
+                                 f"its rank {len(t.shape)} ({shape_str(t.shape)})")
+            dims = []
+            for axis, d in enumerate(t.shape):
+                h = hint[axis] if hint else -1
+                if d >= 0 and h >= 0 and h != d and not (axis == 0 and batch):
+                    raise ShapeError(f"shape {shape_str(hint)} for input {t.name!r} conflicts "
+                                     f"with the model's {shape_str(t.shape)}")
+                if axis == 0 and batch is not None:
+                    dims.append(batch)
+                elif d >= 0:
+                    dims.append(d)
+                elif h > 0:
+                    dims.append(h)
+                elif axis == 0:
+                    dims.append(1)
+                else:
+                    raise ShapeError(f"input {t.name!r} has dynamic axes {shape_str(t.shape)}; "
+                                     f"give its shape (--shape, or a manifest beside the model)")
+            result.append(tuple(dims))
+        return result
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.name, "version": self.version, "provider": self.provider,
@@ -129,6 +160,28 @@ class Backend(ABC):
     def __repr__(self) -> str:
         ins = ", ".join(f"{t.name}:{t.dtype}{shape_str(t.shape)}" for t in self.inputs)
         return f"<{type(self).__name__} {self.path.name} [{ins}] {self.provider}>"
+
+
+def shape_hints(inputs: Sequence[TensorSpec], known: Sequence[TensorSpec],
+                preprocess=None) -> dict[str, tuple[int, ...]]:
+    """Shapes for ``inputs`` from a manifest: its input specs (by name, else by position),
+    with the image axes still dynamic there filled from its preprocessing (crop x crop, RGB)."""
+    by_name = {t.name: tuple(t.shape) for t in known}
+    if any(t.name in by_name for t in inputs):
+        hints = {t.name: by_name[t.name] for t in inputs if t.name in by_name}
+    elif len(known) == len(inputs):
+        hints = {t.name: tuple(k.shape) for t, k in zip(inputs, known)}
+    else:
+        hints = {}
+    if preprocess is not None and len(inputs) == 1 and len(inputs[0].shape) == 4:
+        t = inputs[0]
+        shape = list(hints.get(t.name, t.shape))
+        h, w, c = (2, 3, 1) if preprocess.layout == "NCHW" else (1, 2, 3)
+        for axis, size in ((h, preprocess.crop), (w, preprocess.crop), (c, 3)):
+            if shape[axis] < 0:
+                shape[axis] = size
+        hints[t.name] = tuple(shape)
+    return hints
 
 
 def spec_dict(t: TensorSpec) -> dict[str, Any]:

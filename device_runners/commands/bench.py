@@ -15,6 +15,8 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", type=int, help="batch size (default: the model's)")
     p.add_argument("--input", metavar="FILE", help=".npy (or .npz by input name) to feed "
                    "instead of random data")
+    p.add_argument("--shape", type=_shape, help="input shape for models with dynamic axes, "
+                   "e.g. 1,3,224,224 (default: the manifest's)")
     p.add_argument("--profile", action="store_true", help="per-operator times where the "
                    "runtime exposes them")
     p.add_argument("--json", metavar="PATH", help="also write the result as JSON")
@@ -30,8 +32,21 @@ def run(args) -> int:
 
     result = bench(args.model, runtime=args.runtime, threads=args.threads, warmup=args.warmup,
                    runs=args.runs, min_time=args.min_time, batch=args.batch, input=args.input,
+                   shape=args.shape,
                    profile=args.profile, isolate=args.isolate)
     print(format_table(result))
     if args.json:
         write_text_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
     return 0
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    import argparse
+
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 1,3,224,224") from None
+    if not dims or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"{text!r}: every axis must be at least 1")
+    return dims
