@@ -125,6 +125,7 @@ def register_alias(alias: str, target: str) -> None:
 def _ensure_loaded() -> None:
     # importing the family modules runs their registrations
     import zoo.models  # noqa: F401
+    import zoo.cifar10  # noqa: F401  (the trained 32x32 variants)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
