@@ -32,7 +32,7 @@ CHECKPOINT_FORMAT = "edgedeploy.train/1"
 
 @dataclass(frozen=True)
 class Recipe:
-    epochs: int = 20
+    epochs: int = 10  # what the shipped checkpoints used (docs/TRAINING.md)
     batch_size: int = 128
     lr: float = 0.1  # peak learning rate of the one-cycle schedule
     momentum: float = 0.9
