@@ -32,11 +32,14 @@ def sniff(head: bytes) -> str | None:
 
 
 def check_file(path: Path, runtime: str) -> None:
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
     if size == 0:
         raise ModelFileError(f"{path}: empty file (0 bytes)")
-    with open(path, "rb") as f:
-        head = f.read(4096)
     suffix = path.suffix.lower()
     looks = sniff(head)
     if suffix == ".tflite":
@@ -69,6 +72,8 @@ def _check_ir(path: Path, looks: str | None) -> None:
     if root.tag != "net":
         raise ModelFileError(f"{path}: XML root is <{root.tag}>, an OpenVINO IR has <net>")
     bin_path = path.with_suffix(".bin")
+    if bin_path.exists() and not bin_path.is_file():
+        raise ModelFileError(f"{path}: {bin_path.name} is not a file")
     consts = [layer.find("data") for layer in root.iter("layer") if layer.get("type") == "Const"]
     if not consts:
         return

@@ -35,6 +35,13 @@ def test_tflite_quant_specs_carry_quantization():
     assert b.outputs[0].dtype == "uint8" and b.outputs[0].scale == pytest.approx(1 / 256)
 
 
+def test_float_values_for_integer_input_are_refused():
+    b = load(need(QUANT_TFLITE))
+    with pytest.raises(ShapeError, match="takes uint8 .*scale 0.0078125, zero point 128"):
+        b.run(np.zeros((1, 224, 224, 3), np.float32))
+    assert b.run(np.zeros((1, 224, 224, 3), np.int64))[0].dtype == np.uint8
+
+
 def test_onnx_and_openvino_match_numpy_reference(small):
     x, ref = small["input"], small["reference"]
     for path in (small["onnx"], small["xml"]):

@@ -92,7 +92,13 @@ class Backend(ABC):
                     d >= 0 and a != d for a, d in zip(arr.shape[1:], spec.shape[1:])):
                 raise ShapeError(f"input {name!r} has shape {tuple(arr.shape)}; the model "
                                  f"expects {shape_str(spec.shape)} (any batch)")
-            out[name] = np.ascontiguousarray(arr, dtype=np.dtype(spec.dtype))
+            want = np.dtype(spec.dtype)
+            if arr.dtype.kind == "f" and want.kind in "iub":
+                q = (f" (quantization scale {spec.scale:g}, zero point {spec.zero_point})"
+                     if spec.scale else "")
+                raise ShapeError(f"input {name!r} takes {want.name}{q}; got {arr.dtype.name} "
+                                 f"values: quantize them first")
+            out[name] = np.ascontiguousarray(arr, dtype=want)
         return out
 
     def example(self, batch: int | None = None, seed: int = 0,
