@@ -142,16 +142,16 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
     path, runtime = resolve(model, runtime)
     artifact = read_manifest(path)
 
+    cls = backend_class(runtime)
+    t0 = time.perf_counter()
+    cls.import_runtime()  # first: a missing runtime is reported before anything else
+    import_ms = (time.perf_counter() - t0) * 1e3
     check_ms = None
     if isolate:
         from device_runners.isolation import check_in_child
         t0 = time.perf_counter()
         check_in_child(path, runtime, threads)
         check_ms = (time.perf_counter() - t0) * 1e3
-    cls = backend_class(runtime)
-    t0 = time.perf_counter()
-    cls.import_runtime()
-    import_ms = (time.perf_counter() - t0) * 1e3
     t0 = time.perf_counter()
     backend = cls(path, threads=threads)
     load_ms = (time.perf_counter() - t0) * 1e3

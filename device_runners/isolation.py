@@ -81,6 +81,9 @@ def _raise(message: str | None, kind: str | None, runtime: str):
 
 def check_in_child(path: Path, runtime: str, threads: int | None = None) -> None:
     """Raise ModelFileError unless ``path`` loads and runs once in a child process."""
+    from device_runners.backends import backend_class
+
+    backend_class(runtime).import_runtime()  # a missing runtime: say so here, not in the child
     worker = _workers.get(runtime)
     if worker is None or not worker.alive():
         worker = _workers[runtime] = _Worker(runtime)

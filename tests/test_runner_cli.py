@@ -88,3 +88,19 @@ def test_errors_are_one_line(case, tmp_path, small_models):
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+@pytest.mark.parametrize("blocked,model_key,extra", [
+    (("onnxruntime",), "onnx", "onnxruntime"),
+    (("openvino",), "xml", "openvino"),
+    (("ai_edge_litert", "tflite_runtime", "tensorflow"), "tflite", "litert"),
+])
+def test_missing_runtime_names_the_extra(blocked, model_key, extra, small_models):
+    model = need(FLOAT_TFLITE) if model_key == "tflite" else small_models[model_key]
+    code = ("import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked)
+            + "from device_runners.cli import main\n"
+            + f"sys.exit(main(['bench', {str(model)!r}, '--runs', '1']))\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"pip install 'edgedeploy[{extra}]'" in p.stderr
