@@ -30,5 +30,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# regenerates BENCHMARKS.md (LIMIT=2000 for a reduced CIFAR-10 run; PARTS="cifar zoo")
+benchmark: $(STAMP)
+	benchmarks/run_full.sh
+
 clean:
 	rm -rf $(VENV) out .pytest_cache

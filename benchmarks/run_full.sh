@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Regenerates BENCHMARKS.md (run from anywhere; `make benchmark` calls it):
+#   1. every zoo *.cifar10 model with trained weights x all targets x fp32,int8 on the
+#      CIFAR-10 test set (10,000 images; LIMIT=N for a class-balanced subset),
+#   2. the ImageNet-shaped zoo defaults at 224x224, fp32, latency only (random-init weights).
+# PARTS="cifar zoo" selects the parts to re-run; a part not re-run keeps its last JSON.
+# Latency is only meaningful on an otherwise idle machine: each report records the load.
+set -u
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+RESULTS=${RESULTS:-benchmarks/results}
+WORK=${WORK:-out/benchmark}
+PARTS=${PARTS:-cifar zoo}
+LIMIT=${LIMIT:-}
+THREADS=${THREADS:-1,2}
+ZOO_MODELS=${ZOO_MODELS:-squeezenet1_1 mobilenet_v1_x0_5 mobilenet_v2 mobilenet_v3_small \
+mobilenet_v3_large shufflenet_v1_g3 shufflenet_v2_x0_5 shufflenet_v2_x1_0}
+status=0
+
+trained=$($BIN/python -c 'from zoo import get_entry, list_models
+print(" ".join(n for n in list_models("*.cifar10") if get_entry(n).trained))')
+untrained=$($BIN/python -c 'from zoo import get_entry, list_models
+print(" ".join(n for n in list_models("*.cifar10") if not get_entry(n).trained))')
+
+for part in $PARTS; do
+  case $part in
+    cifar)
+      if [ -z "$trained" ]; then
+        echo "no *.cifar10 model has trained weights yet; skipping the CIFAR-10 part" >&2
+        continue
+      fi
+      # shellcheck disable=SC2086  # word splitting of the model list is intended
+      $BIN/deploy benchmark $trained --precisions fp32,int8 --threads "$THREADS" \
+        ${LIMIT:+--limit "$LIMIT"} --output "$WORK/cifar10" --json "$RESULTS/cifar10/benchmark.json" \
+        --title "CIFAR-10 checkpoints" || status=1 ;;
+    zoo)
+      # shellcheck disable=SC2086
+      $BIN/deploy benchmark $ZOO_MODELS --precisions fp32 --threads "$THREADS" --no-eval \
+        --runs 30 --warmup 5 --output "$WORK/zoo224" --json "$RESULTS/zoo224/benchmark.json" \
+        --title "Zoo at 224x224 (latency)" || status=1 ;;
+    *) echo "unknown part $part (valid: cifar zoo)" >&2; exit 2 ;;
+  esac
+done
+
+args=(BENCHMARKS.md --intro benchmarks/intro.md)
+cifar_title="CIFAR-10 checkpoints: all targets x fp32/int8 on the CIFAR-10 test set"
+zoo_title="Zoo defaults at 224x224: latency only (random-init weights)"
+if [ -f "$RESULTS/cifar10/benchmark.json" ]; then
+  args+=(--section "$cifar_title" "$RESULTS/cifar10/benchmark.json")
+  [ -n "$untrained" ] && args+=(--note "$cifar_title" "Not in this table (no trained weights in the zoo when this ran): $untrained")
+  [ -n "$LIMIT" ] && args+=(--note "$cifar_title" "Reduced run: $LIMIT class-balanced test images, not the full 10,000.")
+fi
+if [ -f "$RESULTS/zoo224/benchmark.json" ]; then
+  args+=(--section "$zoo_title" "$RESULTS/zoo224/benchmark.json")
+  args+=(--note "$zoo_title" "Random-init weights: the accuracy columns are not measured; latency does not depend on the weight values.")
+fi
+$BIN/python -m deploy.benchmark_report "${args[@]}" || status=1
+echo "wrote BENCHMARKS.md" >&2
+exit $status

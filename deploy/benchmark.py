@@ -1,0 +1,349 @@
+"""`deploy benchmark`: every model x target x precision through export, validation, accuracy
+and latency, against PyTorch measured in the same run.
+
+Per model: the PyTorch fp32 parent is evaluated once on the evaluation images and timed in
+eager mode (batch 1, each thread count). Per cell (target x precision): the export stage
+writes a validated file, or a validated file from an earlier run is reused when its manifest
+names the same parent and the bytes still match; then every evaluation image goes through the
+file with the runner's backends and preprocessing (so the runner and this table see the same
+pixels as PyTorch), and the runner's ``bench`` times it per thread count.
+
+A failing cell records its error and the others still run. Latency-derived columns all use the
+median (p50): speed-up = eager p50 / file p50 at the same thread count; achieved GMAC/s =
+MACs / p50; share of peak = GMAC/s over the fp32 FMA peak of the cores the run may use
+(``device_runners.sysinfo``, scaled to the thread count).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from deploy.errors import ConfigError, DeployError
+
+INT8 = "int8"
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    models: tuple[str, ...]
+    targets: tuple[str, ...] | None = None  # None: every target in the capability table
+    precisions: tuple[str, ...] = ("fp32",)
+    data: Path | None = None  # evaluation images (default: by input size, see deploy.validate)
+    calib: Path | None = None  # calibration images for int8
+    limit: int | None = None  # evaluation images (class-balanced subset); None: all
+    threads: tuple[int, ...] = (1, 2)
+    output_dir: Path = Path("out/benchmark")
+    runs: int = 50
+    warmup: int = 10
+    evaluate: bool = True  # False: latency only (no accuracy columns)
+    input_size: int | None = None
+    num_classes: int | None = None
+    seed: int = 0  # random-init weights are seeded so their exports are reproducible
+
+    def __post_init__(self):
+        from exporters.capabilities import all_precisions, get_target, target_names
+
+        if not self.models:
+            raise ConfigError("name at least one model (see `deploy models`)")
+        targets = tuple(self.targets) if self.targets else tuple(target_names())
+        for t in targets:
+            get_target(t)  # UnknownNameError lists the valid targets
+        object.__setattr__(self, "targets", targets)
+        valid = sorted(set(all_precisions()) | {"fp32", "fp16", INT8})
+        for p in self.precisions:
+            if p not in valid:
+                raise ConfigError(f"unknown precision {p!r}; valid: {', '.join(valid)}")
+        if not self.precisions or len(set(self.precisions)) != len(self.precisions):
+            raise ConfigError(f"--precisions needs distinct values, got {','.join(self.precisions)}")
+        if not self.threads or any(t < 1 for t in self.threads):
+            raise ConfigError(f"--threads needs positive counts, got {self.threads}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        if self.runs < 1 or self.warmup < 0:
+            raise ConfigError("--runs must be at least 1 and --warmup 0 or more")
+        for what, p in (("--data", self.data), ("--calib", self.calib)):
+            if p is not None and not Path(p).exists():
+                from deploy.errors import DataError
+                raise DataError(f"{what} {p}: no such file or folder")
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+
+
+def int8_unavailable(target) -> str | None:
+    """Why the export stage cannot make int8 for ``target`` (None when it can)."""
+    if INT8 in target.precisions:
+        return None
+    reason = target.refused.get(INT8)
+    return f"int8 unavailable: {reason or 'the export stage has no int8 pass for ' + target.name}"
+
+
+# ---- images ------------------------------------------------------------------------------
+@dataclass
+class EvalImages:
+    """Centre crops (RGB uint8) of the evaluation subset and their labels, decoded once."""
+
+    path: Path
+    crops: list[np.ndarray]
+    labels: np.ndarray
+    num_classes: int
+
+
+def load_eval_images(data: Path | None, preprocess, limit: int | None, seed: int = 0
+                     ) -> EvalImages:
+    from deploy.validate import default_data
+    from device_runners.images import ImageSet, resize_crop
+
+    path, split = (Path(data), "test") if data is not None else default_data(preprocess.crop)
+    images = ImageSet(path, split)
+    idx = images.subset(limit, seed=seed)
+    crops = [resize_crop(images.load(i), preprocess.resize, preprocess.crop,
+                         preprocess.interpolation) for i in idx]
+    labels = np.array([images.samples[i].label for i in idx], dtype=np.int64)
+    return EvalImages(path, crops, labels, images.num_classes)
+
+
+def torch_predictions(model, images: EvalImages, preprocess, batch: int = 64) -> np.ndarray:
+    from deploy.validate import torch_logits
+    from device_runners.images import normalize
+
+    rgb = images.crops if preprocess.color == "RGB" else [c[..., ::-1] for c in images.crops]
+    preds = []
+    for s in range(0, len(rgb), batch):
+        x = np.stack([normalize(c, preprocess.mean, preprocess.std, "NCHW")
+                      for c in rgb[s:s + batch]])
+        preds.append(torch_logits(model, x).argmax(1))
+    return np.concatenate(preds)
+
+
+def file_predictions(path: Path, runtime: str, artifact, images: EvalImages,
+                     threads: int) -> np.ndarray:
+    """Top-1 class per image from the exported file, fed as ``runner eval`` feeds it."""
+    from device_runners.backends import backend_class
+    from device_runners.evaluate import make_pipeline, scores, to_input
+    from device_runners.isolation import check_in_child
+
+    check_in_child(path, runtime, threads)  # a crashing runtime fails this cell, not the run
+    backend = backend_class(runtime)(path, threads=threads)
+    try:
+        spec, out_spec = backend.input, backend.outputs[0]
+        pipe = make_pipeline(spec, artifact.preprocess)
+        # the crops are already resized and cropped: resizing to the crop size is a no-op
+        pipe = dataclasses.replace(pipe, resize=pipe.crop)
+        batch = spec.shape[0] if spec.shape and spec.shape[0] > 0 else 1
+        preds = []
+        for s in range(0, len(images.crops), batch):
+            x = np.stack([to_input(c, pipe, spec) for c in images.crops[s:s + batch]])
+            preds.append(scores(backend.run(x)[0], out_spec).argmax(1) - pipe.label_offset)
+        return np.concatenate(preds)
+    finally:
+        backend.close()
+
+
+# ---- latency -----------------------------------------------------------------------------
+def eager_latency(model, input_size: int, threads: int, warmup: int, runs: int
+                  ) -> dict[str, float]:
+    """PyTorch eager fp32, batch 1, ``threads`` intra-op threads; p50/p90 in ms."""
+    import torch
+
+    from device_runners.bench import _stats, time_loop
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            _, times = time_loop(lambda: model(x), warmup, runs, None)
+    finally:
+        torch.set_num_threads(before)
+    s = _stats(times)
+    return {"p50_ms": s["p50_ms"], "p90_ms": s["p90_ms"], "load": os.getloadavg()[0]}
+
+
+def rates(macs: int | None, p50_ms: float, threads: int, cpu) -> tuple[float | None, float | None]:
+    """(achieved GMAC/s at the median latency, share of the peak of ``threads`` cores)."""
+    if not macs or p50_ms <= 0:
+        return None, None
+    gmacs = macs / (p50_ms / 1e3) / 1e9
+    if not cpu.peak_gmacs:
+        return gmacs, None
+    peak = cpu.peak_gmacs * min(threads, cpu.cores) / cpu.cores
+    return gmacs, gmacs / peak
+
+
+# ---- artifacts ---------------------------------------------------------------------------
+def find_reusable(path: Path, source, target: str, precision: str):
+    """The Artifact at ``path`` if it is a passed export of the same trained parent, intact."""
+    from deploy.files import sha256_file
+    from deploy.manifest import read_manifest
+
+    sha = source.weights.get("sha256")
+    if sha is None or not path.is_file():
+        return None  # random-init parents are rebuilt: reuse could mix two random draws
+    try:
+        art = read_manifest(path)
+    except DeployError:
+        return None
+    if art is None or not art.passed or art.format != target or art.precision != precision:
+        return None
+    m = art.model
+    if (m.get("name"), m.get("num_classes"), m.get("input_size"), m.get("weights", {}).get("sha256")
+            ) != (source.name, source.entry.num_classes, source.entry.input_size, sha):
+        return None
+    files = [(path, art.sha256)] + [(path.parent / c["file"], c["sha256"]) for c in art.companions]
+    if any(not f.is_file() or sha256_file(f) != want for f, want in files):
+        return None
+    return art
+
+
+def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
+    """(path, artifact, reused) for one cell; raises DeployError when it cannot be made."""
+    from deploy.export import ExportConfig, export
+    from exporters.capabilities import get_target
+
+    entry = get_target(target)
+    if precision == INT8:
+        why = int8_unavailable(entry)
+        if why:
+            raise Int8Unavailable(why)
+    entry.check_precision(precision)
+    out = config.output_dir / source.name
+    path = out / entry.file_name(source.name, precision)
+    art = find_reusable(path, source, target, precision)
+    if art is not None:
+        return path, art, True
+    options = {"calib": config.calib} if precision == INT8 and config.calib else {}
+    art = export(source, ExportConfig(target=target, precision=precision, output_dir=out,
+                                      validate_data=config.data, threads=max(config.threads),
+                                      options=options))
+    return out / art.file, art, False
+
+
+class Int8Unavailable(DeployError):
+    """The int8 pass is not available for a target (status "unavailable", not "failed")."""
+
+
+# ---- the run -----------------------------------------------------------------------------
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, DeployError) else f"{type(err).__name__}: {text}"
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str], None] = _log
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    import torch
+
+    from deploy.export import load_source
+    from device_runners.bench import bench
+
+    torch.manual_seed(config.seed)
+    source = load_source(name, input_size=config.input_size, num_classes=config.num_classes)
+    desc = source.describe()
+    model = {k: desc[k] for k in ("name", "arch", "num_classes", "input_size", "params", "macs",
+                                  "mac_cost", "weights")}
+    images = None
+    if config.evaluate:
+        images = load_eval_images(config.data, source.entry.preprocess, config.limit, config.seed)
+        log(f"{name}: PyTorch fp32 on {len(images.crops)} images of {images.path.name}")
+        torch_pred = torch_predictions(source.model, images, source.entry.preprocess)
+        model.update(data=images.path.name, images=len(images.crops),
+                     torch_top1=100.0 * float(np.mean(torch_pred == images.labels)))
+    model["eager"] = {}
+    for t in config.threads:
+        model["eager"][str(t)] = eager_latency(source.model, source.entry.input_size, t,
+                                               config.warmup, config.runs)
+        log(f"{name}: PyTorch eager {t} thread(s) p50 {model['eager'][str(t)]['p50_ms']:.3f} ms")
+
+    cells = []
+    for target in config.targets:
+        for precision in config.precisions:
+            cell: dict[str, Any] = {"model": name, "target": target, "precision": precision}
+            log(f"{name} {target} {precision}: export")
+            t0 = time.perf_counter()
+            try:
+                path, art, reused = export_cell(source, target, precision, config)
+                cell.update(file=str(path), reused=reused,
+                            size_bytes=art.size_bytes + sum(c["size_bytes"] for c in art.companions),
+                            validation=_validation(art.validation))
+                runtime = _runtime(target)
+                if images is not None:
+                    log(f"{name} {target} {precision}: evaluate {len(images.crops)} images")
+                    pred = file_predictions(path, runtime, art, images, max(config.threads))
+                    top1 = 100.0 * float(np.mean(pred == images.labels))
+                    cell.update(top1=top1, delta_top1=top1 - model["torch_top1"],
+                                agreement=100.0 * float(np.mean(pred == torch_pred)))
+                cell["latency"] = {}
+                for t in config.threads:
+                    r = bench(path, runtime=runtime, threads=t, warmup=config.warmup,
+                              runs=config.runs, isolate=False)
+                    eager = model["eager"][str(t)]["p50_ms"]
+                    gmacs, share = rates(model["macs"], r.p50_ms, t, cpu)
+                    cell["latency"][str(t)] = {
+                        "p50_ms": r.p50_ms, "p90_ms": r.p90_ms, "speedup": eager / r.p50_ms,
+                        "gmacs": gmacs, "peak_share": share, "load": os.getloadavg()[0]}
+                    log(f"{name} {target} {precision}: {t} thread(s) p50 {r.p50_ms:.3f} ms")
+                cell["status"] = "ok"
+            except Int8Unavailable as err:
+                cell.update(status="unavailable", error=one_line(err))
+                log(f"{name} {target} {precision}: {cell['error']}")
+            except Exception as err:  # noqa: BLE001 - one failed cell must not stop the table
+                cell.update(status="failed", error=one_line(err))
+                log(f"{name} {target} {precision}: FAILED: {cell['error']}")
+            cell["seconds"] = round(time.perf_counter() - t0, 2)
+            cells.append(cell)
+    return model, cells
+
+
+def _runtime(target: str) -> str:
+    from exporters.capabilities import get_target
+
+    return get_target(target).runtime
+
+
+def _validation(v: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not v:
+        return None
+    keys = ("status", "images", "data", "max_abs_diff", "cosine_min", "top1_agreement")
+    return {k: v[k] for k in keys if k in v}
+
+
+def run_benchmark(config: BenchmarkConfig, command: str = "",
+                  log: Callable[[str], None] = _log) -> dict[str, Any]:
+    """The whole benchmark as one JSON-ready dict (see deploy.benchmark_report)."""
+    from deploy.toolchain import versions
+    from device_runners import sysinfo
+
+    cpu = sysinfo.cpu_info()
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    load_start = os.getloadavg()
+    models, cells = [], []
+    for name in config.models:
+        try:
+            model, model_cells = benchmark_model(name, config, cpu, log)
+        except Exception as err:  # noqa: BLE001 - a model that cannot be built fails its row
+            log(f"{name}: FAILED: {one_line(err)}")
+            model = {"name": name, "error": one_line(err)}
+            model_cells = [{"model": name, "target": t, "precision": p, "status": "failed",
+                            "error": one_line(err)}
+                           for t in config.targets for p in config.precisions]
+        models.append(model)
+        cells.extend(model_cells)
+    return {
+        "command": command, "started": started,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": {"cpu": cpu.to_dict(), "load_average_start": list(load_start),
+                    "load_average_end": list(os.getloadavg()), "platform": sys.platform},
+        "versions": versions(),
+        "config": {k: (str(v) if isinstance(v, Path) else v)
+                   for k, v in dataclasses.asdict(config).items()},
+        "models": models, "cells": cells,
+    }

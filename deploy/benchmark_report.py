@@ -1,0 +1,225 @@
+"""Tables, Markdown, JSON and plots of a ``deploy benchmark`` report (deploy.benchmark).
+
+``python -m deploy.benchmark_report OUT.md REPORT.json...`` joins several reports (e.g. the
+trained CIFAR-10 run and the 224x224 zoo latency run) into one Markdown file.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EAGER = "pytorch eager"
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else (f"{v:.2f}" if v >= 1 else f"{v:.3f}")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "—"
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def _pct(v: float | None, sign: bool = False) -> str:
+    return "—" if v is None else (f"{v:+.2f}" if sign else f"{v:.2f}")
+
+
+def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the main table: per model a PyTorch eager row, then its cells."""
+    threads = [str(t) for t in report["config"]["threads"]]
+    top = threads[-1]
+    head = (["model", "target", "precision", "status", "size", "top-1 %", "Δ top-1",
+             "agree %"] + [f"p50/p90 ms @{t}t" for t in threads]
+            + [f"speed-up @{t}t" for t in threads] + [f"GMAC/s @{top}t", f"% peak @{top}t", "note"])
+    out = []
+    for m in report["models"]:
+        name = m["name"]
+        if "error" in m:
+            continue  # its cells carry the error
+        eager = m["eager"]
+        gm = eager_rates(m, report, top)
+        out.append([name, EAGER, "fp32", "ok", "—", _pct(m.get("torch_top1")),
+                    "0.00" if "torch_top1" in m else "—", "100.00" if "torch_top1" in m else "—"]
+                   + [f"{_ms(eager[t]['p50_ms'])} / {_ms(eager[t]['p90_ms'])}" for t in threads]
+                   + ["1.00×" for _ in threads]
+                   + [_rate(gm[0]), _share(gm[1]), weights_note(m)])
+    for c in report["cells"]:
+        lat = c.get("latency") or {}
+        status = c["status"] if not c.get("reused") else "ok (reused)"
+        last = lat.get(top, {})
+        out.append([c["model"], c["target"], c["precision"], status, _size(c.get("size_bytes")),
+                    _pct(c.get("top1")), _pct(c.get("delta_top1"), sign=True),
+                    _pct(c.get("agreement"))]
+                   + [f"{_ms(lat[t]['p50_ms'])} / {_ms(lat[t]['p90_ms'])}" if t in lat else "—"
+                      for t in threads]
+                   + [f"{lat[t]['speedup']:.2f}×" if t in lat else "—" for t in threads]
+                   + [_rate(last.get("gmacs")), _share(last.get("peak_share")),
+                      c.get("error", "")])
+    order = {m["name"]: i for i, m in enumerate(report["models"])}
+    out.sort(key=lambda r: order.get(r[0], 0))  # stable: eager row first within a model
+    return head, out
+
+
+def _rate(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+def _share(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def eager_rates(model: dict[str, Any], report: dict[str, Any], threads: str):
+    from types import SimpleNamespace
+
+    from deploy.benchmark import rates
+
+    cpu = SimpleNamespace(**report["machine"]["cpu"])
+    return rates(model.get("macs"), model["eager"][threads]["p50_ms"], int(threads), cpu)
+
+
+def weights_note(m: dict[str, Any]) -> str:
+    w = m.get("weights") or {}
+    if not w.get("trained"):
+        return "random-init weights: latency only"
+    return f"trained weights {str(w.get('sha256', ''))[:12]}"
+
+
+def markdown_table(head: list[str], body: list[list[str]]) -> str:
+    esc = [[str(c).replace("|", "\\|") for c in r] for r in body]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in esc]
+    return "\n".join(lines)
+
+
+def text_table(head: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in body])
+
+
+def header_lines(report: dict[str, Any]) -> list[str]:
+    cpu, mach = report["machine"]["cpu"], report["machine"]
+    cfg = report["config"]
+    v = report["versions"]
+    models = [m for m in report["models"] if "error" not in m]
+    imgs = {(m.get("data"), m.get("images")) for m in models if m.get("images")}
+    lines = [
+        f"- command: `{report['command']}`",
+        f"- run: {report['started']} → {report['finished']}",
+        f"- machine: {cpu['model']}, {cpu['cores']} cores usable, {cpu['isa']}; "
+        f"peak {cpu['peak_derivation']}",
+        f"- load average (1/5/15 min) at start {_load(mach['load_average_start'])}, at end "
+        f"{_load(mach['load_average_end'])}; per-measurement 1-min load is in the JSON",
+        f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- latency: batch 1, {cfg['warmup']} warm-up + {cfg['runs']} timed runs per thread "
+        f"count, inference call only (runner bench); PyTorch eager fp32 timed the same way in "
+        f"the same run; speed-up = eager p50 / file p50; GMAC/s = MACs / p50; % peak against "
+        f"the fp32 FMA peak of the cores used",
+    ]
+    if imgs:
+        lines.append("- accuracy: " + "; ".join(f"{n} images of {d}" for d, n in sorted(imgs))
+                     + " — the same images for PyTorch and every file; Δ top-1 is in points vs "
+                       "PyTorch fp32; agree % = share of images with the same top-1 class")
+    else:
+        lines.append("- accuracy: not measured in this run (latency only)")
+    return lines
+
+
+def _load(v) -> str:
+    return " / ".join(f"{x:.2f}" for x in v)
+
+
+def to_markdown(report: dict[str, Any], title: str = "deploy benchmark",
+                plots: dict[str, str] | None = None, level: int = 1,
+                notes: tuple[str, ...] = ()) -> str:
+    head, body = rows(report)
+    parts = [f"{'#' * level} {title}", ""]
+    if notes:
+        parts += [f"> {n}" for n in notes] + [""]
+    parts += [*header_lines(report), ""]
+    summary = summary_lines(report)
+    if summary:
+        parts += ["Summary:", "", *summary, ""]
+    parts += [markdown_table(head, body), ""]
+    for caption, file in (plots or {}).items():
+        parts += [f"![{caption}]({file})", ""]
+    return "\n".join(parts)
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    from deploy.files import write_text_atomic
+
+    write_text_atomic(Path(path), json.dumps(report, indent=2) + "\n")
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """What the table says, per model: best target and its speed-up over PyTorch eager, the
+    int8 accuracy delta per target, and where int8 is slower than fp32."""
+    top = str(report["config"]["threads"][-1])
+    ok = [c for c in report["cells"] if c["status"] == "ok" and c.get("latency")]
+    lines = []
+    for m in report["models"]:
+        mine = [c for c in ok if c["model"] == m["name"]]
+        if not mine:
+            continue
+        best = min(mine, key=lambda c: c["latency"][top]["p50_ms"])
+        lat = best["latency"][top]
+        parts = [f"fastest {best['target']} {best['precision']} at {_ms(lat['p50_ms'])} ms "
+                 f"({lat['speedup']:.1f}× PyTorch eager, {top} threads)"]
+        for c in mine:
+            if c["precision"] != "int8":
+                continue
+            fp32 = next((f for f in mine if f["target"] == c["target"]
+                         and f["precision"] == "fp32"), None)
+            if c.get("top1") is not None and fp32 and fp32.get("top1") is not None:
+                parts.append(f"{c['target']} int8 top-1 {c['top1'] - fp32['top1']:+.2f} points "
+                             f"vs its fp32")
+            if fp32 and c["latency"][top]["p50_ms"] > fp32["latency"][top]["p50_ms"]:
+                parts.append(f"{c['target']} int8 slower than fp32 "
+                             f"({_ms(c['latency'][top]['p50_ms'])} vs "
+                             f"{_ms(fp32['latency'][top]['p50_ms'])} ms)")
+        lines.append(f"- {m['name']}: " + "; ".join(parts))
+    bad = [c for c in report["cells"] if c["status"] != "ok"]
+    for status in ("failed", "unavailable"):
+        cells = [c for c in bad if c["status"] == status]
+        if cells:
+            msgs = sorted({c["error"] for c in cells})
+            lines.append(f"- {len(cells)} cell(s) {status}: " + " | ".join(msgs))
+    return lines
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from deploy.benchmark_plots import plot_files
+    from deploy.files import write_text_atomic
+
+    p = argparse.ArgumentParser(prog="python -m deploy.benchmark_report",
+                                description="join benchmark reports into one Markdown file")
+    p.add_argument("output", type=Path, help="Markdown file to write (e.g. BENCHMARKS.md)")
+    p.add_argument("--intro", type=Path, help="Markdown to put first")
+    p.add_argument("--section", nargs=2, action="append", default=[],
+                   metavar=("TITLE", "JSON"), help="a section: its title and report JSON")
+    p.add_argument("--note", nargs=2, action="append", default=[], metavar=("TITLE", "TEXT"),
+                   help="a line of text under the section with that title")
+    args = p.parse_args(argv)
+    notes: dict[str, list[str]] = {}
+    for title, text in args.note:
+        notes.setdefault(title, []).append(text)
+    parts = [args.intro.read_text().rstrip(), ""] if args.intro else []
+    for title, file in args.section:
+        report = json.loads(Path(file).read_text())
+        base = args.output.resolve().parent
+        plots = {c: Path(f).resolve().relative_to(base).as_posix()
+                 for c, f in plot_files(Path(file).parent).items() if Path(f).exists()}
+        parts.append(to_markdown(report, title, plots, level=2,
+                                 notes=tuple(notes.get(title, ()))))
+    write_text_atomic(args.output, "\n".join(parts).rstrip() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

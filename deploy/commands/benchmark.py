@@ -1,0 +1,87 @@
+"""`deploy benchmark MODEL...`: export, validate, evaluate and time every model x target x
+precision against PyTorch in one run; prints one table, writes JSON, Markdown and plots."""
+from __future__ import annotations
+
+HELP = ("size / top-1 / latency of models across targets and precisions, against PyTorch "
+        "fp32 measured in the same run")
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    import argparse
+
+    try:
+        return tuple(int(x) for x in _csv(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def add_arguments(p) -> None:
+    from exporters.capabilities import target_names
+
+    p.add_argument("models", nargs="+", metavar="MODEL", help="zoo names (see `deploy models`)")
+    p.add_argument("--targets", type=_csv, metavar="LIST",
+                   help=f"comma-separated targets (default: all: {','.join(target_names())})")
+    p.add_argument("--precisions", type=_csv, default=("fp32",), metavar="LIST",
+                   help="comma-separated precisions: fp32,fp16,int8 (default fp32)")
+    p.add_argument("--data", metavar="PATH",
+                   help="labelled evaluation images, folder or zip (default: CIFAR-10 test split "
+                        "for 32x32 nets, the ImageNet sample otherwise, from ../shared/data)")
+    p.add_argument("--calib", metavar="PATH", help="calibration images for int8")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="evaluate on N class-balanced images (default: all)")
+    p.add_argument("--no-eval", action="store_true",
+                   help="latency only: skip the accuracy columns (e.g. random-init weights)")
+    p.add_argument("--threads", type=_ints, default=(1, 2), metavar="LIST",
+                   help="thread counts to time (default 1,2)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
+    p.add_argument("--input-size", type=int, help="override every model's input size")
+    p.add_argument("--num-classes", type=int, help="override every model's classifier outputs")
+    p.add_argument("--output", metavar="DIR", default="out/benchmark",
+                   help="exported files (reused when still valid) and, without --json, the "
+                        "report files (default out/benchmark)")
+    p.add_argument("--json", metavar="PATH",
+                   help="JSON report; the Markdown (same stem) and PNG plots go beside it "
+                        "(default DIR/benchmark.json)")
+    p.add_argument("--title", default="deploy benchmark", help="title of the Markdown report")
+
+
+def run(args) -> int:
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from deploy.benchmark import BenchmarkConfig, run_benchmark
+    from deploy.benchmark_plots import write_plots
+    from deploy.benchmark_report import rows, text_table, to_markdown, write_json
+    from deploy.files import write_text_atomic
+
+    config = BenchmarkConfig(
+        models=tuple(args.models), targets=args.targets, precisions=args.precisions,
+        data=Path(args.data) if args.data else None,
+        calib=Path(args.calib) if args.calib else None, limit=args.limit,
+        threads=args.threads, output_dir=Path(args.output), runs=args.runs, warmup=args.warmup,
+        evaluate=not args.no_eval, input_size=args.input_size, num_classes=args.num_classes)
+    argv = sys.argv[1:]
+    command = ("deploy " + shlex.join(argv) if "benchmark" in argv
+               else "deploy benchmark " + shlex.join(args.models))
+    report = run_benchmark(config, command=command)
+    out = config.output_dir
+    json_path = Path(args.json) if args.json else out / "benchmark.json"
+    out = json_path.parent  # the Markdown and the plots go beside the JSON
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(report, json_path)
+    plots = write_plots(report, out)
+    md = out / (json_path.stem + ".md")
+    rel = {c: Path(p).name for c, p in plots.items()}  # plots sit beside the Markdown
+    write_text_atomic(md, to_markdown(report, args.title, rel) + "\n")
+    head, body = rows(report)
+    print(text_table(head, body))
+    print(f"\nwrote {json_path}, {md}" + "".join(f", {p}" for p in plots.values()),
+          file=sys.stderr)
+    # a failed cell is in the table and the files, and makes the exit status non-zero
+    return 1 if any(c["status"] == "failed" for c in report["cells"]) else 0

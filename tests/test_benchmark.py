@@ -1,0 +1,133 @@
+"""`deploy benchmark` end to end on a tiny model (ShuffleNetV2 x0.5 at 32x32, 10 classes) and a
+small CIFAR-10 subset, in one precision that one target refuses (a real failed cell) and
+another offers (one real export): the files it writes, and that its numbers agree with each other and with
+`runner eval` / the capability table."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from deploy.cli import main
+from deploy.errors import ConfigError, UnknownNameError
+from exporters.capabilities import TARGETS, get_target
+
+MODEL = "shufflenet_v2_x0_5"
+LIMIT = 24
+
+
+def _refused():
+    """A (target, precision) the capability table refuses, and one target that offers it."""
+    for t in TARGETS.values():
+        for precision in t.refused:
+            others = [o.name for o in TARGETS.values() if precision in o.precisions]
+            if others:
+                return t.name, precision, others[0]
+    pytest.skip("the capability table refuses no precision that another target offers")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    refused_target, precision, other = _refused()
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["benchmark", MODEL, "--input-size", "32", "--num-classes", "10",
+            "--targets", f"{refused_target},{other}", "--precisions", precision,
+            "--limit", str(LIMIT), "--threads", "1", "--runs", "5", "--warmup", "1",
+            "--output", str(out / "work"), "--json", str(out / "report" / "bench.json")]
+    code = main(argv)
+    report = json.loads((out / "report" / "bench.json").read_text())
+    return {"code": code, "out": out, "report": report, "refused": (refused_target, precision),
+            "other": other}
+
+
+def test_writes_json_markdown_and_plot(run):
+    folder = run["out"] / "report"
+    md = (folder / "bench.md").read_text()
+    png = folder / "accuracy_vs_latency.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "| model | target | precision | status |" in md
+    for c in run["report"]["cells"]:
+        assert f"| {c['model']} | {c['target']} | {c['precision']} |" in md
+    assert "load average" in md and run["report"]["machine"]["cpu"]["cores"] >= 1
+
+
+def test_failed_cell_carries_error_and_others_run(run):
+    target, precision = run["refused"]
+    cells = {(c["target"], c["precision"]): c for c in run["report"]["cells"]}
+    bad = cells[(target, precision)]
+    assert bad["status"] == "failed"
+    assert get_target(target).refused[precision].split(";")[0] in bad["error"]
+    assert "\n" not in bad["error"]
+    good = [c for k, c in cells.items() if k != (target, precision)]
+    assert len(good) == 1 and all(c["status"] == "ok" for c in good)
+    assert run["code"] == 1  # a failed cell makes the exit status non-zero
+
+
+def test_numbers_are_consistent(run):
+    report = run["report"]
+    (model,) = report["models"]
+    assert model["images"] == LIMIT and model["macs"] > 0
+    cpu = report["machine"]["cpu"]
+    for c in (c for c in report["cells"] if c["status"] == "ok"):
+        assert c["delta_top1"] == pytest.approx(c["top1"] - model["torch_top1"])
+        assert 0 <= c["agreement"] <= 100
+        lat = c["latency"]["1"]
+        assert lat["p90_ms"] >= lat["p50_ms"] > 0
+        assert lat["speedup"] == pytest.approx(model["eager"]["1"]["p50_ms"] / lat["p50_ms"])
+        assert lat["gmacs"] == pytest.approx(model["macs"] / (lat["p50_ms"] / 1e3) / 1e9)
+        if cpu["peak_gmacs"]:
+            one_core = cpu["peak_gmacs"] / cpu["cores"]
+            assert lat["peak_share"] == pytest.approx(lat["gmacs"] / one_core)
+        assert c["size_bytes"] > 0 and c["validation"]["status"] == "passed"
+        # the export passed validation (>= 99 % top-1 agreement on 64 images for fp16,
+        # 100 % for fp32), so the files agree with PyTorch on these images too
+        assert c["agreement"] >= 90.0
+
+
+def test_top1_matches_runner_eval(run):
+    """The benchmark's accuracy path and `runner eval` see the same pixels and labels."""
+    from deploy.validate import default_data
+    from device_runners.evaluate import evaluate
+
+    cell = next(c for c in run["report"]["cells"]
+                if c["status"] == "ok" and c["target"] == run["other"])
+    data, split = default_data(32)
+    r = evaluate(cell["file"], data, limit=LIMIT, split=split, threads=1)
+    assert r.images == LIMIT
+    assert r.top1 == pytest.approx(cell["top1"])
+
+
+def test_config_rejects_bad_values():
+    from deploy.benchmark import BenchmarkConfig
+
+    with pytest.raises(UnknownNameError, match="valid: "):
+        BenchmarkConfig(models=(MODEL,), targets=("nonsense",))
+    with pytest.raises(ConfigError, match="precision"):
+        BenchmarkConfig(models=(MODEL,), precisions=("fp8",))
+    with pytest.raises(ConfigError, match="threads"):
+        BenchmarkConfig(models=(MODEL,), threads=(0,))
+    with pytest.raises(ConfigError, match="limit"):
+        BenchmarkConfig(models=(MODEL,), limit=0)
+
+
+def test_int8_status_follows_the_capability_table():
+    from deploy.benchmark import int8_unavailable
+
+    for t in TARGETS.values():
+        why = int8_unavailable(t)
+        assert (why is None) == ("int8" in t.precisions)
+        if why:
+            assert why.startswith("int8 unavailable: ")
+
+
+def test_rank_correlation():
+    from deploy.benchmark_plots import rank_correlation
+
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert rank_correlation([1, 2], [1, 2]) is None
+    assert not math.isnan(rank_correlation([1, 2, 3], [1, 1, 2]))
