@@ -89,7 +89,7 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
                 input_size: int | None = None) -> ModelSource:
     """Build zoo model ``name`` with overrides; load ``weights`` (a checkpoint) if given."""
     from zoo import get_entry
-    from zoo.weights import build_kwargs_for, load_weights
+    from zoo.weights import build_kwargs_for, entry_overrides_for, load_weights
 
     entry = get_entry(name).with_overrides(num_classes=num_classes, width=width,
                                            input_size=input_size)
@@ -103,7 +103,8 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
             info = {"trained": False, "source": "random init", "note": RANDOM_INIT_NOTE}
         return ModelSource(entry, model.eval(), info)
     extra = build_kwargs_for(entry.arch, weights)
-    entry = dataclasses.replace(entry, weights=None, kwargs={**entry.kwargs, **extra})
+    entry = dataclasses.replace(entry, weights=None, kwargs={**entry.kwargs, **extra},
+                                **entry_overrides_for(entry.arch, weights))
     model = entry.builder(**entry.kwargs)
     loaded = load_weights(model, weights, entry.arch)
     info = {"trained": True, "source": "checkpoint", **loaded.to_dict()}

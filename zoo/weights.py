@@ -39,6 +39,7 @@ Importer = Callable[[Any, Path], Any]
 class _ImporterEntry:
     fn: Importer
     build_kwargs: Mapping[str, Any]
+    entry_overrides: Mapping[str, Any] = None  # ModelEntry fields the file implies (preprocess, labels)
 
 
 _IMPORTERS: dict[tuple[str, str], _ImporterEntry] = {}
@@ -63,12 +64,17 @@ class LoadedWeights:
 
 
 def register_importer(arch_pattern: str, suffix: str, importer: Importer, *,
-                      build_kwargs: Mapping[str, Any] | None = None) -> None:
-    """Register ``importer(model, path)`` for files ending in ``suffix`` and matching archs."""
+                      build_kwargs: Mapping[str, Any] | None = None,
+                      entry_overrides: Mapping[str, Any] | None = None) -> None:
+    """Register ``importer(model, path)`` for files ending in ``suffix`` and matching archs.
+
+    ``entry_overrides``: ModelEntry fields that weights in this format imply, e.g. the
+    preprocessing the network was trained with and its label set."""
     key = (arch_pattern, suffix.lower())
     if key in _IMPORTERS:
         raise ValueError(f"an importer for {key} is registered twice")
-    _IMPORTERS[key] = _ImporterEntry(importer, dict(build_kwargs or {}))
+    _IMPORTERS[key] = _ImporterEntry(importer, dict(build_kwargs or {}),
+                                     dict(entry_overrides or {}))
 
 
 def _load_importers() -> None:
@@ -105,6 +111,15 @@ def build_kwargs_for(arch: str, path: str | Path) -> dict[str, Any]:
         return {}
     entry = _find_importer(arch, suffix)
     return dict(entry.build_kwargs) if entry else {}
+
+
+def entry_overrides_for(arch: str, path: str | Path) -> dict[str, Any]:
+    """ModelEntry fields implied by loading ``path`` into ``arch`` ({} for PyTorch checkpoints)."""
+    suffix = _suffix(Path(path))
+    if suffix in TORCH_SUFFIXES:
+        return {}
+    entry = _find_importer(arch, suffix)
+    return dict(entry.entry_overrides or {}) if entry else {}
 
 
 def supported_suffixes(arch: str) -> list[str]:

@@ -134,7 +134,8 @@ def load_into(model, path: str | os.PathLike) -> dict:
                                f"{'SAME' if c.same_padding else 'VALID'}, activation "
                                f"{c.activation}; expected stride {conv.stride[0]}, SAME, RELU6")
         w = c.weight.transpose(3, 0, 1, 2) if depthwise else c.weight.transpose(0, 3, 1, 2)
-        _check_shape(where, w.shape, tuple(conv.weight.shape))
+        _check_shape(where, w.shape, tuple(conv.weight.shape),
+                     hint="(a different width? check --width)" if i == 0 else "")
         _check_shape(where + " bias", c.bias.shape, tuple(bn.bias.shape))
         eps = bn.eps
         state[f"features.{i}.0.weight"] = torch.from_numpy(np.ascontiguousarray(w))
@@ -179,3 +180,13 @@ def _histogram(ops: list[str]) -> str:
     from collections import Counter
 
     return ", ".join(f"{k} x{v}" for k, v in sorted(Counter(ops).items()))
+
+
+def _register() -> None:
+    from zoo.weights import register_importer
+
+    register_importer("mobilenet_v1*", ".tflite", load_into, build_kwargs=BUILD_KWARGS,
+                      entry_overrides={"preprocess": TF_PREPROCESS, "labels": "imagenet1001"})
+
+
+_register()

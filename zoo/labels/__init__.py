@@ -16,6 +16,8 @@ def _read(name: str) -> tuple[str, ...]:
 LABEL_SETS = {
     "imagenet": lambda: _read("imagenet"),
     "cifar10": lambda: _read("cifar10"),
+    # TensorFlow-slim classifiers: class 0 is "background", then the 1000 in the order above
+    "imagenet1001": lambda: ("background",) + _read("imagenet"),
 }
 
 
