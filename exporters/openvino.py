@@ -42,7 +42,9 @@ def torch_to_openvino(model, example, path: str | Path, *, precision: str = "fp3
     with quiet() as log:
         try:
             with torch.no_grad():
-                ov_model = ov.convert_model(model, example_input=example)
+                # static input shape: edge runtimes plan memory once for a fixed shape
+                ov_model = ov.convert_model(model, example_input=example,
+                                            input=[tuple(example.shape)])
             ov_model.inputs[0].get_tensor().set_names({"input"})
             ov_model.outputs[0].get_tensor().set_names({"logits"})
             for key, value in (metadata or {}).items():
