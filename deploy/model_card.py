@@ -43,7 +43,8 @@ def _header(m: dict[str, Any]) -> str:
         name = w.get("file") or w.get("path") or "?"
         lines.append(trained + f"; weights `{name}`, sha256 `{w.get('sha256', '?')}`.")
         if w.get("recipe"):
-            lines.append("Recipe: " + ", ".join(f"{k} {v}" for k, v in w["recipe"].items()) + ".")
+            lines.append("Recipe: " + ", ".join(f"{k} {v}" for k, v in w["recipe"].items()
+                                                if not isinstance(v, (dict, list))) + ".")
     if src.get("adaptation"):
         lines.append(f"Architecture change: {src['adaptation']}.")
     for model in m["models"]:

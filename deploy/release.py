@@ -13,6 +13,7 @@ creation time and measured latency, which differ between builds.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -264,7 +265,8 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
         "path": dst.name, "manifest": dst.name + ".json", "format": art.format,
         "precision": art.precision, "runtime": runtime, "size_bytes": facts["size_bytes"],
         "sha256": facts["sha256"], "tflite_metadata": metadata,
-        "input": _spec(art.input), "outputs": [_spec(t) for t in art.outputs],
+        "input": _spec(art.input), "preprocess": dataclasses.asdict(art.preprocess),
+        "outputs": [_spec(t) for t in art.outputs], "labels": "labels.txt",
         "companions": [{"path": c["file"], **file_entry(stage, c["file"])} for c in companions],
         "passes": passes, "validation": art.validation, "toolchain": dict(art.toolchain),
         "source_sha256": art.sha256, "reused": b.reused,
@@ -366,10 +368,21 @@ def _bundle_manifest(first: Artifact, name: str, cfg: ReleaseConfig, models, lab
     created = (datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit()
                else datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     pre = first.preprocess
+    weights = dict(m.get("weights") or {})
+    description = None
+    try:  # the zoo entry's own words and training recipe, when the model is a zoo name
+        from zoo import get_entry
+
+        entry = get_entry(name)
+        description = entry.doc or None
+        if entry.weights is not None and weights.get("sha256") == entry.weights.sha256:
+            weights.setdefault("recipe", dict(entry.weights.recipe))
+    except DeployError:
+        pass
     return {
         "schema": SCHEMA, "name": name, "version": cfg.version, "created": created,
-        "source": {"model": name, "arch": m.get("arch"), "description": m.get("description"),
-                   "params": m.get("params"), "macs": m.get("macs"), "weights": m.get("weights"),
+        "source": {"model": name, "arch": m.get("arch"), "description": description,
+                   "params": m.get("params"), "macs": m.get("macs"), "weights": weights,
                    "adaptation": m.get("adaptation"), "build": m.get("kwargs")},
         "num_classes": len(labels), "labels": "labels.txt",
         "preprocess": {"resize": pre.resize, "crop": pre.crop, "mean": list(pre.mean),
