@@ -1,6 +1,6 @@
 """deploy train: one epoch on a small real subset, exact resume, data and option errors.
 
-Runs on a tiny ImageFolder zip cut from the real CIFAR-10 zip (16 train + 8 test images per
+Runs on a tiny ImageFolder zip cut from the real CIFAR-10 zip (10 train + 5 test images per
 class) with a private cache folder, so nothing here decodes the full data set.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _cut(src: Path, dst: Path, per_class: dict[str, int], size_fn=None) -> Path:
 @pytest.fixture(scope="module")
 def tiny_zip(shared_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "cifar10-tiny.zip"
-    return _cut(shared_data / "cifar10.zip", out, {"train": 16, "test": 8})
+    return _cut(shared_data / "cifar10.zip", out, {"train": 10, "test": 5})
 
 
 @pytest.fixture(autouse=True)
@@ -56,12 +56,12 @@ def _recipe(**kw) -> Recipe:
 
 def test_one_epoch_writes_loadable_weights_and_honest_record(tiny_zip, tmp_path):
     data = load_dataset(tiny_zip, progress=False)
-    assert data.train.images.shape == (160, 32, 32, 3) and data.test.images.shape == (80, 32, 32, 3)
-    assert list(np.bincount(data.test.labels)) == [8] * 10
+    assert data.train.images.shape == (100, 32, 32, 3) and data.test.images.shape == (50, 32, 32, 3)
+    assert list(np.bincount(data.test.labels)) == [5] * 10
     entry = get_entry(MODEL)
     rec = train(entry, data, _recipe(epochs=1, limit=None), tmp_path / "run", progress=False,
                 log=lambda m: None)
-    assert rec["test_images"] == 80 and rec["train_images"] == 160
+    assert rec["test_images"] == 50 and rec["train_images"] == 100
     assert len(rec["history"]) == 1 and rec["recipe"]["epochs"] == 1
     # the shipped file is a plain fp32 state dict that loads with weights_only=True
     state = torch.load(tmp_path / "run" / f"{MODEL}.pt", weights_only=True)
@@ -114,7 +114,7 @@ def test_cli_trains_and_reports(tiny_zip, tmp_path, capsys):
                       "--threads", "1", "--no-progress"])
     assert rc == 0
     rec = json.loads((tmp_path / f"{MODEL}.json").read_text())
-    assert rec["train_images"] == 64 and rec["test_images"] == 80
+    assert rec["train_images"] == 64 and rec["test_images"] == 50
     assert rec["command"].startswith(f"deploy train {MODEL} --data ")
     assert "test top-1" in capsys.readouterr().out
 
