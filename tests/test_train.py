@@ -16,6 +16,7 @@ import torch
 from deploy.cli import main as deploy_main
 from deploy.errors import ConfigError, DataError
 from zoo import get_entry
+from zoo.cifar10 import ship, trained_records
 from zoo.train import Recipe, lr_at, train
 from zoo.traindata import Augmenter, Split, load_dataset, subset
 
@@ -76,6 +77,12 @@ def test_one_epoch_writes_loadable_weights_and_honest_record(tiny_zip, tmp_path)
     assert rec["top1"] == pytest.approx(100 * np.mean(pred == data.test.labels), abs=0.01)
     on_disk = json.loads((tmp_path / "run" / f"{MODEL}.json").read_text())
     assert on_disk["sha256"] == rec["sha256"] and on_disk["top1"] == rec["top1"]
+    # shipping copies the file and merges the record the registry reads
+    records = tmp_path / "zoo" / "cifar10.json"
+    ship(tmp_path / "run" / f"{MODEL}.json", records)
+    shipped = trained_records(records)[MODEL]
+    assert (tmp_path / "zoo" / f"{MODEL}.pt").read_bytes() == (tmp_path / "run" / f"{MODEL}.pt").read_bytes()
+    assert shipped["sha256"] == rec["sha256"] and shipped["recipe"]["epochs"] == 1
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_zip, tmp_path):

@@ -32,8 +32,8 @@ RECORD_KEYS = ("recipe", "wall_time_s", "s_per_epoch", "command", "torch", "thre
                "machine", "train_images", "test_images", "data_sha256")
 
 
-def trained_records() -> dict[str, dict[str, Any]]:
-    return json.loads(RECORDS.read_text()) if RECORDS.exists() else {}
+def trained_records(path: Path = RECORDS) -> dict[str, dict[str, Any]]:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _weights(name: str, records: dict[str, dict[str, Any]]) -> Weights | None:
@@ -45,7 +45,7 @@ def _weights(name: str, records: dict[str, dict[str, Any]]) -> Weights | None:
                    top1=rec["top1"], recipe=recipe)
 
 
-def ship(record_path: str | Path) -> str:
+def ship(record_path: str | Path, records_file: Path = RECORDS) -> str:
     """Copy a finished run's weights into zoo/weights and merge its record (package data)."""
     from deploy.files import sha256_file, write_bytes_atomic, write_text_atomic
 
@@ -57,12 +57,12 @@ def ship(record_path: str | Path) -> str:
     src = record_path.with_name(rec["weights_file"])
     if sha256_file(src) != rec["sha256"]:
         raise SystemExit(f"{src} does not match the sha256 in {record_path}")
-    write_bytes_atomic(RECORDS.parent / f"{name}.pt", src.read_bytes())
-    records = trained_records()
+    write_bytes_atomic(records_file.parent / f"{name}.pt", src.read_bytes())
+    records = trained_records(records_file)
     records[name] = {"weights_file": f"{name}.pt", "sha256": rec["sha256"], "top1": rec["top1"],
                      **{k: rec[k] for k in RECORD_KEYS if k in rec}}
-    write_text_atomic(RECORDS, json.dumps(dict(sorted(records.items())), indent=2) + "\n")
-    return f"{name}: {rec['top1']:.2f}% -> {RECORDS.parent / (name + '.pt')}"
+    write_text_atomic(records_file, json.dumps(dict(sorted(records.items())), indent=2) + "\n")
+    return f"{name}: {rec['top1']:.2f}% -> {records_file.parent / (name + '.pt')}"
 
 
 def _register() -> None:
@@ -82,12 +82,26 @@ def _register() -> None:
         register_alias(alias, name)
 
 
-if __name__ == "__main__":  # python -m zoo.cifar10 ship <run>/<name>.json ...
+def results_table() -> str:
+    """The shipped records as the Markdown rows of docs/TRAINING.md's results table."""
+    rows = []
+    for name, rec in trained_records().items():
+        r = rec["recipe"]
+        extra = f" (lr {r['lr']})" if r["lr"] != 0.1 else ""
+        rows.append(f"| `{name}` | {r['epochs']}{extra} | {rec['s_per_epoch']:.0f} | "
+                    f"{rec['wall_time_s'] / 60:.0f} min | {rec['top1']:.2f} % |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m zoo.cifar10 ship <run>/<name>.json ... | table
     import sys
 
-    if len(sys.argv) < 3 or sys.argv[1] != "ship":
-        raise SystemExit("usage: python -m zoo.cifar10 ship RUN_DIR/NAME.json [...]")
-    for arg in sys.argv[2:]:
-        print(ship(arg))
+    if sys.argv[1:] == ["table"]:
+        print(results_table())
+    elif len(sys.argv) >= 3 and sys.argv[1] == "ship":
+        for arg in sys.argv[2:]:
+            print(ship(arg))
+    else:
+        raise SystemExit("usage: python -m zoo.cifar10 ship RUN_DIR/NAME.json [...] | table")
 else:  # as zoo.cifar10 (the registry imports it): register the entries once
     _register()
