@@ -217,10 +217,12 @@ def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
     art = find_reusable(path, source, target, precision)
     if art is not None:
         return path, art, True
-    options = {"calib": config.calib} if precision == INT8 and config.calib else {}
+    extra = {}
+    if precision == INT8 and "calib" in {f.name for f in dataclasses.fields(ExportConfig)}:
+        extra["calib"] = config.calib  # None: the export stage's own default (or its error)
     art = export(source, ExportConfig(target=target, precision=precision, output_dir=out,
                                       validate_data=config.data, threads=max(config.threads),
-                                      options=options))
+                                      **extra))
     return out / art.file, art, False
 
 

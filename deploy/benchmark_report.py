@@ -64,11 +64,11 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _rate(v: float | None) -> str:
-    return "—" if v is None else f"{v:.2f}"
+    return "—" if v is None else f"{v:.3g}"
 
 
 def _share(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f}"
+    return "—" if v is None else f"{100 * v:.2g}"
 
 
 def eager_rates(model: dict[str, Any], report: dict[str, Any], threads: str):
