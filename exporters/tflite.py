@@ -34,6 +34,10 @@ def torch_to_tflite(model, example, path: str | Path, *, precision: str = "fp32"
     """Convert ``model`` (eval mode) traced at ``example`` (NCHW) and write ``path``."""
     import torch
 
+    from exporters.tflite_rewrites import nhwc_friendly
+
+    model.eval()
+
     if precision not in ("fp32", "fp16"):
         raise ConfigError(f"tflite does not offer {precision}; valid: fp32, fp16")
     litert_torch = _litert_torch()
@@ -50,9 +54,10 @@ def torch_to_tflite(model, example, path: str | Path, *, precision: str = "fp32"
             sample = example
             if nhwc_input:
                 module = litert_torch.to_channel_last_io(module, args=[0])
+                module.training = False  # the wrapper only; eval() would recurse into it
                 sample = example.permute(0, 2, 3, 1).contiguous()
             with torch.no_grad():
-                edge = litert_torch.convert(module.eval() if not rewrite else module, (sample,))
+                edge = litert_torch.convert(module, (sample,))
             fp32_path = path if precision == "fp32" else path.with_name(path.stem + ".fp32tmp.tflite")
             edge.export(str(fp32_path))
         except Exception as err:  # the converter raises anything from MLIR to torch.export
@@ -65,12 +70,6 @@ def torch_to_tflite(model, example, path: str | Path, *, precision: str = "fp32"
         finally:
             fp32_path.unlink(missing_ok=True)
     return Conversion(file=path, details=details, graph=tflite_graph.summary(path))
-
-
-def nhwc_friendly(model, example):
-    from exporters.tflite_rewrites import nhwc_friendly as rewrite
-
-    return rewrite(model, example)
 
 
 def _cast_weights_fp16(src: Path, dst: Path) -> dict[str, Any]:

@@ -144,4 +144,8 @@ def nhwc_friendly(model: torch.nn.Module, example: torch.Tensor) -> tuple[torch.
             counts["global_mean"] += 1
     graph.lint()
     gm.recompile()
+    # the exported graph already holds eval-mode semantics (BatchNorm with running stats);
+    # mark it so (its eval() is not implemented) so converters do not warn about training mode
+    for module in gm.modules():
+        module.training = False
     return gm, counts
