@@ -1,11 +1,11 @@
 """Export every zoo model to every target and tabulate what each conversion produced.
 
     .venv/bin/python benchmarks/export_matrix.py [--models PATTERN ...] [--targets onnx ...]
-        [--precisions fp32 fp16] [--input-size N] [--tflite-variants] [--threads N]
+        [--precisions fp32 fp16] [--input-size N] [--tflite-variants GLOB ...] [--threads N] [--resume]
 
 Per model x target x precision: conversion time, file size (with companions), validation
 (max |dlogit|, relative to the largest logit, worst cosine, top-1 agreement on 64 real images),
-op count and TRANSPOSE count. ``--tflite-variants`` also converts TFLite without the NHWC input
+op count and TRANSPOSE count. ``--tflite-variants GLOB`` also converts those models to TFLite without the NHWC input
 and without the rewrites, to show where transposes come from. Weights: the zoo's random init
 with non-trivial BatchNorm statistics (``tests.export_helpers.nontrivial_``), so logits are of
 order 0.1-1 and the absolute differences mean something. Results go to
@@ -37,18 +37,23 @@ def parse_args(argv=None):
     p.add_argument("--targets", nargs="*", default=target_names(), choices=target_names())
     p.add_argument("--precisions", nargs="*", default=["fp32"], choices=all_precisions())
     p.add_argument("--input-size", type=int, help="override every model's input size")
-    p.add_argument("--tflite-variants", action="store_true",
-                   help="also TFLite with NCHW input / without rewrites (transpose sources)")
+    p.add_argument("--tflite-variants", nargs="*", default=[], metavar="GLOB",
+                   help="for these models also TFLite with NCHW input / without rewrites "
+                        "(where transposes come from)")
     p.add_argument("--threads", type=int, default=1, help="torch and runtime threads")
     p.add_argument("--out", default=str(RESULTS / "export_matrix"), help="results path stem")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows of an earlier run in the results and skip their jobs")
     return p.parse_args(argv)
 
 
 def models(globs: list[str]) -> list[str]:
     from zoo import list_models
 
-    names = list_models()
-    return [n for n in names if any(fnmatch.fnmatch(n, g) for g in globs)]
+    names, chosen = list_models(), []
+    for g in globs:  # in the order given, so a partial run measures the first ones first
+        chosen += [n for n in names if fnmatch.fnmatch(n, g) and n not in chosen]
+    return chosen
 
 
 def one(name, target, precision, size, options, threads, work: Path) -> dict:
@@ -131,7 +136,7 @@ def main(argv=None) -> int:
         for target in args.targets:
             for precision in args.precisions:
                 jobs.append((name, target, precision, {}))
-            if target == "tflite" and args.tflite_variants:
+            if target == "tflite" and any(fnmatch.fnmatch(name, g) for g in args.tflite_variants):
                 jobs.append((name, target, "fp32", {"nhwc_input": False, "rewrite": False}))
                 jobs.append((name, target, "fp32", {"rewrite": False}))
     from exporters.capabilities import get_target
@@ -139,6 +144,10 @@ def main(argv=None) -> int:
     jobs = [j for j in jobs if j[2] in get_target(j[1]).precisions]
     rows = []
     stem = Path(args.out)
+    if args.resume and Path(f"{stem}.json").exists():
+        rows = json.loads(Path(f"{stem}.json").read_text())["rows"]
+        done = {(r["model"], r["target"], r["precision"], json.dumps(r["options"])) for r in rows}
+        jobs = [j for j in jobs if (j[0], j[1], j[2], json.dumps(j[3])) not in done]
     stem.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="export-matrix-") as work:
         for i, (name, target, precision, options) in enumerate(jobs, 1):

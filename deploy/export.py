@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from deploy.errors import ConfigError, ValidationError
-from deploy.manifest import Artifact, TensorSpec, file_facts, manifest_path, write_manifest
+from deploy.manifest import Artifact, file_facts, manifest_path, write_manifest
 from deploy.validate import MIN_IMAGES, RANDOM_INIT_NOTE, compare, run_file, torch_logits
 from deploy.validate import validation_batch
 
@@ -224,6 +224,3 @@ def _embedded(source, model_info, target, config) -> dict[str, str]:
         "edgedeploy.precision": config.precision,
     }
 
-
-def spec_text(t: TensorSpec) -> str:
-    return f"{t.name} {t.dtype}[{','.join(str(d) for d in t.shape)}] {t.layout or ''}".strip()

@@ -27,14 +27,14 @@ def test_shuffles_are_rewritten_and_outputs_unchanged(name, shuffles, kind):
     model, _ = zoo.create_model(name, num_classes=10, input_size=64)
     nontrivial_(model)
     keys = {k: v.clone() for k, v in model.state_dict().items()}
-    x = torch.randn(2, 3, 64, 64)
-    gm, counts = nhwc_friendly(model, x[:1])
+    x = torch.randn(1, 3, 64, 64)
+    gm, counts = nhwc_friendly(model, x)
     assert counts[kind] == shuffles and counts["global_mean"] == 1
     assert aten.transpose.int not in _ops(gm), "no NCHW 5-D transpose may remain"
     with torch.no_grad():
-        want, got = model(x), gm(x[:1].expand(1, -1, -1, -1))
-    assert torch.allclose(model(x[:1]).detach(), got.detach(), rtol=0, atol=1e-6)
-    assert want.shape == (2, 10)
+        want, got = model(x), gm(x)
+    assert want.shape == got.shape == (1, 10) and want.abs().max() > 1e-2
+    assert torch.allclose(want, got, rtol=0, atol=1e-6)
     # the PyTorch model itself is untouched
     assert model.state_dict().keys() == keys.keys()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in keys.items())

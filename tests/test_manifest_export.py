@@ -134,3 +134,14 @@ def test_cli_end_to_end_with_a_checkpoint(tmp_path, capsys):
     m = read_manifest(out / "shufflenet_v1_g3.xml")
     assert m.passed and m.companions[0]["file"] == "shufflenet_v1_g3.bin"
     assert m.passes[0]["compress_to_fp16"] is False
+
+
+def test_batch_is_baked_into_the_file(tmp_path):
+    """--batch 2: the file takes two images; validation still runs all 64 (in chunks)."""
+    from deploy.export import ExportConfig, export, load_source
+
+    source = load_source("squeezenet1_1", weights=checkpoint("squeezenet1_1"),
+                         num_classes=CLASSES, input_size=SMALL)
+    a = export(source, ExportConfig(target="openvino", batch=2, output_dir=tmp_path, threads=1))
+    assert a.input.shape == (2, 3, SMALL, SMALL) and a.passes[0]["batch"] == 2
+    assert a.validation["status"] == "passed" and a.validation["images"] == 64
