@@ -3,6 +3,7 @@ against PyTorch on real images, write the model file(s) and the manifest."""
 from __future__ import annotations
 
 import json
+import sys
 
 HELP = "export a zoo model or checkpoint to ONNX, TFLite or OpenVINO IR, validated on real images"
 
@@ -59,7 +60,7 @@ def run(args) -> int:
                          width=args.width, input_size=args.input_size)
     if not source.weights["trained"]:
         print(f"note: {source.name} has random-init weights: latency work only, no accuracy "
-              f"claims (recorded in the manifest)")
+              f"claims (recorded in the manifest)", file=sys.stderr)
     artifact = export(source, config)
     if args.json:
         print(json.dumps(artifact.to_dict(), indent=2))
