@@ -73,6 +73,8 @@ def _files_table(m: dict[str, Any]) -> str:
                     f"{_size(model['size_bytes'] + sum(c['size_bytes'] for c in model.get('companions', ())))} | "
                     f"{top1} | {top5} | {ms} | {_validation(model.get('validation'))} |")
     rows.append("")
+    for s in (m.get("release") or {}).get("not_offered", ()):
+        rows.append(f"No {s['precision']} {s['target']} file: {s['reason']}.")
     accs = [x["accuracy"] for x in m["models"] if x.get("accuracy")]
     lats = [x["latency"] for x in m["models"] if x.get("latency")]
     if accs:

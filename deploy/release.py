@@ -88,45 +88,60 @@ class Built:
 
 
 # ---- building ---------------------------------------------------------------------------
+def plan(cfg: ReleaseConfig) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
+    """(target, precision) pairs to build, and the requested ones a target does not offer
+    (fp16/int8 are "where offered"; fp32 everywhere). Unknown targets raise."""
+    from exporters.capabilities import get_target
+
+    pairs, skipped = [], []
+    for name in cfg.targets:
+        target = get_target(name)  # UnknownNameError lists the valid targets
+        for precision in cfg.precisions:
+            if precision == "fp32" or precision in target.precisions:
+                pairs.append((name, precision))
+            else:
+                reason = target.refused.get(precision) or (
+                    f"the export stage has no {precision} pass for {name} (it offers "
+                    f"{', '.join(target.precisions)})")
+                skipped.append({"target": name, "precision": precision, "reason": reason})
+    if cfg.int8 and not any(p == "int8" for _, p in pairs):
+        raise ConfigError("--int8: none of the targets offers int8 in this installation ("
+                          + "; ".join(f"{s['target']}: {s['reason']}" for s in skipped
+                                      if s["precision"] == "int8") + ")")
+    return pairs, skipped
+
+
 def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Built]:
     """Every (target, precision) of the release through the export stage, reusing matches."""
     from deploy.export import ExportConfig, export, load_source
+
+    pairs, skipped = plan(cfg)
+    for s in skipped:
+        log(f"note: no {s['precision']} {s['target']} file: {s['reason']}")
 
     source = load_source(cfg.model, weights=cfg.weights, num_classes=cfg.num_classes,
                          width=cfg.width, input_size=cfg.input_size)
     if not source.weights.get("trained"):
         log(f"note: {source.name} has random-init weights; its accuracy figures mean nothing")
     built = []
-    for target in cfg.targets:
-        for precision in cfg.precisions:
-            if precision == "int8":
-                built.append(_int8(source, target, cfg, build_dir, log))
-                continue
-            config = ExportConfig(target=target, precision=precision, output_dir=build_dir,
-                                  threads=cfg.threads)
-            found = find_reusable(build_dir, source, config)
-            if found is not None:
-                log(f"reusing {found.name} (same parent, passes and toolchain)")
-                built.append(Built(found, read_manifest(found), True))
-                continue
-            log(f"exporting {source.name} -> {target} {precision}")
-            art = export(source, config)
-            built.append(Built(build_dir / art.file, art, False))
+    for target, precision in pairs:
+        extra = {"calib": cfg.calib} if precision == "int8" else {}
+        config = ExportConfig(target=target, precision=precision, output_dir=build_dir,
+                              threads=cfg.threads, **extra)
+        found = find_reusable(build_dir, source, config)
+        if found is not None:
+            log(f"reusing {found.name} (same parent, passes and toolchain)")
+            built.append(Built(found, read_manifest(found), True))
+            continue
+        log(f"exporting {source.name} -> {target} {precision}")
+        art = export(source, config)
+        built.append(Built(build_dir / art.file, art, False))
     for b in built:
         if b.artifact is None or not b.artifact.passed:
             status = (b.artifact.validation or {}).get("status", "not run") if b.artifact else "no manifest"
             raise ValidationError(f"{b.path.name}: validation against the PyTorch parent did not "
                                   f"pass ({status}); refusing to release it")
     return built
-
-
-def _int8(source, target: str, cfg: ReleaseConfig, build_dir: Path, log) -> Built:
-    try:
-        from quant import int8 as quant_int8  # noqa: F401
-    except ImportError:
-        raise ConfigError("--int8: int8 quantization is not available in this installation "
-                          "(no quant.int8 module)") from None
-    raise ConfigError("--int8: not wired into deploy release yet")
 
 
 def _export_pass(art: Artifact) -> dict[str, Any] | None:
@@ -141,6 +156,8 @@ def find_reusable(build_dir: Path, source, config) -> Path | None:
     from deploy.toolchain import versions
 
     target = config.target_entry
+    if config.precision == "int8":
+        return None  # its calibration pass is not compared yet: always rebuilt
     path = build_dir / target.file_name(source.name, config.precision)
     try:
         art = read_manifest(path)
@@ -389,6 +406,7 @@ def _bundle_manifest(first: Artifact, name: str, cfg: ReleaseConfig, models, lab
                        "std": list(pre.std), "interpolation": pre.interpolation,
                        "color": pre.color},
         "release": {"targets": list(cfg.targets), "precisions": list(cfg.precisions),
+                    "not_offered": plan(cfg)[1],
                     "calib": Path(cfg.calib).name if cfg.calib else None,
                     "eval": Path(cfg.eval_data).name if cfg.eval_data else None},
         "measured_on": models[0]["latency"]["machine"] if models else None,

@@ -154,3 +154,18 @@ def test_release_option_errors():
     with pytest.raises(ConfigError, match="--version"):
         ReleaseConfig(model="x", version="1.0/../x")
     assert main(["release", "shufflenet_v2_x0_5", "--eval", "/nonexistent.zip"]) == 2
+
+
+def test_plan_names_what_a_target_does_not_offer():
+    from deploy.errors import UnknownNameError
+    from deploy.release import ReleaseConfig, plan
+    from exporters.capabilities import get_target
+
+    pairs, skipped = plan(ReleaseConfig(model="x", targets=("tflite", "onnx"), fp16=True))
+    assert ("tflite", "fp32") in pairs and ("onnx", "fp32") in pairs
+    for target in ("tflite", "onnx"):
+        offered = "fp16" in get_target(target).precisions
+        assert ((target, "fp16") in pairs) == offered
+        assert any(s["target"] == target and s["reason"] for s in skipped) != offered
+    with pytest.raises(UnknownNameError, match="valid: .*tflite"):
+        plan(ReleaseConfig(model="x", targets=("tfl",)))
