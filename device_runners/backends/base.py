@@ -16,9 +16,6 @@ import numpy as np
 from deploy.errors import ShapeError
 from deploy.manifest import TensorSpec
 
-Inputs = "np.ndarray | Mapping[str, np.ndarray]"
-
-
 class Backend(ABC):
     """A loaded model. Subclasses set the attributes below in ``__init__``."""
 
@@ -232,3 +229,21 @@ def concat(parts: list[tuple[list[np.ndarray], int]]) -> list[np.ndarray]:
         return parts[0][0]
     return [np.concatenate([o[i][:real] for o, real in parts], axis=0)
             for i in range(len(parts[0][0]))]
+
+
+def raise_fixed_batch(backend: Backend, n: int):
+    raise ShapeError(f"{backend.path.name}: the model's batch is fixed at "
+                     f"{backend.input.shape[0]}; cannot bind a batch of {n}")
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
+
+
+def profile_rows(rows: dict[str, dict[str, Any]], runs: int) -> list[dict[str, Any]]:
+    """{"name": {"type", "calls", "total_us"}} -> rows in ms, slowest first."""
+    out = [{"name": name, "type": r.get("type", ""), "calls": r["calls"],
+            "total_ms": r["total_us"] / 1e3, "mean_ms": r["total_us"] / 1e3 / max(runs, 1)}
+           for name, r in rows.items()]
+    return sorted(out, key=lambda r: -r["total_ms"])

@@ -18,7 +18,8 @@ import numpy as np
 
 from deploy.errors import MissingDependencyError, ModelFileError
 from deploy.manifest import TensorSpec
-from device_runners.backends.base import Backend, chunks, concat, guess_layout
+from device_runners.backends.base import (Backend, chunks, concat, first_line, guess_layout,
+                                           raise_fixed_batch)
 
 SUFFIXES = (".tflite",)
 
@@ -77,7 +78,7 @@ class LiteRTBackend(Backend):
                 self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelFileError(f"{self.path}: not a valid TFLite model "
-                                 f"({_first_line(e)})") from None
+                                 f"({first_line(e)})") from None
         except ImportError as e:  # tflite-runtime 2.14 under numpy 2
             raise MissingDependencyError(f"a LiteRT that works with this numpy ({e})",
                                          "litert") from None
@@ -149,12 +150,6 @@ class LiteRTBackend(Backend):
         self._interp = None
 
 
-def raise_fixed_batch(backend: Backend, n: int):
-    from deploy.errors import ShapeError
-    raise ShapeError(f"{backend.path.name}: the model's batch is fixed at "
-                     f"{backend.input.shape[0]}; cannot bind a batch of {n}")
-
-
 @contextlib.contextmanager
 def quiet_stderr():
     """Silence native code's writes to file descriptor 2 for the duration."""
@@ -172,8 +167,3 @@ def quiet_stderr():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]

@@ -16,8 +16,8 @@ import numpy as np
 
 from deploy.errors import MissingDependencyError, ModelFileError
 from deploy.manifest import TensorSpec
-from device_runners.backends.base import Backend, chunks, concat, guess_layout
-from device_runners.backends.litert import _first_line, raise_fixed_batch
+from device_runners.backends.base import (Backend, chunks, concat, first_line, guess_layout,
+                                           profile_rows, raise_fixed_batch)
 
 SUFFIXES = (".onnx", ".ort")
 
@@ -75,7 +75,7 @@ class OnnxRuntimeBackend(Backend):
             return ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ORT raises its own pybind types for bad files
             raise ModelFileError(f"{self.path}: not a valid ONNX model "
-                                 f"({_first_line(e)})") from None
+                                 f"({first_line(e)})") from None
 
     def _batch(self) -> int:
         return self.inputs[0].shape[0] if self.inputs[0].shape else -1
@@ -118,11 +118,4 @@ class OnnxRuntimeBackend(Backend):
             row["type"] = e.get("args", {}).get("op_name", "")
             row["calls"] += 1
             row["total_us"] += float(e.get("dur", 0))
-        return _rows(rows, runs)
-
-
-def _rows(rows: dict[str, dict[str, Any]], runs: int) -> list[dict[str, Any]]:
-    out = [{"name": name, "type": r.get("type", ""), "calls": r["calls"],
-            "total_ms": r["total_us"] / 1e3, "mean_ms": r["total_us"] / 1e3 / max(runs, 1)}
-           for name, r in rows.items()]
-    return sorted(out, key=lambda r: -r["total_ms"])
+        return profile_rows(rows, runs)

@@ -12,9 +12,8 @@ import numpy as np
 
 from deploy.errors import MissingDependencyError, ModelFileError
 from deploy.manifest import TensorSpec
-from device_runners.backends.base import Backend, chunks, concat, guess_layout
-from device_runners.backends.litert import _first_line, raise_fixed_batch
-from device_runners.backends.onnxruntime import _rows
+from device_runners.backends.base import (Backend, chunks, concat, first_line, guess_layout,
+                                           profile_rows, raise_fixed_batch)
 
 SUFFIXES = (".xml", ".onnx", ".tflite")
 
@@ -64,7 +63,7 @@ class OpenVINOBackend(Backend):
             self._compiled = self._compile(perf=False)
         except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses for bad files
             raise ModelFileError(f"{self.path}: not a valid OpenVINO model "
-                                 f"({_first_line(e)})") from None
+                                 f"({first_line(e)})") from None
         self._request = self._compiled.create_infer_request()
         self.inputs = tuple(_spec(p) for p in self._compiled.inputs)
         self.outputs = tuple(_spec(p) for p in self._compiled.outputs)
@@ -121,7 +120,7 @@ class OpenVINOBackend(Backend):
                                                            "type": info.node_type})
                     row["calls"] += 1
                     row["total_us"] += info.real_time.total_seconds() * 1e6
-        return _rows(rows, runs)
+        return profile_rows(rows, runs)
 
     def close(self) -> None:
         self._request = self._compiled = self._model = None
