@@ -23,15 +23,21 @@ CIFAR = DATA / "cifar10.zip"
 pytestmark = pytest.mark.skipif(not CIFAR.exists(), reason=f"{DATA} is not there")
 
 
-def small_model() -> dict:
-    """A trained ``*.cifar10`` zoo model when one is packaged, else a random 32x32 stand-in."""
-    from zoo import get_entry, list_models
+def small_model(tmp_dir: Path) -> dict:
+    """A trained ``*.cifar10`` zoo model when one is packaged; else ShuffleNet V2 x0.5 .cifar10
+    with seeded random weights saved as a checkpoint (so that two builds see the same parent)."""
+    import torch
+
+    from zoo import create_model, get_entry, list_models
 
     trained = [n for n in list_models("*.cifar10") if get_entry(n).trained]
     if trained:
         return {"model": min(trained, key=lambda n: ("shufflenet_v2_x0_5" not in n, n))}
-    return {"model": "shufflenet_v2_x0_5", "num_classes": 10, "input_size": 32,
-            "labels_file": ROOT / "zoo" / "labels" / "cifar10.txt"}
+    name = "shufflenet_v2_x0_5.cifar10"
+    torch.manual_seed(0)
+    model, _ = create_model(name)
+    torch.save(model.state_dict(), tmp_dir / "seeded.pt")
+    return {"model": name, "weights": tmp_dir / "seeded.pt"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +49,7 @@ def released(tmp_path_factory):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("release")
-    cfg = ReleaseConfig(**small_model(), targets=("tflite",), version="2.1.0", eval_data=CIFAR,
+    cfg = ReleaseConfig(**small_model(tmp_path_factory.mktemp("weights")), targets=("tflite",), version="2.1.0", eval_data=CIFAR,
                         eval_limit=100, output=out, threads=1, bench_runs=5, bench_warmup=1)
     folder, zipped = release(cfg, log=lambda *_: None)
     return cfg, folder, zipped
@@ -154,6 +160,25 @@ def test_release_option_errors():
     with pytest.raises(ConfigError, match="--version"):
         ReleaseConfig(model="x", version="1.0/../x")
     assert main(["release", "shufflenet_v2_x0_5", "--eval", "/nonexistent.zip"]) == 2
+
+
+def test_labels_file_for_models_the_zoo_cannot_name(tmp_path):
+    from deploy.manifest import Artifact, TensorSpec
+    from deploy.release import release_labels
+
+    art = Artifact(file="m.onnx", format="onnx", precision="fp32", sha256="", size_bytes=0,
+                   model={"name": "m"}, inputs=(), labels=(),
+                   outputs=(TensorSpec(name="logits", shape=(1, 3), dtype="float32"),))
+    with pytest.raises(ConfigError, match="pass --labels FILE"):
+        release_labels(art, None)
+    (tmp_path / "l.txt").write_text("cat\ndog\n")
+    with pytest.raises(ConfigError, match="2 names for 3 classes"):
+        release_labels(art, tmp_path / "l.txt")
+    (tmp_path / "l.txt").write_text("cat\ndog\nbird\n")
+    assert release_labels(art, tmp_path / "l.txt") == ["cat", "dog", "bird"]
+    named = art.replace(labels=("a", "b", "c"))
+    with pytest.raises(ConfigError, match="contradicts"):
+        release_labels(named, tmp_path / "l.txt")
 
 
 def test_plan_names_what_a_target_does_not_offer():

@@ -21,8 +21,7 @@ def cli_args(spec: dict, out: Path, *extra: str) -> list[str]:
     args = [sys.executable, "-m", "deploy.cli", "release", spec["model"], "--targets",
             ",".join(TARGETS), "--output", str(out), "--threads", "2", "--bench-runs", "20",
             *extra]
-    for key, flag in (("num_classes", "--num-classes"), ("input_size", "--input-size"),
-                      ("labels_file", "--labels"), ("weights", "--weights")):
+    for key, flag in (("weights", "--weights"),):
         if key in spec:
             args += [flag, str(spec[key])]
     return args
@@ -38,17 +37,7 @@ def model_hashes(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def two_builds(tmp_path_factory):
     """The same release built twice, each by its own `deploy release` process."""
-    spec = small_model()
-    if "labels_file" in spec:  # the random stand-in: fix its weights, or no two builds agree
-        import torch
-
-        from zoo import create_model
-
-        torch.manual_seed(0)
-        model, _ = create_model(spec["model"], num_classes=spec["num_classes"],
-                                input_size=spec["input_size"])
-        spec["weights"] = tmp_path_factory.mktemp("weights") / "seeded.pt"
-        torch.save(model.state_dict(), spec["weights"])
+    spec = small_model(tmp_path_factory.mktemp("weights"))
     folders = []
     for run in ("a", "b"):
         out = tmp_path_factory.mktemp(f"build_{run}")
