@@ -139,8 +139,8 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
         conversion = target.convert_fn()(source.model, example, work / final.name,
                                          precision=config.precision, **options)
         seconds = time.perf_counter() - t0
-        out, backend = run_file(conversion.file, target.runtime, x, target.input_layout,
-                                config.threads)
+        layout = conversion.details.get("input_layout", target.input_layout)  # options may change it
+        out, backend = run_file(conversion.file, target.runtime, x, layout, config.threads)
         validation = {**compare(reference, out, target.tolerance(config.precision)),
                       **data_info, "runtime": f"{backend.name} {backend.version}"}
         if not source.weights.get("trained"):
@@ -191,7 +191,7 @@ def _artifact(source, model_info, config, conversion, backend, validation, secon
     from deploy.toolchain import versions
 
     target = config.target_entry
-    layout = target.input_layout
+    layout = conversion.details.get("input_layout", target.input_layout)
     inputs = tuple(dataclasses.replace(t, layout=layout) for t in backend.inputs)
     outputs = tuple(backend.outputs)
     preprocess = dataclasses.replace(source.entry.preprocess, layout=layout)

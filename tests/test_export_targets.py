@@ -117,3 +117,19 @@ def test_exported_tflite_matches_torch_on_a_real_image(shared_data):
         want = model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
     assert np.abs(got - want).max() <= 1e-3
     assert np.abs(want).max() > 1e-2, "logits this small would make the check meaningless"
+
+
+def test_tflite_nchw_input_option(tmp_path):
+    """nhwc_input=False keeps PyTorch's layout: the manifest, the validation feed and the
+    file agree on NCHW, and the converter adds the input TRANSPOSE that NHWC input avoids."""
+    from deploy.export import ExportConfig, export, load_source
+    from tests.export_helpers import checkpoint
+
+    source = load_source("squeezenet1_1", weights=checkpoint("squeezenet1_1"),
+                         num_classes=CLASSES, input_size=SMALL)
+    a = export(source, ExportConfig(target="tflite", output_dir=tmp_path, threads=1,
+                                    options={"nhwc_input": False}))
+    assert a.validation["status"] == "passed"
+    assert a.input.shape == (1, 3, SMALL, SMALL) and a.input.layout == "NCHW"
+    assert a.preprocess.layout == "NCHW" and a.passes[0]["options"] == {"nhwc_input": False}
+    assert a.extra["transpose_count"] >= 1
