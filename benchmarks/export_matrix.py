@@ -145,7 +145,8 @@ def main(argv=None) -> int:
     rows = []
     stem = Path(args.out)
     if args.resume and Path(f"{stem}.json").exists():
-        rows = json.loads(Path(f"{stem}.json").read_text())["rows"]
+        rows = [r for r in json.loads(Path(f"{stem}.json").read_text())["rows"]
+                if r["status"] != "error"]  # errors are tried again
         done = {(r["model"], r["target"], r["precision"], json.dumps(r["options"])) for r in rows}
         jobs = [j for j in jobs if (j[0], j[1], j[2], json.dumps(j[3])) not in done]
     stem.parent.mkdir(parents=True, exist_ok=True)
