@@ -34,6 +34,9 @@ class Conv2dSame(nn.Conv2d):
         pads = []
         for size, k, s, d in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1],
                                  self.dilation[::-1]):
+            # a Python int: TorchScript tracing (openvino.convert_model) would otherwise record
+            # the shape arithmetic as ~40 ops per conv instead of folding constant pads
+            size = int(size)
             out = -(-size // s)
             total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
             pads += [total // 2, total - total // 2]
