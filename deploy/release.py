@@ -123,19 +123,21 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
                          width=cfg.width, input_size=cfg.input_size)
     if not source.weights.get("trained"):
         log(f"note: {source.name} has random-init weights; its accuracy figures mean nothing")
-    built = []
-    for target, precision in pairs:
+    done: dict[tuple[str, str], Built] = {}
+    # int8 first: the int8 stage exports its own fp32 parent, which the fp32 step then reuses
+    for target, precision in sorted(pairs, key=lambda tp: tp[1] != "int8"):
         extra = {"calib": cfg.calib} if precision == "int8" else {}
         config = ExportConfig(target=target, precision=precision, output_dir=build_dir,
                               threads=cfg.threads, **extra)
         found = find_reusable(build_dir, source, config)
         if found is not None:
             log(f"reusing {found.name} (same parent, passes and toolchain)")
-            built.append(Built(found, read_manifest(found), True))
+            done[target, precision] = Built(found, read_manifest(found), True)
             continue
         log(f"exporting {source.name} -> {target} {precision}")
         art = export(source, config)
-        built.append(Built(build_dir / art.file, art, False))
+        done[target, precision] = Built(build_dir / art.file, art, False)
+    built = [done[pair] for pair in pairs]  # the bundle lists files in plan order
     for b in built:
         if b.artifact is None or not b.artifact.passed:
             status = (b.artifact.validation or {}).get("status", "not run") if b.artifact else "no manifest"
