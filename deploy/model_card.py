@@ -36,8 +36,8 @@ def _header(m: dict[str, Any]) -> str:
         lines.append("Random initialisation, no training: the files are for latency work; their "
                      "accuracy figures mean nothing.")
     else:
-        where = w.get("dataset") or ("a checkpoint" if w.get("source") == "checkpoint" else "unrecorded data")
-        trained = f"Trained on {where}"
+        trained = (f"Trained on {w['dataset']}" if w.get("dataset") else
+                   "Weights from a checkpoint (training data not recorded with it)")
         if w.get("top1") is not None:
             trained += f" (PyTorch top-1 {w['top1']:.2f}% on its test split, recorded with the weights)"
         name = w.get("file") or w.get("path") or "?"
