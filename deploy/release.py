@@ -45,7 +45,7 @@ class ReleaseConfig:
     eval_data: Path | None = None
     eval_limit: int = 1000
     eval_split: str = "test"
-    output: Path = Path("releases")
+    output: Path = Path("release")
     threads: int | None = None
     bench_runs: int = 100
     bench_warmup: int = 10

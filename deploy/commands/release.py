@@ -32,8 +32,8 @@ def add_arguments(p) -> None:
     p.add_argument("--eval-split", default="test", help="split inside --eval (default: test)")
     p.add_argument("--threads", type=int, help="threads for eval and bench (default: all cores)")
     p.add_argument("--bench-runs", type=int, default=100, help="timed runs per file (default: 100)")
-    p.add_argument("--output", type=Path, default=Path("releases"), metavar="DIR",
-                   help="where the bundle, its zip and the build folder go (default: releases)")
+    p.add_argument("--output", type=Path, default=Path("release"), metavar="DIR",
+                   help="where the bundle, its zip and the build folder go (default: release)")
 
 
 def run(args) -> int:
