@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deploy.errors import ConfigError, DeployError
+from deploy.errors import ConfigError, DeployError, ValidationError
 
 INT8 = "int8"
 
@@ -183,8 +183,10 @@ def find_reusable(path: Path, source, target: str, precision: str):
     from deploy.manifest import read_manifest
 
     sha = source.weights.get("sha256")
-    if sha is None or not path.is_file():
-        return None  # random-init parents are rebuilt: reuse could mix two random draws
+    if sha is None or not path.is_file() or precision == INT8:
+        # random-init parents are rebuilt (reuse could mix two random draws), and so is int8
+        # (its calibration data is not compared)
+        return None
     try:
         art = read_manifest(path)
     except DeployError:
@@ -289,6 +291,11 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
                               runs=config.runs, isolate=False)
                     eager = model["eager"][str(t)]["p50_ms"]
                     gmacs, share = rates(model["macs"], r.p50_ms, t, cpu)
+                    if share is not None and share > 1.0:
+                        raise ValidationError(
+                            f"{t} thread(s): p50 {r.p50_ms:.3f} ms would be {gmacs:.0f} GMAC/s, "
+                            f"above the {t}-core fp32 peak: the timed call did not run the "
+                            f"whole model")
                     cell["latency"][str(t)] = {
                         "p50_ms": r.p50_ms, "p90_ms": r.p90_ms, "speedup": eager / r.p50_ms,
                         "gmacs": gmacs, "peak_share": share, "load": os.getloadavg()[0]}

@@ -31,6 +31,12 @@ def _plt():
     return plt
 
 
+def plot_threads(report: dict[str, Any]) -> str:
+    """The thread count the plots show: the fewest (on a shared machine, the least disturbed
+    by other work)."""
+    return str(min(report["config"]["threads"]))
+
+
 def _ok(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in report["cells"] if c["status"] == "ok" and c.get("latency")]
 
@@ -65,7 +71,7 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path | None:
     if not cells:
         return None
     plt = _plt()
-    top = str(report["config"]["threads"][-1])
+    top = plot_threads(report)
     targets = [t for t in report["config"]["targets"] if any(c["target"] == t for c in cells)]
     models = [m for m in report["models"] if m.get("torch_top1") is not None]
     colors = {m["name"]: plt.cm.tab10(i % 10) for i, m in enumerate(models)}
@@ -83,7 +89,7 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path | None:
                 ax.annotate(_short(c["model"]), (x, y), textcoords="offset points",
                             xytext=(5, 4), fontsize=7)
         ax.set_xscale("log")
-        ax.set_title(f"{target} ({top} threads)")
+        ax.set_title(f"{target} ({top} thread(s))")
         ax.set_xlabel("p50 latency, ms (log scale)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("top-1 %")
@@ -106,7 +112,7 @@ def plot_macs(report: dict[str, Any], path: Path, precision: str = "fp32") -> Pa
     if len(models) < 2:
         return None
     plt = _plt()
-    top = str(report["config"]["threads"][-1])
+    top = plot_threads(report)
     series: dict[str, list[tuple[str, float]]] = {
         "PyTorch eager": [(n, m["eager"][top]["p50_ms"]) for n, m in models.items()]}
     for c in _ok(report):
@@ -131,7 +137,7 @@ def plot_macs(report: dict[str, Any], path: Path, precision: str = "fp32") -> Pa
         ax.set_xlabel(label + ", log scale")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, title="ρ = Spearman rank correlation", title_fontsize=8)
-    axes[0].set_ylabel(f"p50 latency, ms, {top} threads, batch 1 (log scale)")
+    axes[0].set_ylabel(f"p50 latency, ms, {top} thread(s), batch 1 (log scale)")
     size = sorted({m["input_size"] for m in models.values()})
     fig.suptitle(f"FLOPs are not speed: measured latency vs MACs and memory access cost "
                  f"({precision}, {'/'.join(map(str, size))}×{'/'.join(map(str, size))} input)")

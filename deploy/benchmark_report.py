@@ -47,7 +47,8 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                    + ["1.00×" for _ in threads]
                    + [_rate(gm[0]), _share(gm[1]), weights_note(m)])
     for c in report["cells"]:
-        lat = c.get("latency") or {}
+        # a failed cell's partial measurements stay in the JSON, out of the table
+        lat = (c.get("latency") or {}) if c["status"] == "ok" else {}
         status = c["status"] if not c.get("reused") else "ok (reused)"
         last = lat.get(top, {})
         out.append([c["model"], c["target"], c["precision"], status, _size(c.get("size_bytes")),
@@ -119,6 +120,8 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         f"the same run; speed-up = eager p50 / file p50; GMAC/s = MACs / p50; % peak against "
         f"the fp32 FMA peak of the cores used",
     ]
+    if "int8" in cfg["precisions"]:
+        lines.append(f"- int8 calibration: {cfg.get('calib') or 'none given: the export stage default'}")
     if imgs:
         lines.append("- accuracy: " + "; ".join(f"{n} images of {d}" for d, n in sorted(imgs))
                      + " — the same images for PyTorch and every file; Δ top-1 is in points vs "
@@ -158,7 +161,9 @@ def write_json(report: dict[str, Any], path: Path) -> None:
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """What the table says, per model: best target and its speed-up over PyTorch eager, the
     int8 accuracy delta per target, and where int8 is slower than fp32."""
-    top = str(report["config"]["threads"][-1])
+    from deploy.benchmark_plots import plot_threads
+
+    top = plot_threads(report)  # the fewest threads: least disturbed by other work
     ok = [c for c in report["cells"] if c["status"] == "ok" and c.get("latency")]
     lines = []
     for m in report["models"]:
@@ -168,7 +173,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         best = min(mine, key=lambda c: c["latency"][top]["p50_ms"])
         lat = best["latency"][top]
         parts = [f"fastest {best['target']} {best['precision']} at {_ms(lat['p50_ms'])} ms "
-                 f"({lat['speedup']:.1f}× PyTorch eager, {top} threads)"]
+                 f"({lat['speedup']:.1f}× PyTorch eager, {top} thread(s))"]
         for c in mine:
             if c["precision"] != "int8":
                 continue
@@ -194,7 +199,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 def _main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from deploy.benchmark_plots import plot_files
+    from deploy.benchmark_plots import write_plots
     from deploy.files import write_text_atomic
 
     p = argparse.ArgumentParser(prog="python -m deploy.benchmark_report",
@@ -205,6 +210,8 @@ def _main(argv: list[str] | None = None) -> int:
                    metavar=("TITLE", "JSON"), help="a section: its title and report JSON")
     p.add_argument("--note", nargs=2, action="append", default=[], metavar=("TITLE", "TEXT"),
                    help="a line of text under the section with that title")
+    p.add_argument("--text", nargs=2, action="append", default=[], metavar=("TITLE", "TEXT"),
+                   help="a section of text only (e.g. a part that could not run)")
     args = p.parse_args(argv)
     notes: dict[str, list[str]] = {}
     for title, text in args.note:
@@ -214,9 +221,11 @@ def _main(argv: list[str] | None = None) -> int:
         report = json.loads(Path(file).read_text())
         base = args.output.resolve().parent
         plots = {c: Path(f).resolve().relative_to(base).as_posix()
-                 for c, f in plot_files(Path(file).parent).items() if Path(f).exists()}
+                 for c, f in write_plots(report, Path(file).parent).items()}
         parts.append(to_markdown(report, title, plots, level=2,
                                  notes=tuple(notes.get(title, ()))))
+    for title, text in args.text:
+        parts += [f"## {title}", "", text, ""]
     write_text_atomic(args.output, "\n".join(parts).rstrip() + "\n")
     return 0
 
