@@ -49,7 +49,7 @@ cifar_title="CIFAR-10 checkpoints: all targets x fp32/int8 on the CIFAR-10 test 
 zoo_title="Zoo defaults at 224x224: latency only (random-init weights)"
 if [ -f "$RESULTS/cifar10/benchmark.json" ]; then
   args+=(--section "$cifar_title" "$RESULTS/cifar10/benchmark.json")
-  [ -n "$untrained" ] && args+=(--note "$cifar_title" "Not in this table (no trained weights in the zoo when this ran): $untrained")
+  [ -n "$untrained" ] && args+=(--note "$cifar_title" "Without trained weights in the zoo when this file was generated: $untrained")
   [ -n "$LIMIT" ] && args+=(--note "$cifar_title" "Reduced run: $LIMIT class-balanced test images, not the full 10,000.")
 fi
 if [ ! -f "$RESULTS/cifar10/benchmark.json" ]; then

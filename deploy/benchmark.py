@@ -46,6 +46,7 @@ class BenchmarkConfig:
     input_size: int | None = None
     num_classes: int | None = None
     seed: int = 0  # random-init weights are seeded so their exports are reproducible
+    weights: Path | None = None  # a checkpoint for the (single) model
 
     def __post_init__(self):
         from exporters.capabilities import all_precisions, get_target, target_names
@@ -66,6 +67,8 @@ class BenchmarkConfig:
             raise ConfigError(f"--threads needs positive counts, got {self.threads}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        if self.weights is not None and len(self.models) != 1:
+            raise ConfigError("--weights needs exactly one MODEL (the checkpoint's architecture)")
         if self.runs < 1 or self.warmup < 0:
             raise ConfigError("--runs must be at least 1 and --warmup 0 or more")
         for what, p in (("--data", self.data), ("--calib", self.calib)):
@@ -250,7 +253,8 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
     from device_runners.bench import bench
 
     torch.manual_seed(config.seed)
-    source = load_source(name, input_size=config.input_size, num_classes=config.num_classes)
+    source = load_source(name, weights=config.weights, input_size=config.input_size,
+                         num_classes=config.num_classes)
     desc = source.describe()
     model = {k: desc[k] for k in ("name", "arch", "num_classes", "input_size", "params", "macs",
                                   "mac_cost", "weights")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +113,8 @@ def test_config_rejects_bad_values():
         BenchmarkConfig(models=(MODEL,), threads=(0,))
     with pytest.raises(ConfigError, match="limit"):
         BenchmarkConfig(models=(MODEL,), limit=0)
+    with pytest.raises(ConfigError, match="exactly one MODEL"):
+        BenchmarkConfig(models=(MODEL, MODEL), weights=Path("w.pt"))
 
 
 def test_int8_status_follows_the_capability_table():

@@ -40,6 +40,7 @@ def add_arguments(p) -> None:
     p.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
     p.add_argument("--input-size", type=int, help="override every model's input size")
+    p.add_argument("--weights", metavar="PATH", help="checkpoint for a single MODEL")
     p.add_argument("--num-classes", type=int, help="override every model's classifier outputs")
     p.add_argument("--output", metavar="DIR", default="out/benchmark",
                    help="exported files (reused when still valid) and, without --json, the "
@@ -65,7 +66,8 @@ def run(args) -> int:
         data=Path(args.data) if args.data else None,
         calib=Path(args.calib) if args.calib else None, limit=args.limit,
         threads=args.threads, output_dir=Path(args.output), runs=args.runs, warmup=args.warmup,
-        evaluate=not args.no_eval, input_size=args.input_size, num_classes=args.num_classes)
+        evaluate=not args.no_eval, weights=Path(args.weights) if args.weights else None,
+        input_size=args.input_size, num_classes=args.num_classes)
     argv = sys.argv[1:]
     command = ("deploy " + shlex.join(argv) if "benchmark" in argv
                else "deploy benchmark " + shlex.join(args.models))
