@@ -40,6 +40,16 @@ class ExportConfig:
     validate_images: int = MIN_IMAGES
     threads: int | None = None  # runtime threads during validation (None: its default)
     options: Mapping[str, Any] = field(default_factory=dict)  # target options (capabilities)
+    # int8 only (quant.stage): calibration images (None: ZeroQ), their count (None: the
+    # default), calibration method, input/output type, held-out labelled images, allowed drop
+    calib: Path | None = None
+    calib_size: int | None = None
+    calib_method: str | None = None
+    io: str = "float"
+    eval_data: Path | None = None
+    eval_limit: int | None = None
+    max_drop: float | None = None
+    seed: int = 0
 
     def __post_init__(self):
         t = self.target_entry  # raises UnknownNameError with the valid names
@@ -120,6 +130,10 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
     """Convert, validate and write; returns the Artifact written beside the model file."""
     import torch
 
+    if config.precision == "int8":
+        from quant.stage import export_int8
+
+        return export_int8(source, config)
     target = config.target_entry
     out_dir = config.output_dir
     final = out_dir / target.file_name(_stem(source), config.precision)

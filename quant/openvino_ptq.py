@@ -47,11 +47,26 @@ class OpenVINOPTQOptions:
             raise ConfigError(f"preset {self.preset!r}; valid: performance, mixed")
 
 
+def make_options(method: str | None = None, io: str = "float", exclude=(),
+                 input_range: tuple[float, float] | None = None) -> OpenVINOPTQOptions:
+    if io != "float":
+        raise ConfigError(f"--io {io}: OpenVINO int8 models take float input (NNCF quantizes "
+                          f"it inside); int8/uint8 input is offered by --target tflite")
+    return OpenVINOPTQOptions(method=method or METHODS[0], exclude=tuple(exclude))
+
+
 def default_overflow_fix() -> tuple[str, str]:
     cpu = cpu_profile()
     if cpu["x86"] and not cpu["vnni"]:
         return "enable", "x86 without VNNI: u8 x s8 pair sums saturate int16; 7-bit weights"
     return "first_layer", "NNCF's default (VNNI or non-x86: no saturation)"
+
+
+def overflow_enum(name: str):
+    from nncf.quantization.advanced_parameters import OverflowFix
+
+    return {"enable": OverflowFix.ENABLE, "disable": OverflowFix.DISABLE,
+            "first_layer": OverflowFix.FIRST_LAYER}[name]
 
 
 def _nncf():
@@ -69,8 +84,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
 
     ``parent`` is unused: NNCF corrects biases itself, on the OpenVINO model."""
     nncf, ov = _nncf()
-    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters,
-                                                       OverflowFix)
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     src, dst = Path(src), Path(dst)
@@ -84,8 +98,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
         overflow, why = default_overflow_fix()
     else:
         overflow, why = options.overflow_fix, "set by the caller"
-    advanced = {"overflow_fix": {"enable": OverflowFix.ENABLE, "disable": OverflowFix.DISABLE,
-                                 "first_layer": OverflowFix.FIRST_LAYER}[overflow]}
+    advanced = {"overflow_fix": overflow_enum(overflow)}
     if options.method == "minmax":
         advanced["activations_range_estimator_params"] = RangeEstimatorParametersSet.MINMAX
     dataset = nncf.Dataset(list(calib.batches(batch)))

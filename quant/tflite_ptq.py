@@ -41,6 +41,8 @@ class TflitePTQOptions:
     bias_correction: bool = True
     exclude: tuple[str, ...] = ()  # output tensor names of ops kept in float
     threads: int = 1
+    # exact (min, max) of preprocessed pixels, pinned as the input's range
+    input_range: tuple[float, float] | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -48,6 +50,12 @@ class TflitePTQOptions:
                               f"valid: {', '.join(METHODS)}")
         if self.io not in IO_TYPES:
             raise ConfigError(f"--io {self.io!r}; valid: {', '.join(IO_TYPES)}")
+
+
+def make_options(method: str | None = None, io: str = "float", exclude=(),
+                 input_range: tuple[float, float] | None = None) -> TflitePTQOptions:
+    return TflitePTQOptions(method=method or METHODS[0], io=io, exclude=tuple(exclude),
+                            input_range=input_range)
 
 
 def _aeq():
@@ -85,12 +93,10 @@ def _recipe(options: TflitePTQOptions):
 
 
 def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet,
-             options: TflitePTQOptions = TflitePTQOptions(), parent=None,
-             input_range: tuple[float, float] | None = None) -> dict[str, Any]:
+             options: TflitePTQOptions = TflitePTQOptions(), parent=None) -> dict[str, Any]:
     """Write the int8 model of the float ``src`` to ``dst``; returns the facts for the manifest.
 
     ``calib`` holds NCHW inputs; they are transposed when the file takes NHWC.
-    ``input_range``: the exact (min, max) of preprocessed pixels, pinned as the input's range.
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -118,8 +124,8 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
         recipe = _recipe(options)
         q = quantizer.Quantizer(str(src), recipe)
         qsv = _calibrate(src, recipe, {sig: list(samples())}, options)
-        if input_range is not None:
-            _pin_input_range(src, qsv, input_range)
+        if options.input_range is not None:
+            _pin_input_range(src, qsv, options.input_range)
         result = q.quantize(qsv, enable_progress_report=False)
     with atomic_path(dst) as tmp:
         data = bytes(result.quantized_model)
@@ -133,7 +139,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
     facts = graph_facts(dst)
     return {"quantizer": "ai-edge-quantizer static_wi8_ai8", "method": options.method,
             "weights": "int8 symmetric per-channel", "activations": "int8 asymmetric",
-            "io": options.io, "input_range": list(input_range) if input_range else None,
+            "io": options.io, "input_range": list(options.input_range) if options.input_range else None,
             "excluded": list(options.exclude), "bias_correction": summary, **facts}
 
 
@@ -173,6 +179,11 @@ def layer_names(path: str | os.PathLike) -> list[str]:
     names = _op_names()
     return [g.tensors[op.outputs[0]].name.decode() for op in g.operators
             if names[_code(model, op)] in WEIGHTED_OPS]
+
+
+def target_layers(path: str | os.PathLike) -> list[TargetLayer]:
+    """The quantized layers of an int8 file (for sensitivity analysis)."""
+    return read_layers(_read(Path(path).read_bytes(), path))
 
 
 # ---- graph facts: which ops run in float -------------------------------------------------

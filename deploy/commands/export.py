@@ -39,6 +39,22 @@ def add_arguments(p) -> None:
     p.add_argument("--no-rewrite", action="store_true",
                    help="tflite: skip the NHWC-friendly rewrites (channel shuffle, global mean)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    q = p.add_argument_group("int8 post-training quantization (quant/)")
+    q.add_argument("--int8", action="store_true",
+                   help="int8 with the target's own quantizer (also writes the fp32 parent)")
+    q.add_argument("--calib", metavar="PATH", help="calibration images: folder, zip or .npz "
+                   "(default: inputs distilled from BatchNorm statistics, ZeroQ)")
+    q.add_argument("--calib-size", type=int, metavar="N",
+                   help="calibration images (default 300; 64 with ZeroQ)")
+    q.add_argument("--calib-method", metavar="M", help="activation range estimation: onnx "
+                   "minmax|percentile|entropy, tflite minmax|ema, openvino minmax|nncf")
+    q.add_argument("--io", choices=("float", "int8", "uint8"), default="float",
+                   help="input/output type of the int8 file (int8/uint8: tflite)")
+    q.add_argument("--eval", metavar="PATH", help="labelled images for fp32 vs int8 accuracy "
+                   "(calibration images are left out)")
+    q.add_argument("--eval-limit", type=int, metavar="N", help="evaluate on N images (default all)")
+    q.add_argument("--max-drop", type=float, metavar="D", help="largest top-1 drop (points) "
+                   "allowed; worse layers fall back to float until it holds (needs --eval)")
 
 
 def run(args) -> int:
@@ -50,8 +66,10 @@ def run(args) -> int:
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     options = dict(OPTION_FLAGS[flag] for flag in OPTION_FLAGS if getattr(args, flag))
+    from quant.cli import int8_config
+
     config = ExportConfig(
-        target=args.target, precision="fp16" if args.fp16 else "fp32", batch=args.batch,
+        target=args.target, precision=precision(args), batch=args.batch, **int8_config(args),
         output_dir=Path(args.output) if args.output else Path("out") / args.model,
         validate_data=Path(args.validate_data) if args.validate_data else None,
         threads=args.threads, options=options,
@@ -66,7 +84,16 @@ def run(args) -> int:
         print(json.dumps(artifact.to_dict(), indent=2))
     else:
         print(report(artifact, config.output_dir))
+        if artifact.precision == "int8":
+            from quant.cli import report_lines
+            print("\n".join(report_lines(artifact)))
     return 0
+
+
+def precision(args) -> str:
+    from quant.cli import int8_precision
+
+    return int8_precision(args) or ("fp16" if args.fp16 else "fp32")
 
 
 def report(a, out_dir) -> str:

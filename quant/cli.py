@@ -1,0 +1,76 @@
+"""The int8 flags of ``deploy export``: argument checks and the lines printed after an export."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from deploy.errors import ConfigError
+
+INT8_ONLY = ("calib", "calib_size", "calib_method", "eval", "eval_limit", "max_drop")
+
+
+def int8_precision(args) -> str | None:
+    """"int8" for --int8; int8-only flags without it, or --int8 with --fp16, are errors."""
+    if not args.int8:
+        given = [f"--{a.replace('_', '-')}" for a in INT8_ONLY if getattr(args, a) is not None]
+        if args.io != "float":
+            given.append("--io")
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --int8")
+        return None
+    if args.fp16:
+        raise ConfigError("--int8 and --fp16 exclude each other; choose one precision")
+    return "int8"
+
+
+def int8_config(args) -> dict[str, Any]:
+    """ExportConfig fields from the int8 flags (checked here, before anything slow)."""
+    if args.calib_size is not None and args.calib_size < 1:
+        raise ConfigError(f"--calib-size must be >= 1, got {args.calib_size}")
+    if args.eval_limit is not None and args.eval_limit < 1:
+        raise ConfigError(f"--eval-limit must be >= 1, got {args.eval_limit}")
+    if args.max_drop is not None and args.max_drop < 0:
+        raise ConfigError(f"--max-drop must be >= 0 (points of top-1), got {args.max_drop}")
+    if args.max_drop is not None and args.eval is None:
+        raise ConfigError("--max-drop needs --eval PATH (labelled images to measure the drop)")
+    return {"calib": Path(args.calib) if args.calib else None, "calib_size": args.calib_size,
+            "calib_method": args.calib_method, "io": args.io,
+            "eval_data": Path(args.eval) if args.eval else None, "eval_limit": args.eval_limit,
+            "max_drop": args.max_drop}
+
+
+def report_lines(a) -> list[str]:
+    """What the int8 pass did, for the screen (the manifest has all of it)."""
+    p = a.passes[-1]
+    x = a.extra
+    c = p["calibration"]
+    if c.get("kind") == "zeroq":
+        calib = (f"{c['size']} inputs distilled from BatchNorm statistics (ZeroQ, "
+                 f"{c['iterations']} iterations), no real images")
+    else:
+        calib = f"{c['size']} images from {c['path']} (seed {c['seed']})"
+    lines = [f"  int8:        {p['quantizer']}, calibration {calib}",
+             f"  size:        {x['size_ratio_vs_fp32']:.2f}x smaller than fp32 "
+             f"({x['fp32_parent']['file']})"]
+    t = a.inputs[0]
+    if t.scale:
+        lines.append(f"  input quant: {t.dtype} scale {t.scale:.6g} zero point {t.zero_point}: "
+                     f"q = round(x / scale) + zero_point on the preprocessed pixels")
+    if "float_ops" in x:
+        still = ", ".join(f"{k} x{v}" for k, v in x["float_ops"].items()) or "none"
+        lines.append(f"  float ops:   {still} ({x.get('dequantize_count', 0)} DEQUANTIZE)")
+    bc = p.get("bias_correction")
+    if bc:
+        lines.append(f"  bias corr.:  {bc['layers']} layers against the PyTorch parent")
+    acc = x.get("accuracy")
+    if acc:
+        lines.append(f"  accuracy:    {acc['images']} held-out images of {acc['data']}: top-1 "
+                     f"fp32 {acc['ref_top1']:.2f} % / int8 {acc['top1']:.2f} % (drop "
+                     f"{acc['top1_drop']:.2f}), top-5 {acc['ref_top5']:.2f} / {acc['top5']:.2f}, "
+                     f"agreement {acc['agreement']:.1f} %, cosine {acc['cosine_mean']:.4f}")
+    s = x.get("sensitivity")
+    if s:
+        lines.append(f"  fallback:    {len(s['float_layers'])} layers kept in float "
+                     f"({', '.join(s['float_layers']) or 'none'}); "
+                     f"{'within' if s.get('reached') else 'NOT within'} --max-drop {s['max_drop']}")
+    return lines

@@ -1,0 +1,205 @@
+"""The int8 stage: fp32 Artifact + calibration data -> validated int8 Artifact.
+
+``export_int8(source, config)`` is what ``deploy export --int8`` (and ``deploy benchmark`` /
+``deploy release`` with precision int8) run:
+
+1. calibration data: ``--calib PATH`` (seeded, class-balanced), or, without it, inputs
+   distilled from the model's BatchNorm statistics (ZeroQ) -- said on screen and recorded;
+2. the fp32 export (validated as always), the parent of the int8 file;
+3. the target's own PTQ pass (``quant.PTQ_PASSES``) on the fp32 file;
+4. validation of the int8 file against the PyTorch parent on real images (the export stage's
+   images and checks, with the capability table's int8 tolerance);
+5. with ``--eval PATH``: fp32 file vs int8 file top-1/top-5, agreement and logit cosine on
+   labelled images (calibration images left out); with ``--max-drop D``: per-layer
+   sensitivity and fall-back of the worst layers to float until the drop is within D;
+6. the int8 file and its manifest, written the same way the export stage writes (a failed
+   check keeps the file as ``.failed`` and exits non-zero).
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from deploy.errors import ConfigError, ValidationError
+
+PRECISION = "int8"
+
+
+def input_range(preprocess) -> tuple[float, float]:
+    """Exact (min, max) of preprocessed pixels: (0 - mean)/std .. (1 - mean)/std over channels."""
+    lo = min((0.0 - m) / s for m, s in zip(preprocess.mean, preprocess.std))
+    hi = max((1.0 - m) / s for m, s in zip(preprocess.mean, preprocess.std))
+    return float(lo), float(hi)
+
+
+def calibration_data(source, config, log: Callable[[str], None] = print):
+    """The CalibrationSet for ``config`` (real images, or ZeroQ when none are given)."""
+    from quant.calibration import DEFAULT_SIZE, load_calibration
+
+    pre = source.entry.preprocess
+    if config.calib is not None:
+        calib = load_calibration(config.calib, pre, size=config.calib_size or DEFAULT_SIZE,
+                                 seed=config.seed)
+        log(f"calibration: {calib.describe()}")
+        return calib
+    from quant import zeroq
+
+    n = config.calib_size or zeroq.DEFAULT_IMAGES
+    log(f"calibration: no --calib given, distilling {n} inputs from the model's BatchNorm "
+        f"statistics (ZeroQ); real images calibrate better: pass --calib PATH")
+    calib = zeroq.distill(source.model, pre.crop, n=n, seed=config.seed, progress=log)
+    log(f"calibration: {calib.describe()} in {calib.source['seconds']:.0f} s")
+    return calib
+
+
+def export_int8(source, config, log: Callable[[str], None] = print):
+    """Quantize ``source`` for ``config.target``; returns the written int8 Artifact."""
+    import quant
+    from deploy.export import export
+
+    target = config.target_entry
+    ptq = quant.get_pass(target.name)
+    options = ptq.make_options(config.calib_method, config.io,
+                               input_range=input_range(source.entry.preprocess))
+    eval_set = _eval_images(config)  # read before anything slow: bad paths fail fast
+    calib = calibration_data(source, config, log)
+    fp32 = export(source, dataclasses.replace(config, precision="fp32"))
+    fp32_path = config.output_dir / fp32.file
+    log(f"fp32 parent: {fp32_path} ({fp32.validation['status']})")
+    final = config.output_dir / target.file_name(source.name, PRECISION)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=config.output_dir))
+    try:
+        t0 = time.perf_counter()
+        file = work / final.name
+        facts = ptq.quantize(fp32_path, file, calib, options, parent=source.model)
+        seconds = time.perf_counter() - t0
+        log(f"quantized with {facts['quantizer']} in {seconds:.0f} s")
+        checked = _check(source, config, target, file)
+        accuracy, sensitivity = None, None
+        if eval_set is not None:
+            accuracy, evaluation = _evaluate(fp32_path, file, target, config, eval_set, calib,
+                                             source.entry.preprocess)
+            log(f"accuracy on {accuracy['images']} held-out images: fp32 top-1 "
+                f"{accuracy['ref_top1']:.2f} %, int8 {accuracy['top1']:.2f} % (drop "
+                f"{accuracy['top1_drop']:.2f}), agreement {accuracy['agreement']:.1f} %")
+            if config.max_drop is not None and accuracy["top1_drop"] > config.max_drop:
+                from quant.sensitivity import fall_back
+
+                sensitivity, facts, accuracy = fall_back(
+                    ptq, fp32_path, file, calib, options, source, config, evaluation, log)
+                checked = _check(source, config, target, file)
+        artifact = _artifact(source, config, fp32, file, calib, facts, seconds, checked,
+                             accuracy, sensitivity)
+        from deploy.export import _place
+        from exporters.common import Conversion
+
+        companions = tuple(file.with_suffix(s) for s in target.companions)
+        conversion = Conversion(file=file, companions=companions)
+        backend_ok = checked["validation"]["status"] == "passed"
+        drop_ok = sensitivity is None or sensitivity.get("reached", True)
+        dest, artifact = _place(conversion, final, artifact, failed=not (backend_ok and drop_ok))
+        if not backend_ok:
+            raise ValidationError(
+                f"{final.name} disagrees with its PyTorch parent: "
+                f"{'; '.join(checked['validation'].get('failures', []))} (kept as {dest.name})")
+        if not drop_ok:
+            raise ValidationError(
+                f"{final.name}: top-1 drop {accuracy['top1_drop']:.2f} is above --max-drop "
+                f"{config.max_drop} even with {len(sensitivity['float_layers'])} layers in float "
+                f"(kept as {dest.name}; see its manifest's extra.sensitivity)")
+        return artifact
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _eval_images(config):
+    if config.eval_data is None:
+        if config.max_drop is not None:
+            raise ConfigError("--max-drop needs --eval PATH (labelled images to measure the drop)")
+        return None
+    from device_runners.images import ImageSet
+
+    return ImageSet(config.eval_data, split="test")
+
+
+def _check(source, config, target, file: Path) -> dict[str, Any]:
+    """Validation against the PyTorch parent, exactly as the export stage does it."""
+    from deploy.validate import RANDOM_INIT_NOTE, compare, torch_logits, validation_batch
+    from quant.accuracy import Runner
+
+    x, data_info = validation_batch(source.entry.preprocess, config.validate_images,
+                                    config.validate_data)
+    reference = torch_logits(source.model, x)
+    runner = Runner(file, target.runtime, target.input_layout, config.threads)
+    tolerance = target.tolerance(PRECISION)
+    trained = bool(source.weights.get("trained"))
+    if not trained:  # top-1 of a random-init net flips with sub-pixel noise: cosine only
+        tolerance = dataclasses.replace(tolerance, min_top1=0.0)
+    validation = {**compare(reference, runner(x), tolerance), **data_info,
+                  "runtime": f"{runner.backend.name} {runner.backend.version}"}
+    if not trained:
+        validation["note"] = RANDOM_INIT_NOTE
+    specs = (runner.backend.inputs, runner.backend.outputs)
+    runner.close()
+    return {"validation": validation, "inputs": specs[0], "outputs": specs[1]}
+
+
+def _evaluate(fp32_path, int8_path, target, config, images, calib, preprocess):
+    from quant.accuracy import EvalSet, Runner
+    from quant.calibration import eval_indices
+
+    indices = eval_indices(images, calib, limit=config.eval_limit, seed=config.seed)
+    evaluation = EvalSet(images, indices, preprocess)
+    ref = Runner(fp32_path, target.runtime, target.input_layout, config.threads)
+    evaluation.ref_logits = evaluation.logits(ref)
+    ref.close()
+    cand = Runner(int8_path, target.runtime, target.input_layout, config.threads)
+    comparison = evaluation.compare(evaluation.ref_logits, evaluation.logits(cand))
+    cand.close()
+    return {**comparison.to_dict(), "data": str(config.eval_data),
+            "excluded_calibration_images": len(images) - len(indices)
+            if config.eval_limit is None else None}, evaluation
+
+
+def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, accuracy,
+              sensitivity):
+    from deploy.manifest import file_facts
+    from deploy.toolchain import versions
+
+    target = config.target_entry
+    layout = target.input_layout
+    inputs = tuple(dataclasses.replace(t, layout=layout) for t in checked["inputs"])
+    size = sum(f["size_bytes"] for f in [file_facts(file)] + [
+        file_facts(file.with_suffix(s)) for s in target.companions])
+    fp32_size = fp32.size_bytes + sum(c["size_bytes"] for c in fp32.companions)
+    graph = {k: facts[k] for k in ("op_histogram", "op_count", "dequantize_count", "float_ops",
+                                    "fully_integer") if k in facts}
+    if "op_histogram" not in graph and "ops" in facts:
+        graph["op_histogram"] = facts["ops"]
+    hist = graph.get("op_histogram", {})
+    graph.setdefault("op_count", sum(hist.values()))
+    graph["transpose_count"] = hist.get("TRANSPOSE", hist.get("Transpose", 0))
+    int8_pass = {"name": "int8_ptq", "target": target.name,
+                 "calibration": calib.source,
+                 **{k: v for k, v in facts.items() if k not in graph and k != "ops"}}
+    extra = {"conversion_seconds": round(seconds, 3), "input_layout": layout, **graph,
+             "fp32_parent": {"file": fp32.file, "sha256": fp32.sha256,
+                             "size_bytes": fp32_size},
+             "size_ratio_vs_fp32": round(fp32_size / size, 3),
+             "accuracy": accuracy, "sensitivity": sensitivity}
+    tools = tuple(dict.fromkeys(target.tools + _QUANT_TOOLS[target.name]))
+    return fp32.replace(
+        file=file.name, precision=PRECISION, sha256="", size_bytes=0, inputs=inputs,
+        outputs=tuple(checked["outputs"]), passes=tuple(fp32.passes) + (int8_pass,),
+        toolchain=versions(tools), validation=checked["validation"], benchmarks=(),
+        companions=(), extra=extra)
+
+
+_QUANT_TOOLS = {"onnx": ("onnxruntime", "torch"), "tflite": ("ai-edge-quantizer", "ai-edge-litert"),
+                "openvino": ("nncf", "openvino")}
