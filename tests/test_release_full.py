@@ -3,6 +3,7 @@ and rebuilt by the CLI in two fresh processes to compare the model files byte fo
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -80,7 +81,16 @@ def test_flipped_byte_in_each_file_is_named(two_builds, tmp_path):
 
 
 def test_rebuild_gives_identical_model_files(two_builds):
+    """Identical bytes, except one known case: OpenVINO names auto-generated nodes from a
+    process-wide counter (``Constant_81158``), which can differ between runs of the int8 pass;
+    there the weights (.bin) must still be identical and the .xml identical once those
+    generated numbers are masked."""
     a, b = (model_hashes(f) for f in two_builds)
     assert a.keys() == b.keys()
     differ = sorted(k for k in a if a[k] != b[k])
-    assert not differ, f"model files differ between two fresh builds: {differ}"
+    for name in differ:
+        assert name.endswith(".xml"), f"{name} differs between two fresh builds"
+        texts = [re.sub(r'name="([A-Za-z]+)_\d+"', r'name="\1_N"', (f / name).read_text())
+                 for f in two_builds]
+        assert texts[0] == texts[1], f"{name}: differs beyond generated node names"
+        assert name[:-4] + ".bin" not in differ
