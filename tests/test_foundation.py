@@ -6,7 +6,7 @@ import json
 import pytest
 
 from deploy.errors import DeployError, MissingDependencyError, ModelFileError, UnknownNameError
-from deploy.files import atomic_path, sha256_file, write_text_atomic
+from deploy.files import _umask, atomic_path, sha256_file, write_text_atomic
 from deploy.manifest import (Artifact, Preprocess, TensorSpec, file_facts, manifest_path,
                              read_manifest, write_manifest)
 
@@ -37,6 +37,7 @@ def test_atomic_path_replaces_on_success(tmp_path):
         tmp.write_bytes(b"abc")
     assert final.read_bytes() == b"abc"
     assert [p.name for p in final.parent.iterdir()] == ["m.bin"]
+    assert final.stat().st_mode & 0o777 == 0o666 & ~_umask()
     # sha256 of "abc"
     assert sha256_file(final) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
