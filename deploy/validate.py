@@ -117,20 +117,28 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance) -> dict[str
     can2 = candidate.reshape(len(candidate), -1).astype(np.float64)
     norms = np.linalg.norm(ref2, axis=1) * np.linalg.norm(can2, axis=1)
     cosine = np.where(norms > 0, np.sum(ref2 * can2, axis=1) / np.maximum(norms, 1e-300), 1.0)
-    top1 = float(np.mean(ref2.argmax(1) == can2.argmax(1)))
+    agree = ref2.argmax(1) == can2.argmax(1)
+    top1 = float(np.mean(agree))
+    # A flip between two classes whose parent logits differ by less than twice the allowed
+    # |dlogit| is within tolerance (random-init nets have such near-ties); any other flip fails.
+    top2 = np.sort(ref2, axis=1)[:, -2:] if ref2.shape[1] > 1 else np.zeros((len(ref2), 2))
+    margin = top2[:, 1] - top2[:, 0]
+    tied = (margin <= 2 * tolerance.max_abs) if tolerance.max_abs is not None else \
+        np.zeros(len(ref2), bool)
+    decisive = float(np.mean(agree | tied))
     result.update(
         max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()),
         # relative to the largest logit: tiny random-init logits make absolute numbers small
         max_rel_diff=float(diff.max() / max(float(np.abs(reference).max()), 1e-30)),
         logit_range=[float(reference.min()), float(reference.max())],
         cosine_min=float(cosine.min()), cosine_mean=float(cosine.mean()),
-        top1_agreement=top1,
+        top1_agreement=top1, near_ties=int(np.sum(tied & ~agree)),
     )
     if not np.all(np.isfinite(candidate)):
         failures.append("the exported model produced NaN or infinite outputs")
     if tolerance.max_abs is not None and result["max_abs_diff"] > tolerance.max_abs:
         failures.append(f"max |dlogit| {result['max_abs_diff']:.3g} > {tolerance.max_abs:g}")
-    if top1 < tolerance.min_top1:
+    if decisive < tolerance.min_top1:
         failures.append(f"top-1 agreement {top1:.1%} < {tolerance.min_top1:.0%}")
     if tolerance.min_cosine is not None and result["cosine_min"] < tolerance.min_cosine:
         failures.append(f"worst cosine {result['cosine_min']:.6f} < {tolerance.min_cosine:g}")

@@ -19,7 +19,9 @@ class Tolerance:
     """What an exported model must meet against its PyTorch parent on real images.
 
     ``max_abs``: largest |logit difference| allowed (None: reported, not checked);
-    ``min_top1``: share of images whose top-1 class agrees; ``min_cosine``: per-image cosine
+    ``min_top1``: share of images whose top-1 class agrees (a flip between two classes whose
+    parent logits are within ``2 * max_abs`` of each other is within tolerance, not a
+    disagreement); ``min_cosine``: per-image cosine
     similarity of the logit vectors, worst image (None: reported, not checked).
     """
 
