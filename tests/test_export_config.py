@@ -31,7 +31,7 @@ def test_issue_tolerances_are_the_table_values():
     assert get_target("tflite").tolerance("fp32").max_abs == 1e-3
     for name in ("tflite", "openvino"):
         assert get_target(name).tolerance("fp16").min_top1 >= 0.99
-    assert set(all_precisions()) == {"fp16", "fp32"}
+    assert set(all_precisions()) == {"fp16", "fp32", "int8"}
 
 
 def test_unknown_target_lists_the_valid_ones():
@@ -42,8 +42,8 @@ def test_unknown_target_lists_the_valid_ones():
 def test_refused_precision_says_why():
     with pytest.raises(ConfigError, match="onnx does not offer fp16: .*openvino --fp16"):
         get_target("onnx").check_precision("fp16")
-    with pytest.raises(ConfigError, match="valid: fp32, fp16"):
-        get_target("tflite").check_precision("int8")
+    with pytest.raises(ConfigError, match="valid: fp32, fp16, int8"):
+        get_target("tflite").check_precision("fp64")
 
 
 def test_export_config_rejects_what_the_target_cannot_do(tmp_path):
