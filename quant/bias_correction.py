@@ -118,11 +118,10 @@ def correct_biases(model, targets: list[TargetLayer], calib: np.ndarray,
     qlayers = _layers(quantized)
     deltas: dict[str, np.ndarray] = {}
     for name, t in matched.items():
+        # only the weights: converters fold constants into biases (hard-sigmoid's +3 into the
+        # squeeze-excitation conv), so the file's bias need not be the parent's; the
+        # correction is a difference of means and is added to whatever bias the file has
         qlayers[name].weight.data = torch.from_numpy(t.weight.astype(np.float32))
-        if qlayers[name].bias is None:
-            qlayers[name].bias = torch.nn.Parameter(torch.zeros(t.weight.shape[0]),
-                                                    requires_grad=False)
-        qlayers[name].bias.data = torch.from_numpy(t.bias.astype(np.float32))
 
     def hook(module, inputs, out, name):
         # the whole batch passes at once, so this layer's correction is known before the

@@ -39,26 +39,17 @@ def rank_layers(parent, targets, calib: np.ndarray) -> list[dict[str, Any]]:
         reference = folded(x)
     sim = copy.deepcopy(folded)
     layers = _layers(sim)
-    weights = {n: (layers[n].weight.data.clone(),
-                   None if layers[n].bias is None else layers[n].bias.data.clone())
-               for n in matched}
+    weights = {n: layers[n].weight.data.clone() for n in matched}
     floated: set[str] = set()
 
     def set_quantized(name: str, quantized: bool) -> None:
         t, m = matched[name], layers[name]
+        # weights only: the file's bias may hold constants folded in by the converter
         if quantized:
             m.weight.data = torch.from_numpy(t.weight.astype(np.float32))
-            if m.bias is None:
-                m.bias = torch.nn.Parameter(torch.zeros(t.weight.shape[0]), requires_grad=False)
-            m.bias.data = torch.from_numpy(t.bias.astype(np.float32))
             floated.discard(name)
         else:
-            w, b = weights[name]
-            m.weight.data = w
-            if b is None:
-                m.bias = None
-            else:
-                m.bias.data = b
+            m.weight.data = weights[name]
             floated.add(name)
 
     def quantize_input(module, inputs, name):

@@ -268,8 +268,16 @@ def _dequant(model, t) -> np.ndarray:
 
 
 def _write_int32(model, t, value: np.ndarray) -> None:
+    schema = _schema()
     scale = np.asarray(t.quantization.scale, np.float64)
     q = np.clip(np.round(value.astype(np.float64) / scale), -2**31, 2**31 - 1).astype("<i4")
+    # converters share one buffer between equal constants (all-zero biases): give this
+    # tensor its own before writing, or the other layers' biases would change too
+    shared = sum(x.buffer == t.buffer for g in model.subgraphs for x in g.tensors) > 1
+    if shared:
+        buf = schema.BufferT()
+        model.buffers.append(buf)
+        t.buffer = len(model.buffers) - 1
     model.buffers[t.buffer].data = np.frombuffer(q.tobytes(), np.uint8).copy()
 
 

@@ -28,7 +28,12 @@ FAST = [
     ("mobilenet_v3_small", "tflite", "fp16"),
     ("mobilenet_v3_small", "openvino", "fp16"),
     ("squeezenet1_1", "onnx", "fp32"),
+    # int8 (quant/): calibrated on a few real photos; accuracy runs live in test_quant_*
+    ("shufflenet_v2_x0_5", "onnx", "int8"),
+    ("mobilenet_v3_small", "tflite", "int8"),
+    ("mobilenet_v2", "openvino", "int8"),
 ]
+INT8_CALIB_IMAGES = 16
 
 # (model, target, precision) combinations that are registered but cannot work, with why.
 # The meta-test fails when a registered combination is neither tested nor listed here.
@@ -98,5 +103,10 @@ def exported(model_name: str, target: str, precision: str, size: int = SMALL,
     out = session_dir() / f"{model_name}-{target}-{precision}-{size}"
     source = load_source(model_name, weights=checkpoint(model_name, size, classes),
                          num_classes=classes, input_size=size)
-    config = ExportConfig(target=target, precision=precision, output_dir=out, threads=1)
+    extra = {}
+    if precision == "int8":
+        from deploy.validate import data_dir
+
+        extra = {"calib": data_dir() / "imagenet-sample-1k.zip", "calib_size": INT8_CALIB_IMAGES}
+    config = ExportConfig(target=target, precision=precision, output_dir=out, threads=1, **extra)
     return export(source, config), out
