@@ -16,7 +16,8 @@ def int8_precision(args) -> str | None:
         if args.io != "float":
             given.append("--io")
         if given:
-            raise ConfigError(f"{', '.join(given)} only apply with --int8")
+            raise ConfigError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} "
+                              f"--int8")
         return None
     if args.fp16:
         raise ConfigError("--int8 and --fp16 exclude each other; choose one precision")

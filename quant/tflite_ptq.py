@@ -134,6 +134,8 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
             model = _read(data, src)
             layers = read_layers(model)
             summary = correct_biases(parent, layers, calib.inputs)
+            # e.g. FULLY_CONNECTED whose bias the converter moved into a separate ADD
+            summary["without_bias_tensor"] = _weighted_count(model) - len(layers)
             data = _pack(model)
         tmp.write_bytes(data)
     facts = graph_facts(dst)
@@ -252,6 +254,12 @@ def read_layers(model) -> list[TargetLayer]:
                                   lambda v, model=model, t=bt: _write_int32(model, t, v),
                                   input_quant))
     return layers
+
+
+def _weighted_count(model) -> int:
+    g = model.subgraphs[0]
+    names = _op_names()
+    return sum(names[_code(model, op)] in WEIGHTED_OPS for op in g.operators)
 
 
 def _dequant(model, t) -> np.ndarray:

@@ -69,7 +69,7 @@ def distill(model, input_size: int, n: int = DEFAULT_IMAGES, seed: int = 0,
                       module))
 
     handles = [m.register_forward_hook(hook) for m in bns]
-    out, losses, t0 = [], [], time.perf_counter()
+    out, losses, first, t0 = [], [], [], time.perf_counter()
     try:
         for start in range(0, n, batch):
             b = min(batch, n - start)
@@ -85,6 +85,8 @@ def distill(model, input_size: int, n: int = DEFAULT_IMAGES, seed: int = 0,
                         _l2(std, torch.sqrt(m.running_var + m.eps))
                 loss.backward()
                 opt.step()
+                if it == 0:
+                    first.append(float(loss.item()))
                 if progress and (it + 1) % 100 == 0:
                     progress(f"ZeroQ batch {start // batch + 1}/{-(-n // batch)}: iteration "
                              f"{it + 1}/{iterations}, BN statistics loss {loss.item():.4f}")
@@ -98,9 +100,34 @@ def distill(model, input_size: int, n: int = DEFAULT_IMAGES, seed: int = 0,
     source = {"kind": "zeroq", "method": "ZeroQ (Cai et al. 2020): BatchNorm statistics matching",
               "size": n, "seed": seed, "iterations": iterations, "batch": batch,
               "learning_rate": LEARNING_RATE, "batchnorm_layers": len(bns),
+              "initial_loss": [round(v, 5) for v in first],
               "final_loss": [round(v, 5) for v in losses],
               "seconds": round(time.perf_counter() - t0, 1)}
     return CalibrationSet(np.concatenate(out), source)
+
+
+def statistics_loss(model, x) -> float:
+    """ZeroQ's objective for inputs ``x`` (how far their BN statistics are from the model's)."""
+    import torch
+
+    bns = batchnorm_layers(model)
+    total = []
+
+    def hook(module, inputs, output):
+        v = inputs[0]
+        dims = [0] + list(range(2, v.dim()))
+        std = torch.sqrt(v.var(dim=dims, unbiased=False) + module.eps)
+        total.append(_l2(v.mean(dim=dims), module.running_mean)
+                     + _l2(std, torch.sqrt(module.running_var + module.eps)))
+
+    handles = [m.register_forward_hook(hook) for m in bns]
+    try:
+        with torch.no_grad():
+            model(torch.as_tensor(x))
+    finally:
+        for h in handles:
+            h.remove()
+    return float(sum(total))
 
 
 def _l2(a, b):

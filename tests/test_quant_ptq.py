@@ -1,0 +1,164 @@
+"""The PTQ passes on real exported files (the export tests' 64x64 parents, real photos):
+what each target's int8 graph contains, I/O types, excluded layers, bias correction.
+Accuracy on real weights is measured by the slow tests at the end."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.export_helpers import CLASSES, SMALL, checkpoint, exported
+
+
+def fp32_file(model_name: str, target: str):
+    """(source, fp32 path): the parent file the export tests' int8 run wrote (shared cache)."""
+    import torch
+
+    from deploy.export import load_source
+    from exporters.capabilities import get_target
+
+    torch.set_num_threads(1)
+    _, out = exported(model_name, target, "int8")
+    source = load_source(model_name, weights=checkpoint(model_name, SMALL, CLASSES),
+                         num_classes=CLASSES, input_size=SMALL)
+    return source, out / get_target(target).file_name(model_name, "fp32")
+
+
+def calib_for(source, n: int = 8):
+    from deploy.validate import data_dir
+    from quant.calibration import load_calibration
+
+    return load_calibration(data_dir() / "imagenet-sample-1k.zip", source.entry.preprocess,
+                            size=n)
+
+
+def test_tflite_graph_is_fully_integer_with_uint8_io(tmp_path):
+    """MobileNetV3: hard-swish, squeeze-excitation MUL, residual ADD and MEAN all in int8."""
+    from quant import tflite_ptq
+    from quant.stage import input_range
+
+    source, fp32 = fp32_file("mobilenet_v3_small", "tflite")
+    calib = calib_for(source)
+    lo, hi = input_range(source.entry.preprocess)
+    opts = tflite_ptq.make_options(io="uint8", input_range=(lo, hi))
+    facts = tflite_ptq.quantize(fp32, tmp_path / "q.tflite", calib, opts, parent=source.model)
+    assert facts["fully_integer"] and facts["float_ops"] == {}
+    assert facts["dequantize_count"] == 0
+    for op in ("HARD_SWISH", "MUL", "ADD", "MEAN"):
+        assert facts["op_histogram"].get(op, 0) > 0, facts["op_histogram"]
+    (inp,), (out,) = facts["inputs"], facts["outputs"]
+    assert inp["dtype"] == "uint8" and out["dtype"] == "uint8"
+    assert inp["scale"] == pytest.approx((hi - lo) / 255, rel=1e-5)  # pinned, not calibrated
+    bc = facts["bias_correction"]
+    assert not bc["unmatched"] and bc["layers"] >= 50
+    assert bc["layers"] + bc["without_bias_tensor"] == len(tflite_ptq.layer_names(fp32))
+
+    # the export stage's default, float I/O: QUANTIZE in, DEQUANTIZE out, nothing float between
+    art, _ = exported("mobilenet_v3_small", "tflite", "int8")
+    assert art.input.dtype == "float32" and art.extra["float_ops"] == {}
+    assert art.extra["dequantize_count"] == 1 and art.extra["fully_integer"]
+
+    # an excluded layer computes in float behind DEQUANTIZE
+    first = tflite_ptq.layer_names(fp32)[0]
+    e = tflite_ptq.quantize(fp32, tmp_path / "e.tflite", calib,
+                            tflite_ptq.make_options(exclude=(first,)), parent=None)
+    assert sum(e["float_ops"].values()) >= 1 and e["dequantize_count"] >= 2
+
+
+def test_onnx_qdq_per_channel_cpu_choice_float_logits(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from quant import onnx_ptq
+    from quant.cpu import cpu_profile, default_reduce_range
+
+    source, fp32 = fp32_file("shufflenet_v2_x0_5", "onnx")
+    calib = calib_for(source)
+    facts = onnx_ptq.quantize(fp32, tmp_path / "q.onnx", calib, onnx_ptq.make_options(),
+                              parent=source.model)
+    choice, why = default_reduce_range()
+    cpu = cpu_profile()
+    assert facts["cpu"] == cpu and facts["reduce_range_reason"] == why
+    assert choice == ("gemm" if cpu["x86"] and not cpu["vnni"] else False)
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == len(onnx_ptq.layer_names(fp32)) - 1  # + the classifier Gemm
+    for conv in convs:  # int8 weights, one scale per output channel
+        dq = producer[conv.input[1]]
+        w, scale = inits[dq.input[0]], inits[dq.input[1]]
+        assert w.dtype == np.int8 and scale.shape == (w.shape[0],)
+        group = next((a.i for a in conv.attribute if a.name == "group"), 1)
+        if choice == "gemm":  # 7-bit weights only where the GEMM kernel saturates
+            assert (np.abs(w).max() <= 64) == (group == 1), conv.name
+    # the logits leave the graph as the last layer computed them, not re-quantized to 8 bits
+    assert producer[model.graph.output[0].name].op_type != "DequantizeLinear"
+    assert facts["float_outputs"] == [model.graph.output[0].name]
+    assert facts["bias_correction"]["layers"] == len(onnx_ptq.layer_names(fp32))
+
+    # an excluded node computes in float on float inputs (no DequantizeLinear in front)
+    node = convs[3].name
+    onnx_ptq.quantize(fp32, tmp_path / "e.onnx", calib, onnx_ptq.make_options(exclude=(node,)),
+                      parent=source.model)
+    m2 = onnx.load(str(tmp_path / "e.onnx"))
+    prod2 = {o: n for n in m2.graph.node for o in n.output}
+    excluded = next(n for n in m2.graph.node if n.name == node)
+    assert all(prod2.get(i) is None or prod2[i].op_type != "DequantizeLinear"
+               for i in excluded.input)
+
+
+def test_openvino_fake_quantize_and_cpu_choice(tmp_path):
+    import openvino as ov
+
+    from quant import openvino_ptq
+
+    source, fp32 = fp32_file("mobilenet_v2", "openvino")
+    facts = openvino_ptq.quantize(fp32, tmp_path / "q.xml", calib_for(source),
+                                  openvino_ptq.make_options())
+    assert facts["fake_quantize_count"] > 0 and not facts["fast_bias_correction"]
+    assert facts["overflow_fix"] == openvino_ptq.default_overflow_fix()[0]
+    assert (tmp_path / "q.bin").stat().st_size < 0.4 * fp32.with_suffix(".bin").stat().st_size
+    ov.Core().read_model(str(tmp_path / "q.xml"))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ---- accuracy on real weights (slow) ----------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["onnx", "tflite", "openvino"])
+def test_imported_mobilenet_v1_int8_accuracy(target, shared_data, tmp_path):
+    """Google's MobileNetV1-0.25: calibrate on 200 photos, evaluate on 300 others."""
+    from deploy.export import ExportConfig, export, load_source
+
+    source = load_source("mobilenet_v1_x0_25", num_classes=1001,
+                         weights=shared_data / "models/mobilenet_v1_0.25_224_float.tflite")
+    data = shared_data / "imagenet-sample-1k.zip"
+    art = export(source, ExportConfig(target=target, precision="int8", output_dir=tmp_path,
+                                      threads=1, calib=data, calib_size=200, eval_data=data,
+                                      eval_limit=300))
+    acc = art.extra["accuracy"]
+    assert art.passed and acc["images"] == 300
+    assert acc["agreement"] >= 82 and acc["top1_drop"] <= 2.5, acc
+    assert art.extra["size_ratio_vs_fp32"] > 3.0
+
+
+@pytest.mark.slow
+def test_max_drop_falls_back_and_records(shared_data, tmp_path):
+    from deploy.export import ExportConfig, export, load_source
+
+    source = load_source("mobilenet_v1_x0_25", num_classes=1001,
+                         weights=shared_data / "models/mobilenet_v1_0.25_224_float.tflite")
+    data = shared_data / "imagenet-sample-1k.zip"
+    cfg = ExportConfig(target="tflite", precision="int8", output_dir=tmp_path, threads=1,
+                       calib=data, calib_size=100, eval_data=data, eval_limit=200, max_drop=0.0)
+    try:
+        art = export(source, cfg)
+    except Exception as e:  # the drop may be unreachable: then it is a ValidationError
+        from deploy.errors import ValidationError
+
+        assert isinstance(e, ValidationError) and "--max-drop" in str(e)
+        assert list(tmp_path.glob("*.int8.failed.tflite"))
+        return
+    s = art.extra["sensitivity"]
+    if s is not None:
+        assert s["reached"] and s["float_layers"] and s["ranking"]
+        assert art.extra["accuracy"]["top1_drop"] <= 0.0
