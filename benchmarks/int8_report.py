@@ -2,6 +2,7 @@
 
     python benchmarks/int8_report.py imagenet   # Google's MobileNetV1-0.25 imported, 3 targets
     python benchmarks/int8_report.py cifar      # trained *.cifar10 checkpoints, real vs ZeroQ
+    python benchmarks/int8_report.py latency    # re-time the imagenet run's files
 
 imagenet: the float .tflite is imported into the zoo's MobileNetV1 (``--weights``) and exported
 to each target. Calibration never sees an evaluation image: the 1000 photos are split in two
@@ -181,7 +182,7 @@ def run_imagenet(args) -> dict:
                  "folds": facts_all}
         if not args.no_latency:
             entry["latency_ms_p50"] = latency({"fp32": fp32_path, "int8": int8_file},
-                                              runs=args.runs)
+                                              rounds=args.rounds, runs=args.runs)
         report["targets"][target] = entry
         log(f"{target}: fp32 {c.ref_top1} % int8 {c.top1} % (Google QAT "
             f"{report['google']['qat_uint8']} %), size {entry['size_ratio']}x")
@@ -233,8 +234,12 @@ def run_cifar(args) -> dict:
     idx = test.subset(args.limit or 2000, seed=0)
     report = {"data": "cifar10 test", "images": len(idx), "calib_images": args.calib_size,
               "machine": machine(), "models": {}}
+    if args.weights and len(models) != 1:
+        raise SystemExit("--weights goes with exactly one --models name")
     for name in models:
-        source = load_source(name)
+        source = load_source(name, weights=args.weights)
+        if not source.weights.get("trained"):
+            raise SystemExit(f"{name} has random-init weights: int8 accuracy would mean nothing")
         pre = source.entry.preprocess
         xs, ys = zip(*batches(test, idx, pre, 200))
         x, y = np.concatenate(xs), np.concatenate(ys)
@@ -259,7 +264,9 @@ def run_cifar(args) -> dict:
                 log(f"{name} {target} {calib.source['kind']}: fp32 {c.ref_top1} int8 {c.top1} "
                     f"(drop {c.drop})")
             rows[target] = row
-        report["models"][name] = {"zeroq_seconds": round(zq_seconds, 1), "targets": rows}
+        report["models"][name] = {"zeroq_seconds": round(zq_seconds, 1), "targets": rows,
+                                  "weights": {k: source.weights.get(k)
+                                              for k in ("source", "path", "file", "sha256")}}
     return report
 
 
@@ -279,23 +286,44 @@ def markdown_cifar(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_latency(args) -> dict:
+    """Re-measure latency of the files an earlier ``imagenet`` run left in --output (quieter
+    machine, more rounds), and update that report."""
+    path = RESULTS / f"int8_imagenet{args.tag}.json"
+    report = json.loads(path.read_text())
+    out = Path(args.output) / "imagenet"
+    suffix = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}
+    for target, entry in report["targets"].items():
+        fp32 = out / f"mobilenet_v1_x0_25{suffix[target]}"
+        int8 = next((out / "fold0").glob(f"*.int8{suffix[target]}"))
+        entry["latency_ms_p50"] = latency({"fp32": fp32, "int8": int8}, rounds=args.rounds,
+                                          runs=args.runs)
+        log(f"{target}: {entry['latency_ms_p50']}")
+    report["latency_measured"] = time.strftime("%Y-%m-%d %H:%M")
+    return report
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("suite", choices=("imagenet", "cifar"))
+    p.add_argument("suite", choices=("imagenet", "cifar", "latency"))
     p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     p.add_argument("--models", nargs="+", help="cifar: zoo names (default: every trained one)")
+    p.add_argument("--weights", help="cifar: a checkpoint for the one model in --models")
     p.add_argument("--calib-size", type=int, default=300)
     p.add_argument("--limit", type=int, help="evaluation images (default: imagenet all, cifar 2000)")
     p.add_argument("--runs", type=int, default=100, help="timed runs per latency round")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds")
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--output", default=str(ROOT / "out" / "int8_report"))
     p.add_argument("--tag", default="", help="suffix of the result file names")
     args = p.parse_args(argv)
     run, md = {"imagenet": (run_imagenet, markdown_imagenet),
-               "cifar": (run_cifar, markdown_cifar)}[args.suite]
+               "cifar": (run_cifar, markdown_cifar),
+               "latency": (run_latency, markdown_imagenet)}[args.suite]
     report = run(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"int8_{args.suite}{args.tag}"
+    suite = "imagenet" if args.suite == "latency" else args.suite
+    stem = RESULTS / f"int8_{suite}{args.tag}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     stem.with_suffix(".md").write_text(md(report))
     log(f"wrote {stem}.json and {stem}.md")

@@ -11,8 +11,10 @@ folded into the convolutions, and one forward pass over the calibration batch (s
 layer sees the already corrected layers before it) measures, per output channel, how far the
 quantized layer's mean output is from the float layer's. The difference is added to the bias
 in the target file. Each layer's input is quantized as the target quantizes it, so the
-correction also absorbs the mean shift that activation rounding causes. Layers whose weights cannot be matched to the parent are left alone and
-reported.
+correction also absorbs the mean shift that activation rounding causes. Only weights are
+swapped in: converters fold constants into biases (hard-sigmoid's +3), so the correction is a
+difference of means added to whatever bias the file holds. Layers whose weights cannot be
+matched to the parent are left alone and reported.
 """
 from __future__ import annotations
 

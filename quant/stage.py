@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from deploy.errors import ConfigError, ValidationError
 
 PRECISION = "int8"

@@ -14,6 +14,7 @@ fall-back to random noise.
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any, Callable
 
 import numpy as np
@@ -42,10 +43,24 @@ def batchnorm_layers(model) -> list:
     return found
 
 
+# distilled sets per model object: quantizing one parent for several targets distills once
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def distill(model, input_size: int, n: int = DEFAULT_IMAGES, seed: int = 0,
             iterations: int = ITERATIONS, batch: int = BATCH,
             progress: Callable[[str], None] | None = None) -> CalibrationSet:
     """``n`` distilled inputs (NCHW float32, in the model's normalised input space)."""
+    key = (input_size, n, seed, iterations, batch)
+    cached = _CACHE.get(model, {}).get(key)
+    if cached is not None:
+        return cached
+    result = _distill(model, input_size, n, seed, iterations, batch, progress)
+    _CACHE.setdefault(model, {})[key] = result
+    return result
+
+
+def _distill(model, input_size, n, seed, iterations, batch, progress) -> CalibrationSet:
     import torch
 
     if n < 1 or iterations < 1:
