@@ -73,3 +73,41 @@ def test_registry_is_keyed_by_target_name():
         quant.get_pass("coreml")
     with pytest.raises(ConfigError):
         quant.get_pass("tflite").make_options(io="int4")
+
+
+def test_int8_export_end_to_end(shared_data, capsys, tmp_path):
+    """The promised command on a 32x32 net: uint8 TFLite with calibration and a held-out
+    accuracy report, the fp32 parent beside it, everything recorded in the manifest."""
+    import json
+
+    import torch
+
+    from deploy.manifest import read_manifest
+    from tests.export_helpers import nontrivial_
+    from zoo import create_model
+
+    torch.manual_seed(0)
+    model, _ = create_model("shufflenet_v2_x0_5.cifar10")
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save(nontrivial_(model).state_dict(), ckpt)
+    data = shared_data / "cifar10.zip"
+    out = tmp_path / "out"
+    code, err = run(["export", "shufflenet_v2_x0_5.cifar10", "--weights", str(ckpt),
+                     "--target", "tflite", "--int8", "--io", "uint8", "--calib", str(data),
+                     "--calib-size", "8", "--eval", str(data), "--eval-limit", "32",
+                     "--threads", "1", "--output", str(out)], capsys)
+    assert code == 0, err
+    a = read_manifest(out / "shufflenet_v2_x0_5.cifar10.int8.tflite")
+    assert a.precision == "int8" and a.passed
+    assert a.inputs[0].dtype == "uint8" and a.inputs[0].scale and a.inputs[0].layout == "NHWC"
+    names = [p["name"] for p in a.passes]
+    assert names == ["export", "int8_ptq"]
+    calib = a.passes[-1]["calibration"]
+    assert calib["kind"] == "images" and calib["size"] == 8 and calib["path"] == str(data)
+    acc = a.extra["accuracy"]
+    assert acc["images"] == 32 and 0 <= acc["agreement"] <= 100
+    assert a.extra["fp32_parent"]["file"] == "shufflenet_v2_x0_5.cifar10.tflite"
+    assert (out / a.extra["fp32_parent"]["file"]).is_file()
+    assert a.extra["size_ratio_vs_fp32"] > 2.5
+    assert json.loads((out / "shufflenet_v2_x0_5.cifar10.int8.tflite.json").read_text())
+    assert not [p for p in out.iterdir() if p.name.startswith(".") or ".failed" in p.name]
