@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -122,8 +123,18 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
     return ModelSource(entry, model.eval(), info)
 
 
-def _stem(source: ModelSource) -> str:
-    return source.name
+def file_stem(source: ModelSource) -> str:
+    """The file stem: the entry's name, with the width in it when --width overrode it."""
+    from zoo import get_entry
+
+    entry, key = source.entry, source.entry.width_kwarg
+    width = entry.kwargs.get(key) if key else None
+    if width is None or width == get_entry(entry.name).kwargs.get(key):
+        return entry.name
+    text = f"{float(width):.2f}".rstrip("0")  # 0.25 -> 0.25, 0.5 -> 0.5, 1.0 -> 1.
+    tag = "x" + (text + "0" if text.endswith(".") else text).replace(".", "_")
+    base, dot, suffix = entry.name.partition(".")
+    return re.sub(r"_x\d+_\d+$", "", base) + "_" + tag + dot + suffix
 
 
 def export(source: ModelSource, config: ExportConfig) -> Artifact:
@@ -136,7 +147,7 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
         return export_int8(source, config)
     target = config.target_entry
     out_dir = config.output_dir
-    final = out_dir / target.file_name(_stem(source), config.precision)
+    final = out_dir / target.file_name(file_stem(source), config.precision)
     # real images first: a missing data folder fails before a slow conversion
     x, data_info = validation_batch(source.entry.preprocess, config.validate_images,
                                     config.validate_data)

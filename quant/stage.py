@@ -59,7 +59,7 @@ def calibration_data(source, config, log: Callable[[str], None] = print):
 def export_int8(source, config, log: Callable[[str], None] = print):
     """Quantize ``source`` for ``config.target``; returns the written int8 Artifact."""
     import quant
-    from deploy.export import export
+    from deploy.export import export, file_stem
 
     target = config.target_entry
     ptq = quant.get_pass(target.name)
@@ -70,7 +70,7 @@ def export_int8(source, config, log: Callable[[str], None] = print):
     fp32 = export(source, dataclasses.replace(config, precision="fp32"))
     fp32_path = config.output_dir / fp32.file
     log(f"fp32 parent: {fp32_path} ({fp32.validation['status']})")
-    final = config.output_dir / target.file_name(source.name, PRECISION)
+    final = config.output_dir / target.file_name(file_stem(source), PRECISION)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=config.output_dir))
     try:
         t0 = time.perf_counter()

@@ -158,3 +158,17 @@ def test_compare_forgives_only_flips_between_near_tied_logits():
     far = ref.copy()
     far[1] = [0.0, 2.0, 0.0]
     assert compare(ref, far, Tolerance(max_abs=None, min_top1=1.0))["status"] == "failed"
+
+
+@pytest.mark.parametrize("name, width, stem", [
+    ("mobilenet_v1", None, "mobilenet_v1_x1_0"),
+    ("mobilenet_v1", 0.25, "mobilenet_v1_x0_25"),
+    ("mobilenet_v1_x0_5", 1.0, "mobilenet_v1_x1_0"),
+    ("mobilenet_v2", 1.0, "mobilenet_v2"),
+    ("mobilenet_v2", 0.75, "mobilenet_v2_x0_75"),
+    ("shufflenet_v1_g3", 0.5, "shufflenet_v1_g3_x0_5"),
+])
+def test_file_stem_names_the_width_that_was_built(name, width, stem):
+    from deploy.export import file_stem, load_source
+
+    assert file_stem(load_source(name, width=width)) == stem

@@ -9,7 +9,7 @@ from zoo.models._common import (
 )
 
 SMALL_INPUT["shufflenet_v2"] = (
-    "conv1 stride 2->1, max-pool kept (32x32 input, total stride 16, 2x2 final map)"
+    "conv1 stride 2->1, max-pool removed (32x32 input, total stride 8, 4x4 final map)"
 )
 
 REPEATS = (4, 8, 4)
@@ -84,7 +84,10 @@ class ShuffleNetV2(nn.Module):
         self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(channels[-1], num_classes)
         if small_input:
+            # a 2x2 final map capped CIFAR-10 top-1 near 75 % at 10 epochs; the pool has no
+            # parameters, so the state-dict keys stay torchvision's
             set_stride(self.conv1[0], 1)
+            self.maxpool = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.conv1(x))
