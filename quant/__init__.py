@@ -25,3 +25,10 @@ def get_pass(target: str):
         return importlib.import_module(PTQ_PASSES[target])
     except KeyError:
         raise UnknownNameError("int8 target", target, PTQ_PASSES) from None
+
+
+def progress(message: str) -> None:
+    """Default progress sink of the int8 stage: stderr, so stdout stays the result (--json)."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)

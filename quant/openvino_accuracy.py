@@ -12,11 +12,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from quant import progress
+
 MAX_ITERATIONS = 8
 
 
 def accuracy_control(fp32_path: Path, int8_path: Path, calib, source, config, evaluation,
-                     log: Callable[[str], None] = print):
+                     log: Callable[[str], None] = progress):
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import (AdvancedAccuracyRestorerParameters,

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from quant import progress
 from quant.bias_correction import _layers, fold_batchnorm, match_layers
 
 MAX_FLOAT_SHARE = 0.25
@@ -85,7 +86,7 @@ def rank_layers(parent, targets, calib: np.ndarray) -> list[dict[str, Any]]:
 
 
 def fall_back(ptq, fp32_path: Path, int8_path: Path, calib, options, source, config,
-              evaluation, log: Callable[[str], None] = print):
+              evaluation, log: Callable[[str], None] = progress):
     """Re-quantize with the most sensitive layers in float until the drop is within
     ``config.max_drop``; returns (sensitivity record, facts, accuracy) and leaves the chosen
     file at ``int8_path``."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from deploy.errors import ConfigError, ValidationError
+from quant import progress
 
 PRECISION = "int8"
 
@@ -36,7 +37,7 @@ def input_range(preprocess) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def calibration_data(source, config, log: Callable[[str], None] = print):
+def calibration_data(source, config, log: Callable[[str], None] = progress):
     """The CalibrationSet for ``config`` (real images, or ZeroQ when none are given)."""
     from quant.calibration import DEFAULT_SIZE, load_calibration
 
@@ -56,7 +57,7 @@ def calibration_data(source, config, log: Callable[[str], None] = print):
     return calib
 
 
-def export_int8(source, config, log: Callable[[str], None] = print):
+def export_int8(source, config, log: Callable[[str], None] = progress):
     """Quantize ``source`` for ``config.target``; returns the written int8 Artifact."""
     import quant
     from deploy.export import export, file_stem

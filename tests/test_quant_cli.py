@@ -92,11 +92,17 @@ def test_int8_export_end_to_end(shared_data, capsys, tmp_path):
     torch.save(nontrivial_(model).state_dict(), ckpt)
     data = shared_data / "cifar10.zip"
     out = tmp_path / "out"
-    code, err = run(["export", "shufflenet_v2_x0_5.cifar10", "--weights", str(ckpt),
-                     "--target", "tflite", "--int8", "--io", "uint8", "--calib", str(data),
-                     "--calib-size", "8", "--eval", str(data), "--eval-limit", "32",
-                     "--threads", "1", "--output", str(out)], capsys)
-    assert code == 0, err
+    from deploy.cli import main
+
+    code = main(["export", "shufflenet_v2_x0_5.cifar10", "--weights", str(ckpt),
+                 "--target", "tflite", "--int8", "--io", "uint8", "--calib", str(data),
+                 "--calib-size", "8", "--eval", str(data), "--eval-limit", "32",
+                 "--threads", "1", "--output", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # progress goes to stderr; stdout is exactly the manifest a machine can parse
+    assert "calibrat" in captured.err.lower()
+    assert json.loads(captured.out)["precision"] == "int8"
     a = read_manifest(out / "shufflenet_v2_x0_5.cifar10.int8.tflite")
     assert a.precision == "int8" and a.passed
     assert a.inputs[0].dtype == "uint8" and a.inputs[0].scale and a.inputs[0].layout == "NHWC"
