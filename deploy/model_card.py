@@ -167,6 +167,15 @@ def _tflite(m: dict[str, Any]) -> dict[str, Any] | None:
     return next((x for x in files if x["precision"] == "fp32"), files[0] if files else None)
 
 
+def _int_range(t: dict[str, Any]) -> tuple[int, int]:
+    """The clamp range of a quantized tensor's dtype (uint8 inputs are what mobile apps feed)."""
+    return (0, 255) if t.get("dtype") == "uint8" else (-128, 127)
+
+
+def _swift_int(t: dict[str, Any]) -> str:
+    return "UInt8" if t.get("dtype") == "uint8" else "Int8"
+
+
 def _android(m: dict[str, Any]) -> str:
     model = _tflite(m)
     if model is None:
@@ -175,13 +184,15 @@ def _android(m: dict[str, Any]) -> str:
     name, size, n = model["path"], p["crop"], m.get("num_classes", out["shape"][-1])
     quant = t.get("scale") is not None
     nchw = t.get("layout") == "NCHW"
-    put = (f"input.put(maxOf(-128, minOf(127, round(v / {t['scale']:.9g}f).toInt() + "
+    lo, hi = _int_range(t)
+    put = (f"input.put(maxOf({lo}, minOf({hi}, round(v / {t['scale']:.9g}f).toInt() + "
            f"({t['zero_point']}))).toByte())" if quant else "input.putFloat(v)")
     order = ("for (c in 0 until 3) for (p in px) {  // NCHW: all R, then all G, then all B"
              if nchw else "for (p in px) for (c in 0 until 3) {  // NHWC: R, G, B of each pixel")
     out_decl = (f"Array(1) {{ ByteArray({n}) }}" if out.get("scale") is not None
                 else f"Array(1) {{ FloatArray({n}) }}")
-    score = (f"(out[0][i] - ({out['zero_point']})) * {out['scale']:.9g}f"
+    q_out = "(out[0][i].toInt() and 0xFF)" if out.get("dtype") == "uint8" else "out[0][i]"
+    score = (f"({q_out} - ({out['zero_point']})) * {out['scale']:.9g}f"
              if out.get("scale") is not None else "out[0][i]")
     code = f"""## Android (Kotlin, LiteRT Interpreter)
 
@@ -260,10 +271,11 @@ def _ios(m: dict[str, Any]) -> str:
     quant = t.get("scale") is not None
     index = "c * plane + i" if t.get("layout") == "NCHW" else "i * 3 + c"
     if quant:
-        fill = (f"var x = [Int8](repeating: 0, count: 3 * plane)\n"
+        kind, (lo, hi) = _swift_int(t), _int_range(t)
+        fill = (f"var x = [{kind}](repeating: 0, count: 3 * plane)\n"
                 f"for i in 0..<plane {{ for c in 0..<3 {{\n"
                 f"    let v = (Float(rgb[i * 3 + c]) / 255 - mean[c]) / std[c]\n"
-                f"    x[{index}] = Int8(max(-128, min(127, (v / {t['scale']:.9g}).rounded(.toNearestOrEven) + {t['zero_point']})))\n"
+                f"    x[{index}] = {kind}(max({lo}, min({hi}, (v / {t['scale']:.9g}).rounded(.toNearestOrEven) + {t['zero_point']})))\n"
                 f"}} }}\n"
                 f"try interpreter.copy(Data(bytes: x, count: x.count), toInputAt: 0)")
     else:
@@ -273,7 +285,7 @@ def _ios(m: dict[str, Any]) -> str:
                 f"}} }}\n"
                 f"try interpreter.copy(Data(bytes: x, count: x.count * MemoryLayout<Float>.stride), toInputAt: 0)")
     if out.get("scale") is not None:
-        read = ("let q = output.data.withUnsafeBytes { Array($0.bindMemory(to: Int8.self)) }\n"
+        read = (f"let q = output.data.withUnsafeBytes {{ Array($0.bindMemory(to: {_swift_int(out)}.self)) }}\n"
                 f"let scores = q.map {{ (Float($0) - Float({out['zero_point']})) * Float({out['scale']:.9g}) }}")
     else:
         read = "let scores = output.data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }"

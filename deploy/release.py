@@ -39,6 +39,7 @@ class ReleaseConfig:
     model: str
     targets: tuple[str, ...] = ("tflite",)
     int8: bool = False
+    int8_io: str = "float"  # input/output type of int8 TFLite files (ONNX/OpenVINO keep float)
     fp16: bool = False
     version: str = "1.0.0"
     calib: Path | None = None
@@ -65,6 +66,10 @@ class ReleaseConfig:
             raise ConfigError(f"--version {self.version!r}: use letters, digits and . _ + - only")
         if self.int8 and self.calib is None:
             raise ConfigError("--int8 needs --calib PATH (calibration images)")
+        if self.int8_io not in ("float", "int8", "uint8"):
+            raise ConfigError(f"--int8-io {self.int8_io!r}: valid: float, int8, uint8")
+        if self.int8_io != "float" and not (self.int8 and "tflite" in self.targets):
+            raise ConfigError("--int8-io applies to int8 TFLite files: it needs --int8 and the tflite target")
         if self.eval_limit < 1 or self.bench_runs < 1 or self.bench_warmup < 0:
             raise ConfigError("--eval-limit and --bench-runs must be at least 1, --bench-warmup 0 or more")
         for what, p in (("--calib", self.calib), ("--eval", self.eval_data),
@@ -127,6 +132,8 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
     # int8 first: the int8 stage exports its own fp32 parent, which the fp32 step then reuses
     for target, precision in sorted(pairs, key=lambda tp: tp[1] != "int8"):
         extra = {"calib": cfg.calib} if precision == "int8" else {}
+        if precision == "int8" and target == "tflite":
+            extra["io"] = cfg.int8_io
         config = ExportConfig(target=target, precision=precision, output_dir=build_dir,
                               threads=cfg.threads, **extra)
         found = find_reusable(build_dir, source, config)
@@ -154,13 +161,14 @@ def find_reusable(build_dir: Path, source, config) -> Path | None:
     """The file in ``build_dir`` that ``export(source, config)`` would write again: same parent
     (model build and weights), same export pass settings, same toolchain, and bytes that still
     match its manifest. Anything else is rebuilt."""
+    from deploy.export import file_stem
     from deploy.files import sha256_file
     from deploy.toolchain import versions
 
     target = config.target_entry
     if config.precision == "int8":
         return None  # its calibration pass is not compared yet: always rebuilt
-    path = build_dir / target.file_name(source.name, config.precision)
+    path = build_dir / target.file_name(file_stem(source), config.precision)
     try:
         art = read_manifest(path)
     except DeployError:

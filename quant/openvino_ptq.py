@@ -13,6 +13,7 @@ Defaults, measured on MobileNetV1-0.25 (800 held-out ImageNet photos, 200 calibr
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -122,9 +123,26 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
             "op_histogram": dict(sorted(ops.items()))}
 
 
+# OpenVINO names the nodes NNCF inserts from a process-wide counter (``Constant_81158``), so
+# the same quantization written twice gave two different .xml files
+GENERATED_NAME = re.compile(r"[A-Za-z]+_\d+")
+
+
+def stable_names(model) -> int:
+    """Renumber generated node names in graph order; returns how many were renamed.
+    Names from the PyTorch graph (``__module.features.0/...``) and I/O tensor names stay."""
+    renamed = 0
+    for index, op in enumerate(model.get_ordered_ops()):
+        if GENERATED_NAME.fullmatch(op.get_friendly_name()):
+            op.set_friendly_name(f"{op.get_type_name()}_{index}")
+            renamed += 1
+    return renamed
+
+
 def _save(ov, model, dst: Path) -> None:
     """Write .xml + .bin so that a finished .xml never points at a missing or old .bin."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    stable_names(model)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
         ov.save_model(model, str(work / dst.name), compress_to_fp16=False)

@@ -120,6 +120,11 @@ def test_openvino_fake_quantize_and_cpu_choice(tmp_path):
     assert (tmp_path / "q.bin").stat().st_size < 0.4 * fp32.with_suffix(".bin").stat().st_size
     ov.Core().read_model(str(tmp_path / "q.xml"))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # quantized again in the same process (OpenVINO's name counter has moved on): same bytes
+    openvino_ptq.quantize(fp32, tmp_path / "again.xml", calib_for(source),
+                          openvino_ptq.make_options())
+    for suffix in (".xml", ".bin"):
+        assert (tmp_path / f"q{suffix}").read_bytes() == (tmp_path / f"again{suffix}").read_bytes()
 
 
 # ---- accuracy on real weights (slow) ----------------------------------------------------------

@@ -159,6 +159,10 @@ def test_release_option_errors():
         ReleaseConfig(model="x", int8=True)
     with pytest.raises(ConfigError, match="--version"):
         ReleaseConfig(model="x", version="1.0/../x")
+    with pytest.raises(ConfigError, match="--int8-io applies to int8 TFLite"):
+        ReleaseConfig(model="x", targets=("onnx",), int8=True, int8_io="uint8", calib=Path("."))
+    with pytest.raises(ConfigError, match="valid: float, int8, uint8"):
+        ReleaseConfig(model="x", int8=True, int8_io="uint16", calib=Path("."))
     assert main(["release", "shufflenet_v2_x0_5", "--eval", "/nonexistent.zip"]) == 2
 
 
@@ -194,3 +198,26 @@ def test_plan_names_what_a_target_does_not_offer():
         assert any(s["target"] == target and s["reason"] for s in skipped) != offered
     with pytest.raises(UnknownNameError, match="valid: .*tflite"):
         plan(ReleaseConfig(model="x", targets=("tfl",)))
+
+
+def test_phone_snippets_follow_the_quantized_input_dtype():
+    """A uint8 int8-TFLite input is clamped to 0..255 (UInt8 in Swift), an int8 one to
+    -128..127; uint8 scores are read unsigned."""
+    from deploy.model_card import _android, _ios
+
+    def card(dtype):
+        q = {"dtype": dtype, "scale": 0.0187, "zero_point": 114 if dtype == "uint8" else -14,
+             "layout": "NHWC", "shape": [1, 32, 32, 3]}
+        out = {"dtype": dtype, "scale": 0.1, "zero_point": 3, "shape": [1, 10]}
+        m = {"models": [{"format": "tflite", "precision": "int8", "path": "m.int8.tflite",
+                         "input": q, "outputs": [out]}],
+             "preprocess": {"crop": 32, "resize": 32, "mean": [0.5] * 3, "std": [0.25] * 3},
+             "labels": "labels.txt", "num_classes": 10}
+        return _android(m), _ios(m)
+
+    kotlin, swift = card("uint8")
+    assert "maxOf(0, minOf(255," in kotlin and "(out[0][it].toInt() and 0xFF)" in kotlin
+    assert "UInt8(max(0, min(255," in swift and "bindMemory(to: UInt8.self)" in swift
+    kotlin, swift = card("int8")
+    assert "maxOf(-128, minOf(127," in kotlin and "toInt() and 0xFF" not in kotlin
+    assert "Int8(max(-128, min(127," in swift and "UInt8" not in swift

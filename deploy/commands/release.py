@@ -21,6 +21,9 @@ def add_arguments(p) -> None:
     p.add_argument("--targets", type=_targets, default=("tflite",), metavar="T1,T2",
                    help="comma-separated export targets (default: tflite)")
     p.add_argument("--int8", action="store_true", help="add int8 (post-training quantized) files; needs --calib")
+    p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
+                   help="input/output type of the int8 TFLite files (default: float; mobile "
+                        "apps often feed uint8). ONNX and OpenVINO int8 files keep float I/O")
     p.add_argument("--fp16", action="store_true", help="add fp16 files where the target offers them")
     p.add_argument("--version", dest="release_version", default="1.0.0", metavar="V",
                    help="release version written into the bundle name, manifest and metadata (default: 1.0.0)")
@@ -39,7 +42,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from deploy.release import ReleaseConfig, release
 
-    cfg = ReleaseConfig(model=args.model, targets=args.targets, int8=args.int8, fp16=args.fp16,
+    cfg = ReleaseConfig(model=args.model, targets=args.targets, int8=args.int8, int8_io=args.int8_io, fp16=args.fp16,
                         version=args.release_version, calib=args.calib, eval_data=args.eval_data,
                         eval_limit=args.eval_limit, eval_split=args.eval_split,
                         output=args.output, threads=args.threads, bench_runs=args.bench_runs,
