@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgedeploy-installed
-DEMO_MODEL ?= shufflenet_v2_x0_5
+# the embedded default: trained CIFAR-10 weights shipped in the package, real test images
+DEMO_MODEL ?= shufflenet_v2_x0_5.cifar10
+DEMO_DATA  ?= ../shared/data/cifar10.zip
 DEMO_OUT   ?= out/demo
 
 .PHONY: setup demo test test-all benchmark clean
@@ -22,6 +24,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/deploy export $(DEMO_MODEL) --target tflite --output $(DEMO_OUT)
+	$(BIN)/runner eval $(DEMO_OUT)/$(DEMO_MODEL).tflite --data $(DEMO_DATA) --threads 2
 	$(BIN)/runner bench $(DEMO_OUT)/$(DEMO_MODEL).tflite --threads 2
 
 test: $(STAMP)

@@ -57,9 +57,10 @@ def test_distilled_inputs_match_batchnorm_statistics():
 def test_models_without_statistics_are_refused(shared_data):
     from deploy.export import load_source
     from quant.zeroq import distill
-    from zoo import create_model
+    from zoo import get_entry
 
-    fresh, entry = create_model("shufflenet_v2_x0_5.cifar10")  # BN never saw data
+    entry = get_entry("shufflenet_v2_x0_5.cifar10")
+    fresh = entry.builder(**entry.kwargs).eval()  # not the packaged weights: BN never saw data
     with pytest.raises(ConfigError, match="no BatchNorm running statistics.*--calib PATH"):
         distill(fresh, entry.input_size, n=2, iterations=1)
     folded = load_source("mobilenet_v1", width=0.25, num_classes=1001,
