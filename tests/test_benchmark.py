@@ -134,3 +134,21 @@ def test_rank_correlation():
     assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert rank_correlation([1, 2], [1, 2]) is None
     assert not math.isnan(rank_correlation([1, 2, 3], [1, 1, 2]))
+
+
+def test_summary_names_the_best_file_and_slower_int8_per_thread_count():
+    from deploy.benchmark_report import summary_lines
+
+    def cell(target, precision, top1, p50):
+        return {"model": "m", "target": target, "precision": precision, "status": "ok",
+                "top1": top1, "latency": {t: {"p50_ms": ms, "speedup": 10 / ms}
+                                          for t, ms in zip(("1", "2"), p50)}}
+
+    report = {"models": [{"name": "m"}], "cells": [
+        cell("onnx", "fp32", 80.0, (1.0, 0.5)), cell("onnx", "int8", 79.75, (1.2, 0.4)),
+        cell("tflite", "fp32", 80.0, (0.9, 0.6))]}
+    (line,) = summary_lines(report)
+    assert "fastest at 1 thread(s): tflite fp32 0.9" in line
+    assert "fastest at 2 thread(s): onnx int8 0.4" in line
+    assert "onnx int8 top-1 -0.25 points" in line
+    assert "onnx int8 slower than fp32 (1.20 vs 1.00 ms at 1 thread(s))" in line
