@@ -77,12 +77,18 @@ def quiet() -> Iterator[_Captured]:
         saved = os.dup(1), os.dup(2)
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
+        # Python-level prints too: sys.stdout need not be fd 1 (an embedding app, pytest)
+        text = open(f.fileno(), "w", buffering=1, encoding="utf-8", errors="replace",
+                    closefd=False)
         try:
-            yield _Captured(f)
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield _Captured(f)
         finally:
+            text.flush()
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+            text.close()
