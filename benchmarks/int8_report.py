@@ -209,7 +209,7 @@ def markdown_imagenet(r: dict) -> str:
     m = r["machine"]
     lines += ["", f"Machine: {m['cpu']['model']} ({', '.join(m['cpu']['flags'])}), "
               f"{m['date']}; {json.dumps(m['toolchain'])}",
-              "", "Command: `python benchmarks/int8_report.py imagenet`"]
+              "", f"Command: `{r.get('command', 'python benchmarks/int8_report.py imagenet')}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -282,7 +282,7 @@ def markdown_cifar(r: dict) -> str:
             lines.append(f"| {name} | {t} | {a['fp32_top1']} | {a['top1']} | {a['drop']:+.2f} | "
                          f"{z['top1']} | {z['drop']:+.2f} | "
                          f"{row['fp32_bytes'] / a['bytes']:.2f}x |")
-    lines += ["", "Command: `python benchmarks/int8_report.py cifar`"]
+    lines += ["", f"Command: `{r.get('command', 'python benchmarks/int8_report.py cifar')}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -321,6 +321,8 @@ def main(argv=None) -> int:
                "cifar": (run_cifar, markdown_cifar),
                "latency": (run_latency, markdown_imagenet)}[args.suite]
     report = run(args)
+    report["command"] = "python benchmarks/int8_report.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     suite = "imagenet" if args.suite == "latency" else args.suite
     stem = RESULTS / f"int8_{suite}{args.tag}"
