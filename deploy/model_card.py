@@ -80,7 +80,8 @@ def _files_table(m: dict[str, Any]) -> str:
     if accs:
         a = accs[0]
         rows.append(f"Accuracy: `runner eval` on {a['images']} images of `{a['data']}` ({a['split']} "
-                    f"split, class-balanced subset, seed {a['seed']}), preprocessing as below.")
+                    f"split; `--limit` takes a seeded, class-balanced subset when the split is larger, "
+                    f"seed {a['seed']}), preprocessing as below.")
     if lats:
         t = lats[0]
         rows.append(f"Latency: `runner bench`, batch {t['batch']}, {t['threads']} threads, "
