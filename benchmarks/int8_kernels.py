@@ -93,8 +93,7 @@ def tflite_ops(path: Path) -> dict[str, object]:
 
     art = read_manifest(path)
     extra = art.extra if art else {}
-    return {"op_histogram": extra.get("op_histogram") or (art.graph.get("ops") if art else None),
-            "float_ops": extra.get("float_ops"), "fully_integer": extra.get("fully_integer")}
+    return {k: extra.get(k) for k in ("op_histogram", "float_ops", "fully_integer")}
 
 
 def wall_ms(path: Path, threads: int, runs: int) -> float:

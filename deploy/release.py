@@ -66,8 +66,10 @@ class ReleaseConfig:
             raise ConfigError(f"--version {self.version!r}: use letters, digits and . _ + - only")
         if self.int8 and self.calib is None:
             raise ConfigError("--int8 needs --calib PATH (calibration images)")
-        if self.int8_io not in ("float", "int8", "uint8"):
-            raise ConfigError(f"--int8-io {self.int8_io!r}: valid: float, int8, uint8")
+        from quant.tflite_ptq import IO_TYPES
+
+        if self.int8_io not in IO_TYPES:
+            raise ConfigError(f"--int8-io {self.int8_io!r}: valid: {', '.join(IO_TYPES)}")
         if self.int8_io != "float" and not (self.int8 and "tflite" in self.targets):
             raise ConfigError("--int8-io applies to int8 TFLite files: it needs --int8 and the tflite target")
         if self.eval_limit < 1 or self.bench_runs < 1 or self.bench_warmup < 0:

@@ -128,15 +128,12 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
 GENERATED_NAME = re.compile(r"[A-Za-z]+_\d+")
 
 
-def stable_names(model) -> int:
-    """Renumber generated node names in graph order; returns how many were renamed.
-    Names from the PyTorch graph (``__module.features.0/...``) and I/O tensor names stay."""
-    renamed = 0
+def stable_names(model) -> None:
+    """Renumber generated node names in graph order. Names from the PyTorch graph
+    (``__module.features.0/...``) and I/O tensor names stay."""
     for index, op in enumerate(model.get_ordered_ops()):
         if GENERATED_NAME.fullmatch(op.get_friendly_name()):
             op.set_friendly_name(f"{op.get_type_name()}_{index}")
-            renamed += 1
-    return renamed
 
 
 def _save(ov, model, dst: Path) -> None:

@@ -42,8 +42,9 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from deploy.release import ReleaseConfig, release
 
-    cfg = ReleaseConfig(model=args.model, targets=args.targets, int8=args.int8, int8_io=args.int8_io, fp16=args.fp16,
-                        version=args.release_version, calib=args.calib, eval_data=args.eval_data,
+    cfg = ReleaseConfig(model=args.model, targets=args.targets, int8=args.int8,
+                        int8_io=args.int8_io, fp16=args.fp16, version=args.release_version,
+                        calib=args.calib, eval_data=args.eval_data,
                         eval_limit=args.eval_limit, eval_split=args.eval_split,
                         output=args.output, threads=args.threads, bench_runs=args.bench_runs,
                         weights=args.weights, num_classes=args.num_classes, width=args.width,
