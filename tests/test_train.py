@@ -209,3 +209,43 @@ def test_subset_is_class_balanced_and_seeded():
     a, b = subset(split, 100, seed=1), subset(split, 100, seed=1)
     assert list(np.bincount(a.labels)) == [10] * 10 and np.array_equal(a.labels, b.labels)
     assert subset(split, None, 0) is split
+
+
+def test_warm_restart_starts_from_the_given_weights_and_records_its_parent(tiny_zip, tmp_path):
+    data = load_dataset(tiny_zip, progress=False)
+    entry = get_entry(MODEL)
+    first = train(entry, data, _recipe(epochs=1), tmp_path / "a", progress=False,
+                  log=lambda m: None)
+    parent = tmp_path / "a" / f"{MODEL}.pt"
+    second = train(entry, data, _recipe(epochs=1), tmp_path / "b", init=parent, progress=False,
+                   log=lambda m: None)
+    assert second["init"]["sha256"] == first["sha256"]
+    assert second["init"]["parent"]["epochs"] == 1 and second["init"]["parent"]["top1"] == first["top1"]
+    # the same recipe from scratch gives other weights: the init was used, not ignored
+    scratch = train(entry, data, _recipe(epochs=1), tmp_path / "c", progress=False,
+                    log=lambda m: None)
+    assert scratch["init"] is None and scratch["sha256"] != second["sha256"]
+    # a checkpoint of that run cannot be resumed as a from-scratch run
+    def crash(message):
+        if message.startswith("epoch 1/"):
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train(entry, data, _recipe(), tmp_path / "d", init=parent, progress=False, log=crash)
+    with pytest.raises(ConfigError, match="init_sha256"):
+        train(entry, data, _recipe(), tmp_path / "d", resume=True, progress=False,
+              log=lambda m: None)
+    # the table counts the whole chain
+    records = tmp_path / "zoo" / "cifar10.json"
+    ship(tmp_path / "b" / f"{MODEL}.json", records)
+    assert trained_records(records)[MODEL]["init"]["parent"]["epochs"] == 1
+
+
+def test_init_from_another_architecture_is_one_line(tiny_zip, tmp_path, capsys):
+    other = tmp_path / "mv1.pt"
+    torch.save(get_entry("mobilenet_v1_x0_5.cifar10").builder(
+        **get_entry("mobilenet_v1_x0_5.cifar10").kwargs).state_dict(), other)
+    rc = deploy_main(["train", "shufflenet_v2_x0_5", "--data", str(tiny_zip), "--epochs", "1",
+                      "--batch-size", "32", "--limit", "64", "--output", str(tmp_path / "o"),
+                      "--init", str(other), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "mv1.pt" in err, err

@@ -28,7 +28,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
 # The records `deploy train` wrote for the shipped files, merged by `python -m zoo.cifar10 ship`.
 RECORDS = Path(__file__).parent / "weights" / "cifar10.json"
 # what of a training record travels with the weights (Weights.recipe); history etc. stay out
-RECORD_KEYS = ("recipe", "wall_time_s", "s_per_epoch", "command", "torch", "threads",
+RECORD_KEYS = ("recipe", "init", "wall_time_s", "s_per_epoch", "command", "torch", "threads",
                "machine", "train_images", "test_images", "data_sha256")
 
 
@@ -88,8 +88,14 @@ def results_table() -> str:
     for name, rec in trained_records().items():
         r = rec["recipe"]
         extra = f" (lr {r['lr']})" if r["lr"] != 0.1 else ""
-        rows.append(f"| `{name}` | {r['epochs']}{extra} | {rec['s_per_epoch']:.0f} | "
-                    f"{rec['wall_time_s'] / 60:.0f} min | {rec['top1']:.2f} % |")
+        epochs, wall = [r["epochs"]], rec["wall_time_s"]
+        parent = (rec.get("init") or {}).get("parent")
+        while parent:  # warm restarts: "15 + 15" epochs, wall time of the whole chain
+            epochs.insert(0, parent["epochs"])
+            wall += parent.get("wall_time_s") or 0
+            parent = (parent.get("init") or {}).get("parent")
+        rows.append(f"| `{name}` | {' + '.join(map(str, epochs))}{extra} | "
+                    f"{rec['s_per_epoch']:.0f} | {wall / 60:.0f} min | {rec['top1']:.2f} % |")
     return "\n".join(rows)
 
 

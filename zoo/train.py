@@ -12,6 +12,10 @@ Recipe (seeded, CPU-sized; see docs/TRAINING.md for the numbers it produced):
 Everything random (init, shuffling, augmentation, dropout) derives from ``seed`` and the epoch
 number, so a run resumed from its per-epoch checkpoint continues exactly as the uninterrupted
 run would. The checkpoint is written atomically after every epoch.
+
+``init`` starts from earlier weights instead of a fresh initialisation and runs a new full
+cycle (a warm restart, Loshchilov & Hutter's SGDR): a finished run keeps its value when more
+epochs are wanted, and the record names the parent file and its own record.
 """
 from __future__ import annotations
 
@@ -118,17 +122,39 @@ def _load_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path}: not an edgedeploy training checkpoint")
     saved = ckpt["config"]
-    diffs = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in config.items()
-             if k not in ("epochs",) and saved.get(k) != v]
+    diffs = [f"{k}={saved.get(k)!r} (now {config.get(k)!r})" for k in {**saved, **config}
+             if k != "epochs" and saved.get(k) != config.get(k)]
     if diffs:
         raise ConfigError(f"{path} was made with different settings: {', '.join(diffs)}; "
                           f"rerun with the same options or choose another --output")
     return ckpt
 
 
+def _lineage(path: Path, sha256: str) -> dict[str, Any] | None:
+    """What is known of how the ``init`` weights were made: their ``deploy train`` record (next to
+    the file, or the shipped record with the same sha256), summarised."""
+    from zoo.cifar10 import trained_records
+
+    candidates = list(trained_records().values())
+    sibling = path.with_suffix(".json")
+    if sibling.is_file():
+        try:
+            candidates.insert(0, json.loads(sibling.read_text()))
+        except (OSError, ValueError):
+            pass
+    for rec in candidates:
+        if isinstance(rec, dict) and rec.get("sha256") == sha256:
+            return {"command": rec.get("command"), "epochs": rec.get("recipe", {}).get("epochs"),
+                    "top1": rec.get("top1"), "wall_time_s": rec.get("wall_time_s"),
+                    "init": rec.get("init")}
+    return None
+
+
 def train(entry, data, recipe: Recipe, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True, command: str | None = None, log=print) -> dict[str, Any]:
-    """Train ``entry``'s architecture from scratch on ``data`` (zoo.traindata.Dataset).
+          init: str | Path | None = None, progress: bool = True, command: str | None = None,
+          log=print) -> dict[str, Any]:
+    """Train ``entry``'s architecture on ``data`` (zoo.traindata.Dataset), from scratch or from
+    the weights file ``init``.
 
     Returns the record written to ``<out>/<name>.json``: test top-1 on every test image,
     recipe, timings. ``<out>/<name>.pt`` is the final fp32 state_dict."""
@@ -149,6 +175,14 @@ def train(entry, data, recipe: Recipe, out_dir: str | Path, *, resume: bool = Fa
 
     torch.manual_seed(recipe.seed)
     model = entry.builder(**entry.kwargs)  # fresh weights, never the shipped ones
+    init_facts = None
+    if init is not None:
+        from zoo.weights import load_weights
+
+        loaded = load_weights(model, init, entry.arch)  # weights_only; mismatched keys: one line
+        init_facts = {"file": Path(init).name, "sha256": loaded.sha256,
+                      "parent": _lineage(Path(init), loaded.sha256)}
+        config["init_sha256"] = loaded.sha256  # absent for from-scratch runs (older checkpoints)
     # channels-last runs oneDNN's convolutions without layout reorders (faster on CPU)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(_param_groups(model, recipe.weight_decay), lr=recipe.lr,
@@ -233,7 +267,7 @@ def train(entry, data, recipe: Recipe, out_dir: str | Path, *, resume: bool = Fa
         "train_images": int(len(train_split.labels)), "test_images": n_test,
         "top1": round(top1, 2), "weights_file": paths.weights.name,
         "sha256": sha256_file(paths.weights), "size_bytes": paths.weights.stat().st_size,
-        "recipe": recipe.as_dict(), "wall_time_s": round(elapsed, 1),
+        "recipe": recipe.as_dict(), "init": init_facts, "wall_time_s": round(elapsed, 1),
         "s_per_epoch": round(elapsed / max(1, len(history)), 1), "command": command,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(), "history": history,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import shlex
 
-HELP = "train a *.cifar10 zoo model from scratch (seeded, resumable) and report test top-1"
+HELP = ("train a *.cifar10 zoo model from scratch or from earlier weights (seeded, resumable) "
+        "and report test top-1")
 
 DEFAULT_OUTPUT = "runs/train"
 
@@ -21,6 +22,9 @@ def add_arguments(p) -> None:
                    help=f"where <model>.ckpt/.pt/.json go (default {DEFAULT_OUTPUT})")
     p.add_argument("--resume", action="store_true",
                    help="continue from <output>/<model>.ckpt (written after every epoch)")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start from these weights (a .pt state_dict, e.g. a finished run's) and "
+                        "run a new full schedule: a warm restart")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="train on a class-balanced subset of N images (tests, timing)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
@@ -60,7 +64,8 @@ def run(args) -> int:
     command = " ".join(shlex.quote(str(a)) for a in [
         "deploy", "train", entry.name, "--data", args.data, "--epochs", recipe.epochs,
         "--batch-size", recipe.batch_size, "--lr", recipe.lr, "--seed", recipe.seed,
-        *(["--limit", recipe.limit] if recipe.limit else [])])
-    train(entry, data, recipe, args.output, resume=args.resume,
+        *(["--limit", recipe.limit] if recipe.limit else []),
+        *(["--init", args.init] if args.init else [])])
+    train(entry, data, recipe, args.output, resume=args.resume, init=args.init,
           progress=not args.no_progress, command=command)
     return 0
