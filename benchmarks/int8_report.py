@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -119,6 +120,16 @@ def google_top1(path: Path, images, idx, uint8: bool) -> np.ndarray:
     return np.array(preds)
 
 
+def paired(ours: np.ndarray, theirs: np.ndarray) -> dict:
+    """Exact McNemar test of two classifiers' correctness on the same images: how many only
+    ours got right, how many only theirs, and the two-sided p-value of that split under "equally
+    accurate" (a binomial with p = 1/2 over the images where they disagree)."""
+    b, c = int(np.sum(ours & ~theirs)), int(np.sum(~ours & theirs))
+    n, k = b + c, min(b, c)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return {"only_ours": b, "only_theirs": c, "p_value": round(p, 3)}
+
+
 def run_imagenet(args) -> dict:
     import torch
 
@@ -179,6 +190,8 @@ def run_imagenet(args) -> dict:
                  "agreement": c.agreement, "cosine_mean": c.cosine_mean,
                  "size_ratio": round(file_size(fp32_path) / file_size(int8_file), 3),
                  "vs_google_qat": round(c.top1 - report["google"]["qat_uint8"], 2),
+                 "vs_google_qat_pairs": paired(pooled.argmax(1) == labels,
+                                               google["qat_uint8"] == labels),
                  "folds": facts_all}
         if not args.no_latency:
             entry["latency_ms_p50"] = latency({"fp32": fp32_path, "int8": int8_file},
@@ -189,26 +202,34 @@ def run_imagenet(args) -> dict:
     return report
 
 
+def _pairs(p: dict | None) -> str:
+    return f"{p['only_ours']} / {p['only_theirs']} ({p['p_value']})" if p else "-"
+
+
 def markdown_imagenet(r: dict) -> str:
     g = r["google"]
     lines = [f"# int8 PTQ: MobileNetV1-0.25 imported from Google's float .tflite",
              "", f"{r['images']} photos of imagenet-sample-1k; {r['protocol']}.",
              f"Google float: **{g['float']} %** top-1, Google QAT uint8: **{g['qat_uint8']} %** "
              f"(same photos, LiteRT).", "",
-             "| target | fp32 top-1 | int8 top-1 | vs QAT | agreement | cosine | fp32 size | "
-             "int8 size | ratio | p50 fp32 / int8 ms (1 thr) | (2 thr) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| target | fp32 top-1 | int8 top-1 | vs QAT | only ours / only QAT right (p) | "
+             "agreement | cosine | fp32 size | int8 size | ratio | p50 fp32 / int8 ms (1 thr) | "
+             "(2 thr) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t, e in r["targets"].items():
         lat = e.get("latency_ms_p50", {})
         l1 = f"{lat['fp32']['1']} / {lat['int8']['1']}" if lat else "-"
         l2 = f"{lat['fp32']['2']} / {lat['int8']['2']}" if lat else "-"
         lines.append(f"| {t} | {e['fp32']['top1']} | {e['int8']['top1']} | "
-                     f"{e['vs_google_qat']:+.2f} | {e['agreement']} % | {e['cosine_mean']} | "
+                     f"{e['vs_google_qat']:+.2f} | {_pairs(e.get('vs_google_qat_pairs'))} | "
+                     f"{e['agreement']} % | {e['cosine_mean']} | "
                      f"{e['fp32']['bytes'] / 1e6:.2f} MB | {e['int8']['bytes'] / 1e6:.2f} MB | "
                      f"{e['size_ratio']}x | {l1} | {l2} |")
     m = r["machine"]
     lines += ["", f"Machine: {m['cpu']['model']} ({', '.join(m['cpu']['flags'])}), "
               f"{m['date']}; {json.dumps(m['toolchain'])}",
+              "", "p: exact McNemar test on the images where exactly one of the two is right; a "
+              "large p means the top-1 difference is within what chance gives on this many photos.",
               "", f"Command: `{r.get('command', 'python benchmarks/int8_report.py imagenet')}`"]
     return "\n".join(lines) + "\n"
 
