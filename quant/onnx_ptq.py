@@ -1,7 +1,11 @@
 """int8 PTQ of an ONNX file with onnxruntime's own quantizer (``quantize_static``, QDQ format).
 
 Static, per-channel symmetric int8 weights, asymmetric uint8 activations (onnxruntime's CPU
-recommendation). ``reduce_range`` (7-bit weights) defaults per CPU (``quant.cpu``): on x86
+recommendation). Activation ranges default to the 99.999th percentile of the calibration
+histogram: measured against MinMax (300 calibration images), top-1 agreement with fp32 rose on
+all three models tried -- MobileNetV1-0.25 on ImageNet 87.8 -> 88.2 % (2-fold, 1000 photos),
+the trained ShuffleNetV2 x0.5 98.7 -> 98.8 % and MobileNetV1 x0.5 99.09 -> 99.14 % (all 10,000
+CIFAR-10 test images); Entropy gave MinMax's ranges on MobileNetV1-0.25. ``reduce_range`` (7-bit weights) defaults per CPU (``quant.cpu``): on x86
 without VNNI the u8 x s8 kernels saturate. After quantization the biases are corrected against
 the PyTorch parent (``quant.bias_correction``) when the parent is given.
 """
@@ -21,13 +25,13 @@ from quant.calibration import CalibrationSet
 from quant.cpu import cpu_profile, default_reduce_range
 
 TARGET = "onnx"
-METHODS = ("minmax", "percentile", "entropy")
+METHODS = ("percentile", "minmax", "entropy")  # the first is the default
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 
 
 @dataclass(frozen=True)
 class OnnxPTQOptions:
-    method: str = "minmax"
+    method: str = METHODS[0]
     per_channel: bool = True
     reduce_range: bool | str | None = None  # True | False | "gemm" | None: chosen for this CPU
     activations: str = "uint8"  # uint8 (asymmetric, the CPU default) | int8

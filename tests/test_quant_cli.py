@@ -34,7 +34,7 @@ def test_flag_errors(flags, message, capsys, tmp_path):
 @pytest.mark.parametrize("target, flags, message", [
     ("onnx", ["--io", "uint8"], "onnx int8 models take float input"),
     ("openvino", ["--io", "int8"], "OpenVINO int8 models take float input"),
-    ("onnx", ["--calib-method", "ema"], "valid: minmax, percentile, entropy"),
+    ("onnx", ["--calib-method", "ema"], "valid: percentile, minmax, entropy"),
     ("tflite", ["--calib-method", "entropy"], "valid: minmax, ema"),
 ])
 def test_target_option_errors(target, flags, message, capsys, tmp_path):
