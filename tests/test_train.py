@@ -64,6 +64,7 @@ def test_one_epoch_writes_loadable_weights_and_honest_record(tiny_zip, tmp_path)
                 log=lambda m: None)
     assert rec["test_images"] == 50 and rec["train_images"] == 100
     assert len(rec["history"]) == 1 and rec["recipe"]["epochs"] == 1
+    assert 0 < rec["cpu_time_s"] == rec["history"][0]["cpu_seconds"]
     # the shipped file is a plain fp32 state dict that loads with weights_only=True
     state = torch.load(tmp_path / "run" / f"{MODEL}.pt", weights_only=True)
     assert all(v.dtype == torch.float32 for k, v in state.items() if "num_batches" not in k)

@@ -28,8 +28,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
 # The records `deploy train` wrote for the shipped files, merged by `python -m zoo.cifar10 ship`.
 RECORDS = Path(__file__).parent / "weights" / "cifar10.json"
 # what of a training record travels with the weights (Weights.recipe); history etc. stay out
-RECORD_KEYS = ("recipe", "init", "wall_time_s", "s_per_epoch", "command", "torch", "threads",
-               "machine", "train_images", "test_images", "data_sha256")
+RECORD_KEYS = ("recipe", "init", "wall_time_s", "cpu_time_s", "s_per_epoch", "command", "torch",
+               "threads", "machine", "train_images", "test_images", "data_sha256")
 
 
 def trained_records(path: Path = RECORDS) -> dict[str, dict[str, Any]]:

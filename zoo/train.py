@@ -207,7 +207,7 @@ def train(entry, data, recipe: Recipe, out_dir: str | Path, *, resume: bool = Fa
     monitor = subset(data.test, 1000, 0)  # cheap per-epoch signal; the final number uses all
 
     for epoch in range(start_epoch, recipe.epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         torch.manual_seed(recipe.seed * 1009 + epoch)  # dropout etc.
         gen = torch.Generator().manual_seed(recipe.seed * 7919 + epoch)
         model.train()
@@ -241,10 +241,12 @@ def train(entry, data, recipe: Recipe, out_dir: str | Path, *, resume: bool = Fa
                               f"try a smaller --lr than {recipe.lr}")
         monitor_top1, _ = evaluate(model, monitor, augment)
         seconds = time.perf_counter() - t0
+        cpu_seconds = time.process_time() - c0  # unlike wall time, not inflated by pauses
         elapsed += seconds
         history.append({"epoch": epoch + 1, "train_loss": round(loss_sum / seen, 4),
                         "train_top1": round(100 * correct / seen, 2),
-                        "test1k_top1": round(monitor_top1, 2), "seconds": round(seconds, 1)})
+                        "test1k_top1": round(monitor_top1, 2), "seconds": round(seconds, 1),
+                        "cpu_seconds": round(cpu_seconds, 1)})
         with atomic_path(paths.checkpoint) as tmp:
             torch.save({"format": CHECKPOINT_FORMAT, "config": config, "epoch": epoch + 1,
                         "elapsed": elapsed, "history": history, "model": model.state_dict(),
@@ -268,7 +270,11 @@ def train(entry, data, recipe: Recipe, out_dir: str | Path, *, resume: bool = Fa
         "top1": round(top1, 2), "weights_file": paths.weights.name,
         "sha256": sha256_file(paths.weights), "size_bytes": paths.weights.stat().st_size,
         "recipe": recipe.as_dict(), "init": init_facts, "wall_time_s": round(elapsed, 1),
-        "s_per_epoch": round(elapsed / max(1, len(history)), 1), "command": command,
+        "s_per_epoch": round(elapsed / max(1, len(history)), 1),
+        # CPU seconds over all threads; unknown when an older checkpoint's epochs lack them
+        "cpu_time_s": (round(sum(h["cpu_seconds"] for h in history), 1)
+                       if all("cpu_seconds" in h for h in history) else None),
+        "command": command,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(), "history": history,
     }
