@@ -64,6 +64,26 @@ class Backend(ABC):
     def input(self) -> TensorSpec:
         return self.inputs[0]
 
+    def declared_batch(self) -> int:
+        """The first input's fixed batch, or -1 when that axis is symbolic."""
+        return self.inputs[0].shape[0] if self.inputs[0].shape else -1
+
+    def run_in_declared_batches(self, feeds: dict[str, np.ndarray],
+                                infer: Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+                                ) -> list[np.ndarray]:
+        """``infer(feeds)`` at once when the model takes this batch, else in declared-size chunks
+        (for runtimes that cannot reshape a static batch)."""
+        fixed, n = self.declared_batch(), next(iter(feeds.values())).shape[0]
+        if fixed < 0 or fixed == n:
+            return infer(feeds)
+        return concat([(infer(piece), real) for piece, real in chunks(feeds, fixed)])
+
+    def check_bindable(self, feeds: dict[str, np.ndarray]) -> None:
+        """A bound benchmark call runs one inference: the batch must be one the model takes."""
+        fixed, n = self.declared_batch(), next(iter(feeds.values())).shape[0]
+        if fixed >= 0 and fixed != n:
+            raise_fixed_batch(self, n)
+
     def feeds(self, x: Any) -> dict[str, np.ndarray]:
         """Normalise ``x`` to {input name: array of the input's dtype}."""
         if isinstance(x, Mapping):

@@ -16,8 +16,7 @@ import numpy as np
 
 from deploy.errors import MissingDependencyError, ModelFileError
 from deploy.manifest import TensorSpec
-from device_runners.backends.base import (Backend, chunks, concat, first_line, guess_layout,
-                                           profile_rows, raise_fixed_batch)
+from device_runners.backends.base import Backend, first_line, guess_layout, profile_rows
 
 SUFFIXES = (".onnx", ".ort")
 
@@ -77,22 +76,13 @@ class OnnxRuntimeBackend(Backend):
             raise ModelFileError(f"{self.path}: not a valid ONNX model "
                                  f"({first_line(e)})") from None
 
-    def _batch(self) -> int:
-        return self.inputs[0].shape[0] if self.inputs[0].shape else -1
-
     def run(self, x: Any) -> list[np.ndarray]:
-        feeds = self.feeds(x)
-        fixed, n = self._batch(), next(iter(feeds.values())).shape[0]
-        if fixed < 0 or fixed == n:
-            return self._session.run(self._names, feeds)
-        return concat([(self._session.run(self._names, piece), real)
-                       for piece, real in chunks(feeds, fixed)])
+        return self.run_in_declared_batches(
+            self.feeds(x), functools.partial(self._session.run, self._names))
 
     def bind(self, x: Any) -> Callable[[], Any]:
         feeds = self.feeds(x)
-        fixed, n = self._batch(), next(iter(feeds.values())).shape[0]
-        if fixed >= 0 and fixed != n:
-            raise_fixed_batch(self, n)
+        self.check_bindable(feeds)
         return functools.partial(self._session.run, self._names, feeds)
 
     def profile(self, x: Any, runs: int = 10) -> list[dict[str, Any]] | None:

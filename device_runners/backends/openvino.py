@@ -12,8 +12,7 @@ import numpy as np
 
 from deploy.errors import MissingDependencyError, ModelFileError
 from deploy.manifest import TensorSpec
-from device_runners.backends.base import (Backend, chunks, concat, first_line, guess_layout,
-                                           profile_rows, raise_fixed_batch)
+from device_runners.backends.base import Backend, first_line, guess_layout, profile_rows
 
 SUFFIXES = (".xml", ".onnx", ".tflite")
 
@@ -79,9 +78,6 @@ class OpenVINOBackend(Backend):
             config["PERF_COUNT"] = True
         return self._core.compile_model(self._model, "CPU", config)
 
-    def _batch(self) -> int:
-        return self.inputs[0].shape[0] if self.inputs[0].shape else -1
-
     def _infer(self, request, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         for i, t in enumerate(self.inputs):
             request.set_input_tensor(i, self._ov.Tensor(feeds[t.name]))
@@ -89,18 +85,12 @@ class OpenVINOBackend(Backend):
         return [np.array(request.get_output_tensor(i).data) for i in range(len(self.outputs))]
 
     def run(self, x: Any) -> list[np.ndarray]:
-        feeds = self.feeds(x)
-        fixed, n = self._batch(), next(iter(feeds.values())).shape[0]
-        if fixed < 0 or fixed == n:
-            return self._infer(self._request, feeds)
-        return concat([(self._infer(self._request, piece), real)
-                       for piece, real in chunks(feeds, fixed)])
+        return self.run_in_declared_batches(self.feeds(x),
+                                            lambda feeds: self._infer(self._request, feeds))
 
     def bind(self, x: Any) -> Callable[[], Any]:
         feeds = self.feeds(x)
-        fixed, n = self._batch(), next(iter(feeds.values())).shape[0]
-        if fixed >= 0 and fixed != n:
-            raise_fixed_batch(self, n)
+        self.check_bindable(feeds)
         self._bound = feeds  # ov.Tensor shares the numpy memory: keep it alive
         for i, t in enumerate(self.inputs):
             self._request.set_input_tensor(i, self._ov.Tensor(feeds[t.name], shared_memory=True))
