@@ -5,8 +5,9 @@ recommendation). Activation ranges default to the 99.999th percentile of the cal
 histogram: measured against MinMax (300 calibration images), top-1 agreement with fp32 rose on
 all three models tried -- MobileNetV1-0.25 on ImageNet 87.8 -> 88.2 % (2-fold, 1000 photos),
 the trained ShuffleNetV2 x0.5 98.7 -> 98.8 % and MobileNetV1 x0.5 99.09 -> 99.14 % (all 10,000
-CIFAR-10 test images); Entropy gave MinMax's ranges on MobileNetV1-0.25. ``reduce_range`` (7-bit weights) defaults per CPU (``quant.cpu``): on x86
-without VNNI the u8 x s8 kernels saturate. After quantization the biases are corrected against
+CIFAR-10 test images); Entropy gave MinMax's ranges on MobileNetV1-0.25.
+``reduce_range`` (7-bit weights) defaults per CPU (``quant.cpu``): on x86 without VNNI the
+u8 x s8 kernels saturate. After quantization the biases are corrected against
 the PyTorch parent (``quant.bias_correction``) when the parent is given.
 """
 from __future__ import annotations
