@@ -92,6 +92,10 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
     if reduce_range == "gemm":
         extra["TensorQuantOverrides"] = _gemm_weights_reduced(model)
         reduce_range = False
+    if options.exclude:
+        # the quantizer folds a Relu/Clip into the clamp of the Quantize after it; an excluded
+        # node fed the float tensor in front of that Quantize (_float_inputs) would lose it
+        extra["QDQKeepRemovableActivations"] = True
     extra.update(options.extra)
     from exporters.common import quiet
 

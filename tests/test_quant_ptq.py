@@ -66,6 +66,7 @@ def test_tflite_graph_is_fully_integer_with_uint8_io(tmp_path):
 
 def test_onnx_qdq_per_channel_cpu_choice_float_logits(tmp_path):
     import onnx
+    import onnxruntime as ort
     from onnx import numpy_helper
 
     from quant import onnx_ptq
@@ -96,8 +97,13 @@ def test_onnx_qdq_per_channel_cpu_choice_float_logits(tmp_path):
     assert facts["float_outputs"] == [model.graph.output[0].name]
     assert facts["bias_correction"]["layers"] == len(onnx_ptq.layer_names(fp32))
 
-    # an excluded node computes in float on float inputs (no DequantizeLinear in front)
-    node = convs[3].name
+    # an excluded node computes in float on float inputs (no DequantizeLinear in front), and
+    # those inputs still went through the ReLU in front of it: the quantizer folds a ReLU into
+    # the clamp of the Quantize after it, which the excluded node no longer reads
+    parent = onnx.load(str(fp32))
+    fp32_producer = {o: n for n in parent.graph.node for o in n.output}
+    node = next(n.name for n in parent.graph.node if n.op_type == "Conv"
+                and getattr(fp32_producer.get(n.input[0]), "op_type", None) == "Relu")
     onnx_ptq.quantize(fp32, tmp_path / "e.onnx", calib, onnx_ptq.make_options(exclude=(node,)),
                       parent=source.model)
     m2 = onnx.load(str(tmp_path / "e.onnx"))
@@ -105,6 +111,10 @@ def test_onnx_qdq_per_channel_cpu_choice_float_logits(tmp_path):
     excluded = next(n for n in m2.graph.node if n.name == node)
     assert all(prod2.get(i) is None or prod2[i].op_type != "DequantizeLinear"
                for i in excluded.input)
+    m2.graph.output.append(onnx.helper.make_empty_tensor_value_info(excluded.input[0]))
+    session = ort.InferenceSession(m2.SerializeToString(), providers=["CPUExecutionProvider"])
+    fed = session.run([excluded.input[0]], {session.get_inputs()[0].name: calib.inputs[:1]})[0]
+    assert fed.min() >= 0 and fed.max() > 0
 
 
 def test_openvino_fake_quantize_and_cpu_choice(tmp_path):
