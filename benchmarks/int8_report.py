@@ -238,6 +238,7 @@ def markdown_imagenet(r: dict) -> str:
 def run_cifar(args) -> dict:
     import torch
 
+    from deploy.errors import ConfigError
     from deploy.export import load_source
     from device_runners.images import ImageSet, batches
     from quant import zeroq
@@ -266,16 +267,21 @@ def run_cifar(args) -> dict:
         x, y = np.concatenate(xs), np.concatenate(ys)
         real = load_calibration(data, pre, size=args.calib_size, seed=0)
         t0 = time.perf_counter()
-        distilled = zeroq.distill(source.model, pre.crop, n=zeroq.DEFAULT_IMAGES, seed=0)
+        try:
+            distilled = zeroq.distill(source.model, pre.crop, n=zeroq.DEFAULT_IMAGES, seed=0)
+            zq_skipped = None
+        except ConfigError as e:  # no BatchNorm statistics (SqueezeNet): ZeroQ cannot apply
+            distilled, zq_skipped = None, str(e)
         zq_seconds = time.perf_counter() - t0
-        log(f"{name}: ZeroQ {len(distilled)} inputs in {zq_seconds:.0f} s")
+        log(f"{name}: ZeroQ " + (f"{len(distilled)} inputs in {zq_seconds:.0f} s"
+                                 if distilled is not None else f"not applicable: {zq_skipped}"))
         rows = {}
         for target in args.targets:
             fp32 = export_fp32(source, target, out / name)
             fp32_path = out / name / fp32.file
             ref = logits(fp32_path, target, x)
             row = {"fp32_bytes": file_size(fp32_path)}
-            for calib in (real, distilled):
+            for calib in (real,) + ((distilled,) if distilled is not None else ()):
                 dst, facts, seconds = quantize(source, target, fp32_path, calib, out / name)
                 c = compare_logits(ref, logits(dst, target, x), y)
                 row[calib.source["kind"]] = {"top1": c.top1, "fp32_top1": c.ref_top1,
@@ -286,6 +292,7 @@ def run_cifar(args) -> dict:
                     f"(drop {c.drop})")
             rows[target] = row
         report["models"][name] = {"zeroq_seconds": round(zq_seconds, 1), "targets": rows,
+                                  "zeroq_not_applicable": zq_skipped,
                                   "weights": {k: source.weights.get(k)
                                               for k in ("source", "path", "file", "sha256")}}
     return report
@@ -299,9 +306,10 @@ def markdown_cifar(r: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for name, m in r["models"].items():
         for t, row in m["targets"].items():
-            a, z = row["images"], row["zeroq"]
+            a, z = row["images"], row.get("zeroq")
+            zq = f"{z['top1']} | {z['drop']:+.2f}" if z else "n/a (no BatchNorm) | —"
             lines.append(f"| {name} | {t} | {a['fp32_top1']} | {a['top1']} | {a['drop']:+.2f} | "
-                         f"{z['top1']} | {z['drop']:+.2f} | "
+                         f"{zq} | "
                          f"{row['fp32_bytes'] / a['bytes']:.2f}x |")
     lines += ["", f"Command: `{r.get('command', 'python benchmarks/int8_report.py cifar')}`"]
     return "\n".join(lines) + "\n"
