@@ -46,7 +46,8 @@ class _Worker:
         return json.loads(line) if line else None
 
     def check(self, path: Path, threads: int | None) -> dict | None:
-        request = json.dumps({"path": str(path), "threads": threads}) + "\n"
+        # the worker runs in the package root: a relative path must not reach it
+        request = json.dumps({"path": str(Path(path).resolve()), "threads": threads}) + "\n"
         try:
             self.proc.stdin.write(request.encode())
             self.proc.stdin.flush()

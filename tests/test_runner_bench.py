@@ -96,3 +96,12 @@ def test_bench_dynamic_axes_need_a_shape(small_models, tmp_path):
     assert r.fed_shapes == [[1, 3, 32, 32]] and r.macs == small_models["macs"]
     r = bench(model, runs=2, warmup=0, shape=(1, 3, 64, 64), isolate=False)
     assert r.macs is None and "not the fed" in r.extra["mac_note"]
+
+
+def test_bench_isolated_with_a_relative_path(small_models, monkeypatch):
+    """The isolated load check runs in a worker with its own working directory; a path
+    relative to the user's one (and an IR's .bin beside it) must still be found."""
+    for key in ("onnx", "xml"):
+        monkeypatch.chdir(small_models[key].parent)
+        r = bench(small_models[key].name, runs=2, warmup=0, threads=1)
+        assert r.runs == 2
