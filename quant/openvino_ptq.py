@@ -9,6 +9,11 @@ Defaults, measured on MobileNetV1-0.25 (800 held-out ImageNet photos, 200 calibr
     ("disable"). With VNNI NNCF's default stays.
   * NNCF has no CNN model type (``ModelType`` only knows TRANSFORMER); the default (None) is
     the CNN setting.
+  * NNCF keeps squeeze-excite blocks out of ``quantize`` (its SE_BLOCK ignored pattern), which
+    left 62 % of MobileNetV3-small's int8 .bin as f32 weights (1.88x smaller than fp32). Those
+    layers' weights are then stored int8 per channel by ``nncf.compress_weights`` (activations
+    stay float, the plugin decompresses at load): CIFAR-10 MobileNetV3-small 1.88x -> 3.14x
+    smaller, top-1 82.9 % both ways on 1000 test images (fp32 83.2 %).
 """
 from __future__ import annotations
 
@@ -114,13 +119,34 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
             model, dataset, preset=preset, subset_size=len(calib),
             fast_bias_correction=options.fast_bias_correction, ignored_scope=ignored,
             advanced_parameters=AdvancedQuantizationParameters(**advanced))
+        weight_only = [n for n in float_weight_layers(qmodel) if n not in options.exclude]
+        if weight_only:
+            qmodel = nncf.compress_weights(
+                qmodel, mode=nncf.CompressWeightsMode.INT8_SYM,
+                ignored_scope=nncf.IgnoredScope(names=list(options.exclude), validate=False))
     ops = Counter(op.get_type_name() for op in qmodel.get_ops())
     _save(ov, qmodel, dst)
     return {"quantizer": "nncf.quantize", "preset": options.preset, "method": options.method,
             "fast_bias_correction": options.fast_bias_correction, "overflow_fix": overflow,
             "overflow_fix_reason": why, "cpu": cpu_profile(), "excluded": list(options.exclude),
             "fake_quantize_count": ops.get("FakeQuantize", 0),
+            "weight_only_int8": weight_only,  # layers NNCF's quantize skipped (SE blocks)
             "op_histogram": dict(sorted(ops.items()))}
+
+
+def float_weight_layers(model) -> list[str]:
+    """Convolution / MatMul nodes whose weights are still a float constant (no FakeQuantize and
+    no int8 constant behind them)."""
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
+            continue
+        src = op.input_value(1).get_node()
+        while src.get_type_name() in ("Convert", "Reshape", "Transpose"):
+            src = src.input_value(0).get_node()
+        if src.get_type_name() == "Constant" and src.get_element_type().is_real():
+            names.append(op.get_friendly_name())
+    return names
 
 
 # OpenVINO names the nodes NNCF inserts from a process-wide counter (``Constant_81158``), so

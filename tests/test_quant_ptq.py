@@ -137,6 +137,30 @@ def test_openvino_fake_quantize_and_cpu_choice(tmp_path):
         assert (tmp_path / f"q{suffix}").read_bytes() == (tmp_path / f"again{suffix}").read_bytes()
 
 
+def test_openvino_squeeze_excite_weights_stored_int8(tmp_path):
+    """NNCF's quantize leaves squeeze-excite blocks (conv + bias ... hard-sigmoid) alone; their
+    weights must still be stored int8 (weight-only), so no layer keeps f32 weights in the file.
+    The shipped CIFAR-10 MobileNetV3 has the trained SE biases NNCF's pattern looks for."""
+    import openvino as ov
+    import torch
+
+    from deploy.export import ExportConfig, export, load_source
+    from deploy.validate import data_dir
+    from quant import openvino_ptq
+    from quant.calibration import load_calibration
+
+    torch.set_num_threads(1)
+    source = load_source("mobilenet_v3_small.cifar10")
+    fp32 = tmp_path / "fp32" / export(source, ExportConfig(
+        target="openvino", output_dir=tmp_path / "fp32", threads=1)).file
+    calib = load_calibration(data_dir() / "cifar10.zip", source.entry.preprocess, size=16)
+    facts = openvino_ptq.quantize(fp32, tmp_path / "q.xml", calib, openvino_ptq.make_options())
+    se = [n for n in facts["weight_only_int8"] if ".fc1/" in n or ".fc2/" in n]
+    assert len(se) == len(facts["weight_only_int8"]) == 18, facts["weight_only_int8"]
+    assert openvino_ptq.float_weight_layers(ov.Core().read_model(str(tmp_path / "q.xml"))) == []
+    assert (tmp_path / "q.bin").stat().st_size < 0.3 * fp32.with_suffix(".bin").stat().st_size
+
+
 # ---- accuracy on real weights (slow) ----------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["onnx", "tflite", "openvino"])
