@@ -7,6 +7,7 @@ top-1 here) or it runs out of iterations. The same held-out images as the report
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,9 +66,11 @@ def accuracy_control(fp32_path: Path, int8_path: Path, calib, source, config, ev
         "ranking_method": "NNCF quantize_with_accuracy_control (its own layer ranking)",
         "float_layers": float_layers, "size_bytes_before": before,
         "size_bytes_after": _size(int8_path)}
+    ops = Counter(op.get_type_name() for op in model.get_ops())
     facts = {"quantizer": "nncf.quantize_with_accuracy_control", "preset": "performance",
              "fast_bias_correction": False, "overflow_fix": overflow,
-             "max_iterations": MAX_ITERATIONS}
+             "max_iterations": MAX_ITERATIONS, "fake_quantize_count": ops.get("FakeQuantize", 0),
+             "op_histogram": dict(sorted(ops.items()))}
     return record, facts, {**acc, "data": str(config.eval_data)}
 
 

@@ -181,7 +181,7 @@ def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, 
                                     "fully_integer") if k in facts}
     if "op_histogram" not in graph and "ops" in facts:
         graph["op_histogram"] = facts["ops"]
-    hist = graph.get("op_histogram", {})
+    hist = graph.setdefault("op_histogram", {})
     graph.setdefault("op_count", sum(hist.values()))
     graph["transpose_count"] = hist.get("TRANSPOSE", hist.get("Transpose", 0))
     int8_pass = {"name": "int8_ptq", "target": target.name,

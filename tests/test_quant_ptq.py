@@ -182,13 +182,15 @@ def test_imported_mobilenet_v1_int8_accuracy(target, shared_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_max_drop_falls_back_and_records(shared_data, tmp_path):
+@pytest.mark.parametrize("target", ["tflite", "openvino"])
+def test_max_drop_falls_back_and_records(shared_data, tmp_path, target):
+    from deploy.commands.export import report
     from deploy.export import ExportConfig, export, load_source
 
     source = load_source("mobilenet_v1_x0_25", num_classes=1001,
                          weights=shared_data / "models/mobilenet_v1_0.25_224_float.tflite")
     data = shared_data / "imagenet-sample-1k.zip"
-    cfg = ExportConfig(target="tflite", precision="int8", output_dir=tmp_path, threads=1,
+    cfg = ExportConfig(target=target, precision="int8", output_dir=tmp_path, threads=1,
                        calib=data, calib_size=100, eval_data=data, eval_limit=200, max_drop=0.0)
     try:
         art = export(source, cfg)
@@ -196,9 +198,17 @@ def test_max_drop_falls_back_and_records(shared_data, tmp_path):
         from deploy.errors import ValidationError
 
         assert isinstance(e, ValidationError) and "--max-drop" in str(e)
-        assert list(tmp_path.glob("*.int8.failed.tflite"))
+        assert list(tmp_path.glob("*.int8.failed.*"))
         return
+    assert "fallback:" in report(art, tmp_path) + "\n".join(_report_lines(art))
     s = art.extra["sensitivity"]
     if s is not None:
-        assert s["reached"] and s["float_layers"] and s["ranking"]
+        assert s["reached"] and s["float_layers"]
+        assert s.get("ranking") or target == "openvino"  # NNCF ranks layers itself
         assert art.extra["accuracy"]["top1_drop"] <= 0.0
+
+
+def _report_lines(art):
+    from quant.cli import report_lines
+
+    return report_lines(art)
