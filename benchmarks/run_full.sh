@@ -34,7 +34,9 @@ for part in $PARTS; do
       $BIN/deploy benchmark $trained --precisions fp32,int8 --threads "$THREADS" \
         --calib "${CALIB:-../shared/data/cifar10.zip}" \
         ${LIMIT:+--limit "$LIMIT"} --output "$WORK/cifar10" --json "$RESULTS/cifar10/benchmark.json" \
-        --title "CIFAR-10 checkpoints" || status=1 ;;
+        --title "CIFAR-10 checkpoints" || status=1
+      # where the int8 files' bytes go (parses the files just written; nothing runs)
+      $BIN/python benchmarks/int8_size.py "$WORK"/cifar10/*/ || status=1 ;;
     zoo)
       # shellcheck disable=SC2086
       $BIN/deploy benchmark $ZOO_MODELS --precisions fp32 --threads "$THREADS" --no-eval \

@@ -51,7 +51,7 @@ def calibration_data(source, config, log: Callable[[str], None] = progress):
 
     n = config.calib_size or zeroq.DEFAULT_IMAGES
     log(f"calibration: no --calib given, distilling {n} inputs from the model's BatchNorm "
-        f"statistics (ZeroQ); real images calibrate better: pass --calib PATH")
+        f"statistics (ZeroQ); real images usually calibrate better (--calib PATH)")
     calib = zeroq.distill(source.model, pre.crop, n=n, seed=config.seed, progress=log)
     log(f"calibration: {calib.describe()} in {calib.source['seconds']:.0f} s")
     return calib
