@@ -61,8 +61,8 @@ def report_lines(a) -> list[str]:
         still = ", ".join(f"{k} x{v}" for k, v in x["float_ops"].items()) or "none"
         lines.append(f"  float ops:   {still} ({x.get('dequantize_count', 0)} DEQUANTIZE)")
     if p.get("weight_only_int8"):
-        lines.append(f"  weight-only: {len(p['weight_only_int8'])} layers NNCF leaves unquantized "
-                     f"(squeeze-excite) store int8 weights; their activations stay float")
+        lines.append(f"  weight-only: {len(p['weight_only_int8'])} layers NNCF's quantize skips "
+                     f"(e.g. squeeze-excite) store int8 weights; their activations stay float")
     bc = p.get("bias_correction")
     if bc:
         lines.append(f"  bias corr.:  {bc['layers']} layers against the PyTorch parent")
