@@ -208,9 +208,11 @@ TFL_LAYERS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED":
 def tflite_usage(path: Path) -> Usage:
     from ai_edge_litert import schema_py_generated as schema
 
+    from exporters.tflite_graph import builtin_names, opcode
+
     buf = path.read_bytes()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    op_names = builtin_names()
     ttypes = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     u = Usage(len(buf))
     buffer_role: dict[int, str] = {}
@@ -223,14 +225,14 @@ def tflite_usage(path: Path) -> Usage:
         producer = {o: op for op in sg.operators for o in op.outputs}
         roles: dict[int, str] = {}  # tensor index -> 'weight' | 'bias'
         for k, op in enumerate(sg.operators):
-            name = op_names.get(_tfl_code(model, op), "?")
+            name = op_names.get(opcode(model, op), "?")
             if name not in TFL_LAYERS:
                 continue
             ws, bs = TFL_LAYERS[name]
             w = op.inputs[ws]
             # Weights stored narrower than they compute go through a DEQUANTIZE op.
             p = producer.get(w)
-            if p is not None and op_names.get(_tfl_code(model, p)) == "DEQUANTIZE":
+            if p is not None and op_names.get(opcode(model, p)) == "DEQUANTIZE":
                 w = p.inputs[0]
             roles[w] = "weight"
             has_bias = len(op.inputs) > bs and op.inputs[bs] >= 0
@@ -270,7 +272,7 @@ def tflite_usage(path: Path) -> Usage:
     return u
 
 
-def _tfl_code(model, op) -> int:
+def opcode(model, op) -> int:
     # Codes above 127 live only in builtinCode; older files only fill the deprecated field.
     oc = model.operatorCodes[op.opcodeIndex]
     return max(oc.deprecatedBuiltinCode, oc.builtinCode)

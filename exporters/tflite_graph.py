@@ -11,7 +11,7 @@ from deploy.errors import MissingDependencyError, ModelFileError
 from exporters.common import graph_summary
 
 
-def _schema():
+def load_schema():
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
@@ -19,13 +19,25 @@ def _schema():
     return schema
 
 
+def builtin_names() -> dict[int, str]:
+    """Builtin operator code -> name (``CONV_2D`` ...)."""
+    return {v: k for k, v in vars(load_schema().BuiltinOperator).items() if not k.startswith("_")}
+
+
+def opcode(model, op) -> int:
+    """Builtin code of ``op`` in an object-API ``ModelT``: codes above 127 live only in
+    builtinCode, older files fill only the deprecated byte."""
+    c = model.operatorCodes[op.opcodeIndex]
+    return max(c.builtinCode, c.deprecatedBuiltinCode)
+
+
 def operators(path: str | os.PathLike) -> list[str]:
     """Builtin operator names of every subgraph, in graph order (custom ops by their code)."""
-    schema = _schema()
+    schema = load_schema()
     data = open(path, "rb").read()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelFileError(f"{path}: not a TFLite flatbuffer")
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    names = builtin_names()
     model = schema.Model.GetRootAsModel(data, 0)
     ops = []
     for s in range(model.SubgraphsLength()):

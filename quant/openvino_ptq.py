@@ -121,9 +121,8 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
             advanced_parameters=AdvancedQuantizationParameters(**advanced))
         weight_only = [n for n in float_weight_layers(qmodel) if n not in options.exclude]
         if weight_only:
-            qmodel = nncf.compress_weights(
-                qmodel, mode=nncf.CompressWeightsMode.INT8_SYM,
-                ignored_scope=nncf.IgnoredScope(names=list(options.exclude), validate=False))
+            qmodel = nncf.compress_weights(qmodel, mode=nncf.CompressWeightsMode.INT8_SYM,
+                                           ignored_scope=ignored)
     ops = Counter(op.get_type_name() for op in qmodel.get_ops())
     _save(ov, qmodel, dst)
     return {"quantizer": "nncf.quantize", "preset": options.preset, "method": options.method,

@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 
 from deploy.errors import ConfigError, MissingDependencyError, ModelFileError
+from exporters.tflite_graph import builtin_names as _op_names
+from exporters.tflite_graph import load_schema as _schema
+from exporters.tflite_graph import opcode as _code
 from quant.bias_correction import TargetLayer, correct_biases
 from quant.calibration import CalibrationSet
 
@@ -287,24 +290,6 @@ def _write_int32(model, t, value: np.ndarray) -> None:
         model.buffers.append(buf)
         t.buffer = len(model.buffers) - 1
     model.buffers[t.buffer].data = np.frombuffer(q.tobytes(), np.uint8).copy()
-
-
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        raise MissingDependencyError("ai-edge-litert (TFLite schema)", "litert") from None
-    return schema
-
-
-def _op_names() -> dict[int, str]:
-    schema = _schema()
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
-def _code(model, op) -> int:
-    c = model.operatorCodes[op.opcodeIndex]
-    return max(c.builtinCode, c.deprecatedBuiltinCode)
 
 
 def _is_const(model, t) -> bool:
