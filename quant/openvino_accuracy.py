@@ -27,7 +27,8 @@ def accuracy_control(fp32_path: Path, int8_path: Path, calib, source, config, ev
 
     from exporters.common import quiet
     from quant.accuracy import Runner, label_offset
-    from quant.openvino_ptq import _save, default_overflow_fix, overflow_enum
+    from quant.openvino_ptq import (_save, default_overflow_fix, float_weight_layers,
+                                    overflow_enum, unquantized_layers)
 
     offset = label_offset(evaluation.ref_logits.shape[1], evaluation.num_classes, evaluation.path)
     items = [(evaluation.x[i:i + 1], int(evaluation.labels[i]) + offset)
@@ -37,6 +38,9 @@ def accuracy_control(fp32_path: Path, int8_path: Path, calib, source, config, ev
         hits = [float(np.argmax(compiled(x)[0]) == y) for x, y in data]
         return float(np.mean(hits)), hits
 
+    # what plain quantize skipped (SE blocks): kept weight-only int8 below, not counted as
+    # reverted; the file at int8_path is still plain quantize's
+    skipped = set(unquantized_layers(ov.Core().read_model(str(int8_path))))
     overflow, _ = default_overflow_fix()
     t0 = time.perf_counter()
     log(f"sensitivity: NNCF accuracy control on {len(items)} images (max drop "
@@ -52,13 +56,19 @@ def accuracy_control(fp32_path: Path, int8_path: Path, calib, source, config, ev
                 overflow_fix=overflow_enum(overflow)),
             advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
                 max_num_iterations=MAX_ITERATIONS))
+        reverted = [n for n in unquantized_layers(model) if n not in skipped]
+        weight_only = [n for n in float_weight_layers(model) if n in skipped]
+        if weight_only:  # reverted layers keep f32 weights: that is what NNCF measured
+            model = nncf.compress_weights(
+                model, mode=nncf.CompressWeightsMode.INT8_SYM,
+                ignored_scope=nncf.IgnoredScope(names=reverted) if reverted else None)
     before = _size(int8_path)
     _save(ov, model, int8_path)
+    float_layers = float_weight_layers(model)  # after _save: the names in the written file
     runner = Runner(int8_path, config.target_entry.runtime, config.target_entry.input_layout,
                     config.threads)
     acc = evaluation.compare(evaluation.ref_logits, evaluation.logits(runner)).to_dict()
     runner.close()
-    float_layers = _float_layers(model)
     log(f"sensitivity: {len(float_layers)} layer(s) in float -> top-1 drop "
         f"{acc['top1_drop']:.2f} ({time.perf_counter() - t0:.0f} s)")
     record: dict[str, Any] = {
@@ -70,23 +80,9 @@ def accuracy_control(fp32_path: Path, int8_path: Path, calib, source, config, ev
     facts = {"quantizer": "nncf.quantize_with_accuracy_control", "preset": "performance",
              "fast_bias_correction": False, "overflow_fix": overflow,
              "max_iterations": MAX_ITERATIONS, "fake_quantize_count": ops.get("FakeQuantize", 0),
+             "weight_only_int8": weight_only,
              "op_histogram": dict(sorted(ops.items()))}
     return record, facts, {**acc, "data": str(config.eval_data)}
-
-
-def _float_layers(model) -> list[str]:
-    """Convolution/MatMul nodes whose weight input is not fed by a FakeQuantize."""
-    names = []
-    for op in model.get_ordered_ops():
-        if op.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
-            continue
-        src = op.input_value(1).get_node()
-        while src.get_type_name() in ("Convert", "Reshape", "Multiply", "Subtract"):
-            src = src.input_value(0).get_node()
-        if src.get_type_name() == "Constant" and \
-                op.input_value(0).get_node().get_type_name() != "FakeQuantize":
-            names.append(op.get_friendly_name())
-    return names
 
 
 def _size(xml: Path) -> int:

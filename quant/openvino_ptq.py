@@ -133,19 +133,33 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
             "op_histogram": dict(sorted(ops.items()))}
 
 
+WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
+
+
+def _weight_source(op):
+    """The node behind a layer's weight input, past layout ops and int8 decompression."""
+    src = op.input_value(1).get_node()
+    while src.get_type_name() in ("Convert", "Reshape", "Transpose", "Multiply", "Subtract"):
+        src = src.input_value(0).get_node()
+    return src
+
+
 def float_weight_layers(model) -> list[str]:
     """Convolution / MatMul nodes whose weights are still a float constant (no FakeQuantize and
     no int8 constant behind them)."""
-    names = []
-    for op in model.get_ordered_ops():
-        if op.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
-            continue
-        src = op.input_value(1).get_node()
-        while src.get_type_name() in ("Convert", "Reshape", "Transpose"):
-            src = src.input_value(0).get_node()
-        if src.get_type_name() == "Constant" and src.get_element_type().is_real():
-            names.append(op.get_friendly_name())
-    return names
+    return [op.get_friendly_name() for op in model.get_ordered_ops()
+            if op.get_type_name() in WEIGHTED_OPS
+            and _weight_source(op).get_type_name() == "Constant"
+            and _weight_source(op).get_element_type().is_real()]
+
+
+def unquantized_layers(model) -> list[str]:
+    """Convolution / MatMul nodes that take float activations (no FakeQuantize in front): the
+    layers ``quantize`` skipped or accuracy control reverted, whatever their weights are."""
+    return [op.get_friendly_name() for op in model.get_ordered_ops()
+            if op.get_type_name() in WEIGHTED_OPS
+            and _weight_source(op).get_type_name() == "Constant"
+            and op.input_value(0).get_node().get_type_name() != "FakeQuantize"]
 
 
 # OpenVINO names the nodes NNCF inserts from a process-wide counter (``Constant_81158``), so

@@ -161,6 +161,44 @@ def test_openvino_squeeze_excite_weights_stored_int8(tmp_path):
     assert (tmp_path / "q.bin").stat().st_size < 0.3 * fp32.with_suffix(".bin").stat().st_size
 
 
+@pytest.mark.slow
+def test_openvino_accuracy_control_keeps_squeeze_excite_weights_int8(tmp_path):
+    """NNCF's accuracy control on MobileNetV3 (made to revert layers by calibrating on 2 images):
+    the layers it reverts keep f32 weights and are reported under the names of the written file;
+    the squeeze-excite layers quantize skipped are still stored int8, not counted as reverted."""
+    import openvino as ov
+    import torch
+
+    from deploy.export import ExportConfig, export, load_source
+    from deploy.validate import data_dir
+    from device_runners.images import ImageSet
+    from quant import openvino_ptq
+    from quant.calibration import load_calibration
+    from quant.openvino_accuracy import accuracy_control
+    from quant.stage import _evaluate
+
+    torch.set_num_threads(1)
+    data = data_dir() / "cifar10.zip"
+    source = load_source("mobilenet_v3_small.cifar10")
+    cfg = ExportConfig(target="openvino", output_dir=tmp_path / "fp32", threads=1,
+                       eval_data=data, eval_limit=100, max_drop=0.0)
+    fp32 = tmp_path / "fp32" / export(source, cfg).file
+    calib = load_calibration(data, source.entry.preprocess, size=2)
+    int8 = tmp_path / "q.xml"
+    plain = openvino_ptq.quantize(fp32, int8, calib, openvino_ptq.make_options())
+    _, evaluation = _evaluate(fp32, int8, cfg.target_entry, cfg, ImageSet(data, split="test"),
+                              calib, source.entry.preprocess)
+    record, facts, _ = accuracy_control(fp32, int8, calib, source, cfg, evaluation,
+                                        log=lambda line: None)
+    assert record["float_layers"], record
+    assert sorted(facts["weight_only_int8"]) == sorted(plain["weight_only_int8"])
+    written = ov.Core().read_model(str(int8))
+    assert openvino_ptq.float_weight_layers(written) == record["float_layers"]
+    assert not set(record["float_layers"]) & set(facts["weight_only_int8"])
+    names = {op.get_friendly_name() for op in written.get_ordered_ops()}
+    assert set(facts["weight_only_int8"]) <= names
+
+
 # ---- accuracy on real weights (slow) ----------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["onnx", "tflite", "openvino"])
