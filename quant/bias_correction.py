@@ -9,12 +9,18 @@ How it works, for any target: the target's own quantizer writes the int8 model; 
 weights are read back (``TargetLayer``), put into a PyTorch copy of the parent with BatchNorm
 folded into the convolutions, and one forward pass over the calibration batch (sequential: each
 layer sees the already corrected layers before it) measures, per output channel, how far the
-quantized layer's mean output is from the float layer's. The difference is added to the bias
-in the target file. Each layer's input is quantized as the target quantizes it, so the
-correction also absorbs the mean shift that activation rounding causes. Only weights are
-swapped in: converters fold constants into biases (hard-sigmoid's +3), so the correction is a
-difference of means added to whatever bias the file holds. Layers whose weights cannot be
-matched to the parent are left alone and reported.
+quantized layer's mean output is from the float layer's, averaged over the calibration images
+without the 5 % largest and 5 % smallest per channel (a trimmed mean): with outlier-robust
+ranges (``quant.image_ranges``) the few outlier images are clipped, their outputs move far
+more than the others', and a plain mean let them set the correction. Measured on CIFAR-10
+ShuffleNetV1 g3 (1000 test images, fp32 83.4 %): ONNX 57.5 % with the mean, 83.1 % with the
+median, 83.4 % trimmed; MobileNetV1-0.25 on ImageNet photos: trimmed 54.6/55.0 % (ONNX/TFLite)
+vs median 54.5/54.3 %. The difference is added to the bias in the target file.
+Each layer's input is quantized as the target quantizes it, so the correction also absorbs
+the mean shift that activation rounding causes. Only weights are swapped in: converters fold
+constants into biases (hard-sigmoid's +3), so the correction is a difference of means added to
+whatever bias the file holds. Layers whose weights cannot be matched to the parent are left
+alone and reported.
 """
 from __future__ import annotations
 
@@ -93,6 +99,17 @@ def match_layers(model, targets: list[TargetLayer]) -> tuple[dict[str, TargetLay
     return matched, unmatched
 
 
+TRIM = 0.05  # share of images dropped at each end, per channel
+
+
+def _trimmed_mean(per_image):
+    """Mean over images (dim 0) without the ``TRIM`` largest and smallest values."""
+    n = per_image.shape[0]
+    k = int(n * TRIM)
+    ordered = per_image.sort(dim=0).values
+    return ordered[k:n - k].mean(dim=0)
+
+
 def correct_biases(model, targets: list[TargetLayer], calib: np.ndarray,
                    max_images: int = 256) -> dict[str, Any]:
     """Measure and write the bias corrections into the target layers; returns a summary."""
@@ -105,8 +122,8 @@ def correct_biases(model, targets: list[TargetLayer], calib: np.ndarray,
     x = torch.from_numpy(np.ascontiguousarray(calib[:max_images]))
     layers = _layers(folded)
 
-    def channel_mean(out):
-        return out.mean(dim=[d for d in range(out.dim()) if d != 1])
+    def channel_mean(out):  # per image: [N, C]
+        return out.mean(dim=list(range(2, out.dim()))) if out.dim() > 2 else out
 
     float_means: dict[str, Any] = {}
     hooks = [layers[n].register_forward_hook(
@@ -128,7 +145,7 @@ def correct_biases(model, targets: list[TargetLayer], calib: np.ndarray,
     def hook(module, inputs, out, name):
         # the whole batch passes at once, so this layer's correction is known before the
         # next layer runs: the correction is sequential in one pass
-        d = float_means[name] - channel_mean(out)
+        d = _trimmed_mean(float_means[name] - channel_mean(out))
         deltas[name] = d.numpy().copy()
         shape = [1, -1] + [1] * (out.dim() - 2)
         return out + d.view(shape)

@@ -34,8 +34,8 @@ def test_flag_errors(flags, message, capsys, tmp_path):
 @pytest.mark.parametrize("target, flags, message", [
     ("onnx", ["--io", "uint8"], "onnx int8 models take float input"),
     ("openvino", ["--io", "int8"], "OpenVINO int8 models take float input"),
-    ("onnx", ["--calib-method", "ema"], "valid: percentile, minmax, entropy"),
-    ("tflite", ["--calib-method", "entropy"], "valid: minmax, ema"),
+    ("onnx", ["--calib-method", "ema"], "valid: image-percentile, percentile, minmax, entropy"),
+    ("tflite", ["--calib-method", "entropy"], "valid: image-percentile, minmax, ema"),
 ])
 def test_target_option_errors(target, flags, message, capsys, tmp_path):
     code, err = run(["export", "shufflenet_v2_x0_5.cifar10", "--target", target, "--int8",

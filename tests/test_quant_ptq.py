@@ -117,6 +117,52 @@ def test_onnx_qdq_per_channel_cpu_choice_float_logits(tmp_path):
     assert fed.min() >= 0 and fed.max() > 0
 
 
+def _activation_scales(path, target) -> dict[str, float]:
+    """Per-tensor activation scales of an int8 file, by tensor name."""
+    if target == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        return {t["name"]: t["quantization"][0] for t in
+                Interpreter(str(path)).get_tensor_details() if t["quantization"][0] > 0}
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.input[0]: float(inits[n.input[1]]) for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and inits[n.input[1]].size == 1}
+
+
+@pytest.mark.parametrize("target", ["onnx", "tflite"])
+def test_image_percentile_ranges_ignore_an_outlier_image(target, tmp_path):
+    """One calibration image in 201 with 20x the values must not set any activation range (the
+    default method); absolute min/max lets it, which is what the test contrasts."""
+    import dataclasses
+
+    from quant import onnx_ptq, tflite_ptq
+
+    ptq = {"onnx": onnx_ptq, "tflite": tflite_ptq}[target]
+    source, fp32 = fp32_file("shufflenet_v2_x0_5", target)
+    clean = calib_for(source, 200)
+    outlier = dataclasses.replace(clean, inputs=np.concatenate([clean.inputs,
+                                                                clean.inputs[:1] * 20]))
+
+    def widest_ratio(method):
+        scales = []
+        for name, calib in (("clean", clean), ("outlier", outlier)):
+            file = tmp_path / f"{method}-{name}{fp32.suffix}"
+            ptq.quantize(fp32, file, calib,
+                         dataclasses.replace(ptq.make_options(method), bias_correction=False))
+            scales.append(_activation_scales(file, target))
+        common = set(scales[0]) & set(scales[1])
+        assert len(common) > 50
+        return max(scales[1][n] / scales[0][n] for n in common)
+
+    assert ptq.METHODS[0] == "image-percentile"
+    assert widest_ratio("image-percentile") < 1.2
+    assert widest_ratio("minmax") > 5
+
+
 def test_openvino_fake_quantize_and_cpu_choice(tmp_path):
     import openvino as ov
 
