@@ -272,12 +272,6 @@ def tflite_usage(path: Path) -> Usage:
     return u
 
 
-def opcode(model, op) -> int:
-    # Codes above 127 live only in builtinCode; older files only fill the deprecated field.
-    oc = model.operatorCodes[op.opcodeIndex]
-    return max(oc.deprecatedBuiltinCode, oc.builtinCode)
-
-
 def _tfl_buffer_bytes(b) -> int:
     # Large models keep tensor data after the flatbuffer (offset/size) instead of inline.
     if b.data is not None:

@@ -56,15 +56,15 @@ def onnx_ranges(model, inputs: Iterator[np.ndarray],
     session = ort.InferenceSession(exposed.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     input_name = model.graph.input[0].name
-    mins: dict[str, list] = {n: [] for n in [input_name, *names]}
-    maxs: dict[str, list] = {n: [] for n in [input_name, *names]}
+    tensors = [input_name, *names]
+    mins: dict[str, list] = {n: [] for n in tensors}
+    maxs: dict[str, list] = {n: [] for n in tensors}
     for x in inputs:
-        values = [x, *session.run(names, {input_name: x})]
-        for name, value in zip([input_name, *names], values):
+        for name, value in zip(tensors, [x, *session.run(names, {input_name: x})]):
             mins[name].append(np.float32(value.min()))
             maxs[name].append(np.float32(value.max()))
     out = {}
-    for name in mins:
+    for name in tensors:
         lo, hi = robust_range(mins[name], maxs[name], percentile)
         out[name] = (np.float32(lo), np.float32(hi))  # onnxruntime wants numpy scalars
     return out

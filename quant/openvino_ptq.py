@@ -136,29 +136,30 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
 WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
 
 
-def _weight_source(op):
-    """The node behind a layer's weight input, past layout ops and int8 decompression."""
-    src = op.input_value(1).get_node()
-    while src.get_type_name() in ("Convert", "Reshape", "Transpose", "Multiply", "Subtract"):
-        src = src.input_value(0).get_node()
-    return src
+def _weighted_layers(model):
+    """(layer, the node behind its weight input past layout ops and int8 decompression) for
+    every Convolution / MatMul."""
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in WEIGHTED_OPS:
+            src = op.input_value(1).get_node()
+            while src.get_type_name() in ("Convert", "Reshape", "Transpose", "Multiply",
+                                          "Subtract"):
+                src = src.input_value(0).get_node()
+            yield op, src
 
 
 def float_weight_layers(model) -> list[str]:
     """Convolution / MatMul nodes whose weights are still a float constant (no FakeQuantize and
     no int8 constant behind them)."""
-    return [op.get_friendly_name() for op in model.get_ordered_ops()
-            if op.get_type_name() in WEIGHTED_OPS
-            and _weight_source(op).get_type_name() == "Constant"
-            and _weight_source(op).get_element_type().is_real()]
+    return [op.get_friendly_name() for op, src in _weighted_layers(model)
+            if src.get_type_name() == "Constant" and src.get_element_type().is_real()]
 
 
 def unquantized_layers(model) -> list[str]:
     """Convolution / MatMul nodes that take float activations (no FakeQuantize in front): the
     layers ``quantize`` skipped or accuracy control reverted, whatever their weights are."""
-    return [op.get_friendly_name() for op in model.get_ordered_ops()
-            if op.get_type_name() in WEIGHTED_OPS
-            and _weight_source(op).get_type_name() == "Constant"
+    return [op.get_friendly_name() for op, src in _weighted_layers(model)
+            if src.get_type_name() == "Constant"
             and op.input_value(0).get_node().get_type_name() != "FakeQuantize"]
 
 
