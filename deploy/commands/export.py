@@ -48,7 +48,8 @@ def add_arguments(p) -> None:
                    help="calibration images (default 300; 64 with ZeroQ)")
     q.add_argument("--calib-method", metavar="M", help="activation range estimation: onnx "
                    "image-percentile|percentile|minmax|entropy, tflite "
-                   "image-percentile|minmax|ema, openvino minmax|nncf (first: default)")
+                   "image-percentile|minmax|ema, openvino image-percentile|minmax|nncf (first: "
+                   "default)")
     q.add_argument("--io", choices=("float", "int8", "uint8"), default="float",
                    help="input/output type of the int8 file (int8/uint8: tflite)")
     q.add_argument("--eval", metavar="PATH", help="labelled images for fp32 vs int8 accuracy "
