@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from deploy.errors import ConversionError
 from quant import image_ranges
 from quant.bias_correction import TargetLayer
 
@@ -32,7 +33,7 @@ def _fq_limits(fq) -> list[np.ndarray]:
     return [np.asarray(_constant(fq.input_value(i)), dtype=np.float32) for i in range(1, 5)]
 
 
-def fp32_ranges(fp32_model, fake_quantizes, inputs: Iterator[np.ndarray], core=None,
+def fp32_ranges(fp32_model, fake_quantizes, inputs: Iterator[np.ndarray],
                 percentile: float = image_ranges.PERCENTILE) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each FakeQuantize, the image-percentile range of the tensor it quantizes, measured
     on the float model (one inference per calibration batch, those tensors exposed as outputs)
@@ -44,15 +45,14 @@ def fp32_ranges(fp32_model, fake_quantizes, inputs: Iterator[np.ndarray], core=N
     for fq in fake_quantizes:
         out = fq.input_value(0)
         node = by_name.get(out.get_node().get_friendly_name())
-        if node is None:
-            raise KeyError(f"{out.get_node().get_friendly_name()} is not in the float model")
+        if node is None:  # NNCF keeps the float graph's node names; a new one would land here
+            raise ConversionError(f"the int8 IR quantizes {out.get_node().get_friendly_name()}, "
+                                  f"which the float IR does not have; use --calib-method minmax")
         sources.append(node.output(out.get_index()))
     exposed = fp32_model.clone()
     first = len(exposed.outputs)  # the exposed tensors follow the model's own outputs
-    exposed.add_outputs([(s.get_node().get_friendly_name(), s.get_index())
-                                   for s in sources])
-    core = core or ov.Core()
-    compiled = core.compile_model(exposed, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    exposed.add_outputs([(s.get_node().get_friendly_name(), s.get_index()) for s in sources])
+    compiled = ov.Core().compile_model(exposed, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     shapes = [_fq_limits(fq)[0].shape for fq in fake_quantizes]
     mins: list[list] = [[] for _ in sources]
     maxs: list[list] = [[] for _ in sources]
@@ -86,18 +86,18 @@ def narrow_ranges(fake_quantizes, ranges) -> dict[str, Any]:
     limits = [_fq_limits(fq) for fq in fake_quantizes]
     for k, (lo, hi, _, _) in enumerate(limits):
         groups.setdefault((lo.tobytes(), hi.tobytes(), lo.shape), []).append(k)
-    factors = []
+    factors = [1.0] * len(fake_quantizes)
     for members in groups.values():
         lo, hi = limits[members[0]][:2]
         extent = np.maximum(np.abs(lo), np.abs(hi))
         want = np.max([np.where(lo < 0, np.maximum(np.abs(ranges[k][0]), np.abs(ranges[k][1])),
                                 np.maximum(ranges[k][1], 0.0)) for k in members], axis=0)
         factor = np.clip(want / np.maximum(extent, 1e-12), 1e-3, 1.0).astype(np.float32)
-        factors.append(float(np.min(factor)))
         for k in members:
-            fq = fake_quantizes[k]
+            factors[k] = float(np.min(factor))
             for i, value in enumerate(limits[k], start=1):
-                fq.input(i).replace_source_output(ov.op.Constant(np.array(value * factor, np.float32)).output(0))
+                new = ov.op.Constant(np.array(value * factor, np.float32))
+                fake_quantizes[k].input(i).replace_source_output(new.output(0))
     return {"fake_quantizes": len(fake_quantizes),
             "narrowed": int(sum(f < 0.999 for f in factors)),
             "smallest_factor": round(min(factors, default=1.0), 4)}
