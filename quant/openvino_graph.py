@@ -157,10 +157,12 @@ def read_layers(model) -> list[TargetLayer]:
     with PyTorch-layout weights (dequantized) and a writer that replaces that constant."""
     import openvino as ov
 
+    from quant.openvino_ptq import WEIGHTED_OPS
+
     layers = []
     for op in model.get_ordered_ops():
         kind = op.get_type_name()
-        if kind not in ("Convolution", "GroupConvolution", "MatMul"):
+        if kind not in WEIGHTED_OPS:
             continue
         w = _constant(op.input_value(1))
         consumers = list(op.output(0).get_target_inputs())

@@ -232,4 +232,4 @@ def layer_names(path: str | os.PathLike) -> list[str]:
     _, ov = _nncf()
     model = ov.Core().read_model(str(path))
     return [op.get_friendly_name() for op in model.get_ordered_ops()
-            if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
+            if op.get_type_name() in WEIGHTED_OPS]
