@@ -10,7 +10,9 @@ the scales and zero points of those, activation quantization parameters, weights
 float); whatever the constants do not account for (graph, names, container framing, the whole
 OpenVINO .xml) is overhead. The floor is one byte per weight plus the per-output-channel
 metadata the format requires, with no graph at all: fp32 size / floor is the largest ratio a
-perfect encoder of that format could reach. Writes benchmarks/results/int8_size.json and .md.
+perfect encoder of that format could reach. The per-tensor column is the same file with one
+scale per weight tensor instead of one per channel, graph and all: what giving up per-channel
+weights could buy at most. Writes benchmarks/results/int8_size.json and .md.
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ FLOOR = {
     # an f32 Add constant; a Subtract(zero point) only for asymmetric weights.
     "openvino": {"w": 4, "b": 4, "zp": 1},
 }
+# The same metadata once per weight layer instead of per channel (per-tensor weights).
+PER_TENSOR = {"onnx": 4 + 4, "tflite": 4 + 8 + 4 + 8, "openvino": 4}
 
 
 class Usage:
@@ -67,6 +71,12 @@ class Usage:
                 "weight_layers": len(self.layers),
                 "weight_elements": sum(l["elements"] for l in self.layers),
                 "out_channels": sum(l["channels"] for l in self.layers)}
+
+
+def per_tensor_bytes(target: str, usage: Usage) -> int:
+    """The file with its per-channel weight and bias metadata replaced by per-layer scalars."""
+    meta = sum(usage.bytes[c] for c in ("w_scale", "w_zp", "b_scale", "b_zp"))
+    return usage.size - meta + PER_TENSOR[target] * len(usage.layers)
 
 
 def floor_bytes(target: str, layers: list[dict]) -> int:
@@ -436,6 +446,8 @@ def measure(folder: Path) -> list[dict]:
             row["floor"] = floor_bytes(target, b.layers)
             row["ratio"] = a.size / b.size
             row["max_ratio"] = a.size / row["floor"]
+            row["per_tensor"] = per_tensor_bytes(target, b)
+            row["per_tensor_ratio"] = a.size / row["per_tensor"]
         except Exception as e:  # a corrupt file must not hide the other rows
             row["error"] = f"{type(e).__name__}: {e}"
             print(f"{folder}: {target}: {row['error']}", file=sys.stderr)
@@ -468,10 +480,15 @@ def markdown(r: dict) -> str:
              "- **w/ch**: weights per output channel. With k metadata bytes per channel, "
              "(4 w + 4 C) / (w + k C) >= 3.8 needs w/ch >= 19 k - 20 (the fp32 file's own "
              "graph bytes aside): ONNX (k = 12) 208, TFLite (k = 28) 512, OpenVINO (k = 8) 132.",
+             "- **per-tensor**: this int8 file with its per-channel weight and bias metadata "
+             "replaced by one scale (and TFLite zero point) per layer, graph and activation "
+             "parameters kept; **pt ratio** = fp32 / that: the most per-tensor weights could "
+             "give, before their accuracy cost.",
              "",
              "| model | target | fp32 | w+b | int8 | ratio | int8 w | bias | w/b qmeta "
-             "(all-zero) | act q | float w | graph | floor | w/ch | max |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "(all-zero) | act q | float w | graph | floor | w/ch | max | per-tensor | pt ratio |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+             "---:|"]
     notes = []
     for row in r["rows"]:
         if "error" in row:
@@ -485,7 +502,8 @@ def markdown(r: dict) -> str:
             f"{kb(b['w_int8'])} | {kb(b['bias'])} | {kb(meta)} ({kb(b['zp_all_zero'])}) | "
             f"{kb(b['act_qparams'])} | {kb(b['w_float'])} | "
             f"{kb(b['other_consts'] + b['overhead'])} | {kb(row['floor'])} | "
-            f"{row['weights_per_channel']:.0f} | {row['max_ratio']:.2f} |")
+            f"{row['weights_per_channel']:.0f} | {row['max_ratio']:.2f} | "
+            f"{kb(row['per_tensor'])} | {row['per_tensor_ratio']:.2f} |")
         if b["float_weights"]:
             top = ", ".join(f"{n} ({kb(s)} kB)" for n, s in b["float_weights"][:TOP_FLOAT])
             more = len(b["float_weights"]) - TOP_FLOAT

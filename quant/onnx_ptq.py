@@ -100,7 +100,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
         overrides.update({name: [{"rmin": lo, "rmax": hi}] for name, (lo, hi) in ranges.items()})
     requested = reduce_range
     if reduce_range == "gemm":
-        overrides.update(_gemm_weights_reduced(model))
+        overrides.update(_gemm_weights_reduced(model, options.per_channel))
         reduce_range = False
     if overrides:
         extra["TensorQuantOverrides"] = overrides
@@ -142,9 +142,12 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
     }
 
 
-def _gemm_weights_reduced(model) -> dict:
+def _gemm_weights_reduced(model, per_channel: bool = True) -> dict:
     """7-bit weights only for the layers MLAS runs as u8 x s8 GEMM (convs with groups == 1,
-    Gemm, MatMul); depthwise convs use a kernel without the int16 pair sums."""
+    Gemm, MatMul); depthwise convs use a kernel without the int16 pair sums.
+
+    A tensor override replaces the quantizer's per_channel choice for that tensor, so the
+    axis is given only when per-channel weights were asked for."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
@@ -158,8 +161,9 @@ def _gemm_weights_reduced(model) -> dict:
         w = numpy_helper.to_array(inits[n.input[1]])
         axis = 0 if n.op_type == "Conv" else (
             0 if next((a.i for a in n.attribute if a.name == "transB"), 0) else w.ndim - 1)
-        overrides[n.input[1]] = [{"reduce_range": True, "axis": axis}] + [
+        overrides[n.input[1]] = ([{"reduce_range": True, "axis": axis}] + [
             {"reduce_range": True} for _ in range(w.shape[axis] - 1)]
+            if per_channel else [{"reduce_range": True}])
     return overrides
 
 

@@ -97,6 +97,20 @@ def test_onnx_qdq_per_channel_cpu_choice_float_logits(tmp_path):
     assert facts["float_outputs"] == [model.graph.output[0].name]
     assert facts["bias_correction"]["layers"] == len(onnx_ptq.layer_names(fp32))
 
+    # per-tensor weights when asked: the 7-bit override must not bring the channel axis back
+    import dataclasses
+
+    pt = dataclasses.replace(onnx_ptq.make_options(), per_channel=False, reduce_range="gemm")
+    assert not onnx_ptq.quantize(fp32, tmp_path / "t.onnx", calib, pt, parent=None)["per_channel"]
+    m1 = onnx.load(str(tmp_path / "t.onnx"))
+    inits1 = {i.name: numpy_helper.to_array(i) for i in m1.graph.initializer}
+    prod1 = {o: n for n in m1.graph.node for o in n.output}
+    for conv in (n for n in m1.graph.node if n.op_type == "Conv"):
+        w, scale = (inits1[i] for i in prod1[conv.input[1]].input[:2])
+        assert scale.size == 1, conv.name
+        group = next((a.i for a in conv.attribute if a.name == "group"), 1)
+        assert (np.abs(w).max() <= 64) == (group == 1), conv.name
+
     # an excluded node computes in float on float inputs (no DequantizeLinear in front), and
     # those inputs still went through the ReLU in front of it: the quantizer folds a ReLU into
     # the clamp of the Quantize after it, which the excluded node no longer reads
