@@ -66,6 +66,8 @@ def report_lines(a) -> list[str]:
     bc = p.get("bias_correction")
     if bc:
         lines.append(f"  bias corr.:  {bc['layers']} layers against the PyTorch parent")
+    elif p.get("nncf_bias_correction"):
+        lines.append(f"  bias corr.:  NNCF's ({p['nncf_bias_correction']})")
     acc = x.get("accuracy")
     if acc:
         lines.append(f"  accuracy:    {acc['images']} held-out images of {acc['data']}: top-1 "

@@ -127,6 +127,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
         advanced["activations_range_estimator_params"] = RangeEstimatorParametersSet.MINMAX
     if ours:  # NNCF's correction would be measured on the ranges replaced below
         advanced["disable_bias_correction"] = True
+    source_names = {op.get_friendly_name() for op in model.get_ordered_ops()}
     dataset = nncf.Dataset(list(calib.batches(batch)))
     preset = {"performance": nncf.QuantizationPreset.PERFORMANCE,
               "mixed": nncf.QuantizationPreset.MIXED}[options.preset]
@@ -148,12 +149,14 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
             qmodel = nncf.compress_weights(qmodel, mode=nncf.CompressWeightsMode.INT8_SYM,
                                            ignored_scope=ignored)
     ops = Counter(op.get_type_name() for op in qmodel.get_ops())
-    _save(ov, qmodel, dst)
+    _save(ov, qmodel, dst, keep=source_names)
     return {"quantizer": "nncf.quantize", "preset": options.preset, "method": options.method,
-            "bias_correction": "ours (trimmed mean)" if ours else
-            ("nncf fast" if options.fast_bias_correction else "nncf"),
+            # the same record as the other targets' when ours ran; NNCF's otherwise
+            "bias_correction": correction,
+            "nncf_bias_correction": None if ours else (
+                "fast" if options.fast_bias_correction else "full"),
             "fast_bias_correction": options.fast_bias_correction and not ours,
-            "ranges": ranges, "our_bias_correction": correction, "overflow_fix": overflow,
+            "ranges": ranges, "overflow_fix": overflow,
             "overflow_fix_reason": why, "cpu": cpu_profile(), "excluded": list(options.exclude),
             "fake_quantize_count": ops.get("FakeQuantize", 0),
             "weight_only_int8": weight_only,  # layers NNCF's quantize skipped (SE blocks)
@@ -193,31 +196,26 @@ def float_weight_layers(model) -> list[str]:
             if src.get_type_name() == "Constant" and src.get_element_type().is_real()]
 
 
-def unquantized_layers(model) -> list[str]:
-    """Convolution / MatMul nodes that take float activations (no FakeQuantize in front): the
-    layers ``quantize`` skipped or accuracy control reverted, whatever their weights are."""
-    return [op.get_friendly_name() for op, src in _weighted_layers(model)
-            if src.get_type_name() == "Constant"
-            and op.input_value(0).get_node().get_type_name() != "FakeQuantize"]
-
-
 # OpenVINO names the nodes NNCF inserts from a process-wide counter (``Constant_81158``), so
 # the same quantization written twice gave two different .xml files
 GENERATED_NAME = re.compile(r"[A-Za-z]+_\d+")
 
 
-def stable_names(model) -> None:
+def stable_names(model, keep=frozenset()) -> None:
     """Renumber generated node names in graph order. Names from the PyTorch graph
-    (``__module.features.0/...``) and I/O tensor names stay."""
+    (``__module.features.0/...``), names in ``keep`` (the float IR's: what ``exclude`` and the
+    sensitivity ranking refer to) and I/O tensor names stay."""
     for index, op in enumerate(model.get_ordered_ops()):
-        if GENERATED_NAME.fullmatch(op.get_friendly_name()):
-            op.set_friendly_name(f"{op.get_type_name()}_{index}")
+        name = op.get_friendly_name()
+        if name not in keep and GENERATED_NAME.fullmatch(name):
+            new = f"{op.get_type_name()}_{index}"
+            op.set_friendly_name(new + "_q" if new in keep else new)
 
 
-def _save(ov, model, dst: Path) -> None:
+def _save(ov, model, dst: Path, keep=frozenset()) -> None:
     """Write .xml + .bin so that a finished .xml never points at a missing or old .bin."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    stable_names(model)
+    stable_names(model, keep)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
         ov.save_model(model, str(work / dst.name), compress_to_fp16=False)
@@ -225,6 +223,14 @@ def _save(ov, model, dst: Path) -> None:
         os.replace(work / dst.name, dst)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def target_layers(path: str | os.PathLike):
+    """The quantized layers of an int8 IR (for sensitivity analysis)."""
+    from quant import openvino_graph
+
+    _, ov = _nncf()
+    return openvino_graph.read_layers(ov.Core().read_model(str(path)))
 
 
 def layer_names(path: str | os.PathLike) -> list[str]:

@@ -2,7 +2,7 @@
 
 Runs when ``--max-drop D`` is given and the measured top-1 drop is above D.
 
-Ranking (ONNX, TFLite): the int8 file's weights and input quantization are loaded into a
+Ranking (every target): the int8 file's weights and input quantization are loaded into a
 PyTorch copy of the parent (as for bias correction, ``quant.bias_correction``); for each
 layer, the logit error against fp32 on calibration inputs is measured with that one layer back
 in float. The layers whose return to float removes the most error rank first. One forward pass
@@ -10,8 +10,9 @@ per layer, no re-quantization: cheap enough for every layer.
 
 Fall-back: the target's own quantizer runs again with the top-k layers excluded (k = 1, 2, 4,
 ... then bisected), each result evaluated on the held-out images, until the drop is within D
-or a quarter of the layers are float. OpenVINO uses NNCF's own accuracy control
-(``nncf.quantize_with_accuracy_control``), which does the same with its own ranking.
+or a quarter of the layers are float. On OpenVINO the excluded layers go to NNCF's
+``ignored_scope``, so the fall-back keeps the same ranges and bias correction as plain
+``--int8`` (NNCF's ``quantize_with_accuracy_control`` would quantize with its own).
 """
 from __future__ import annotations
 
@@ -95,10 +96,6 @@ def fall_back(ptq, fp32_path: Path, int8_path: Path, calib, options, source, con
     from quant.accuracy import Runner
 
     target = config.target_entry
-    if ptq.TARGET == "openvino":
-        from quant.openvino_accuracy import accuracy_control
-
-        return accuracy_control(fp32_path, int8_path, calib, source, config, evaluation, log)
     t0 = time.perf_counter()
     ranking = rank_layers(source.model, ptq.target_layers(int8_path), calib.inputs)
     log(f"sensitivity: ranked {len(ranking)} layers in {time.perf_counter() - t0:.0f} s; most "

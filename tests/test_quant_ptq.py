@@ -202,8 +202,8 @@ def test_openvino_fake_quantize_and_cpu_choice(tmp_path):
     # OpenVINO drops an Add of zeros, so the classifier has no bias to correct)
     assert facts["method"] == "image-percentile"
     assert facts["ranges"]["fake_quantizes"] == facts["fake_quantize_count"]
-    assert facts["our_bias_correction"]["layers"] == 52
-    assert not facts["our_bias_correction"]["unmatched"]
+    assert facts["bias_correction"]["layers"] == 52
+    assert not facts["bias_correction"]["unmatched"]
     assert facts["overflow_fix"] == openvino_ptq.default_overflow_fix()[0]
     assert (tmp_path / "q.bin").stat().st_size < 0.4 * fp32.with_suffix(".bin").stat().st_size
     ov.Core().read_model(str(tmp_path / "q.xml"))
@@ -241,10 +241,11 @@ def test_openvino_squeeze_excite_weights_stored_int8(tmp_path):
 
 
 @pytest.mark.slow
-def test_openvino_accuracy_control_keeps_squeeze_excite_weights_int8(tmp_path):
-    """NNCF's accuracy control on MobileNetV3 (made to revert layers by calibrating on 2 images):
-    the layers it reverts keep f32 weights and are reported under the names of the written file;
-    the squeeze-excite layers quantize skipped are still stored int8, not counted as reverted."""
+def test_openvino_fall_back_keeps_our_ranges_and_squeeze_excite_weights_int8(tmp_path):
+    """--max-drop on OpenVINO (MobileNetV3, made to need float layers by calibrating on 2 images)
+    re-quantizes with the same image-percentile ranges and bias correction as plain --int8; the
+    layers put back in float keep f32 weights under the names of the written file; the
+    squeeze-excite layers quantize skipped stay stored int8 unless the fall-back chose them."""
     import openvino as ov
     import torch
 
@@ -253,7 +254,7 @@ def test_openvino_accuracy_control_keeps_squeeze_excite_weights_int8(tmp_path):
     from device_runners.images import ImageSet
     from quant import openvino_ptq
     from quant.calibration import load_calibration
-    from quant.openvino_accuracy import accuracy_control
+    from quant.sensitivity import fall_back
     from quant.stage import _evaluate
 
     torch.set_num_threads(1)
@@ -264,19 +265,19 @@ def test_openvino_accuracy_control_keeps_squeeze_excite_weights_int8(tmp_path):
     fp32 = tmp_path / "fp32" / export(source, cfg).file
     calib = load_calibration(data, source.entry.preprocess, size=2)
     int8 = tmp_path / "q.xml"
-    plain = openvino_ptq.quantize(fp32, int8, calib, openvino_ptq.make_options(),
-                                  parent=source.model)
+    options = openvino_ptq.make_options()
+    plain = openvino_ptq.quantize(fp32, int8, calib, options, parent=source.model)
     _, evaluation = _evaluate(fp32, int8, cfg.target_entry, cfg, ImageSet(data, split="test"),
                               calib, source.entry.preprocess)
-    record, facts, _ = accuracy_control(fp32, int8, calib, source, cfg, evaluation,
-                                        log=lambda line: None)
-    assert record["float_layers"], record
-    assert sorted(facts["weight_only_int8"]) == sorted(plain["weight_only_int8"])
+    record, facts, _ = fall_back(openvino_ptq, fp32, int8, calib, options, source, cfg,
+                                 evaluation, log=lambda line: None)
+    floated = record["float_layers_in_file"]
+    assert floated and len(record["ranking"]) == len(openvino_ptq.target_layers(int8)), record
+    assert facts["method"] == "image-percentile" and facts["excluded"] == floated
+    assert facts["ranges"]["fake_quantizes"] > 0 and facts["bias_correction"]["layers"] > 0
+    assert set(facts["weight_only_int8"]) == set(plain["weight_only_int8"]) - set(floated)
     written = ov.Core().read_model(str(int8))
-    assert openvino_ptq.float_weight_layers(written) == record["float_layers"]
-    assert not set(record["float_layers"]) & set(facts["weight_only_int8"])
-    names = {op.get_friendly_name() for op in written.get_ordered_ops()}
-    assert set(facts["weight_only_int8"]) <= names
+    assert sorted(openvino_ptq.float_weight_layers(written)) == sorted(floated)
 
 
 # ---- accuracy on real weights (slow) ----------------------------------------------------------
@@ -326,5 +327,6 @@ def test_max_drop_falls_back_and_records(shared_data, tmp_path, target):
     assert any(line.startswith("  fallback:") for line in report_lines(art))
     s = art.extra["sensitivity"]
     assert s["reached"] and s["float_layers"]
-    assert s.get("ranking") or target == "openvino"  # NNCF ranks layers itself
+    int8_pass = next(p for p in art.passes if p["name"] == "int8_ptq")
+    assert s["ranking"] and s["float_layers_in_file"] == int8_pass["excluded"]
     assert art.extra["accuracy"]["top1_drop"] <= 0.0
