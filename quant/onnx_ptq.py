@@ -125,6 +125,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
         summary = None
         if options.bias_correction and parent is not None:
             summary = correct_biases(parent, read_layers(qmodel), calib.inputs)
+        zero_points = _drop_zero_zero_points(qmodel)
         _drop_unused_initializers(qmodel)
         onnx.save(qmodel, str(tmp))
         ops = Counter(n.op_type for n in onnx.load(str(tmp)).graph.node)
@@ -138,6 +139,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
         **({"percentile": options.percentile} if options.method == "percentile" else {}),
         "cpu": cpu_profile(), "excluded": list(options.exclude),
         "bias_correction": summary, "float_outputs": float_outputs,
+        "zero_points_dropped": zero_points,
         "ops": dict(sorted(ops.items())),
     }
 
@@ -216,6 +218,28 @@ def _float_inputs(model, excluded) -> None:
             if not any(used[o] for o in n.output) and producer.get(n.input[0]) is not None:
                 model.graph.node.remove(n)
                 used.subtract(n.input)
+
+
+def _drop_zero_zero_points(model) -> int:
+    """Remove the all-zero zero points of the DequantizeLinear nodes in front of a Conv's
+    weights and bias (an optional input, 0 when absent): 5 B per output channel, 6 % of
+    MobileNetV2 x0.5's int8 file. ORT still fuses those convs into QLinearConv and computes
+    the same bits. Gemm keeps them: without its bias zero point ORT ran it in float."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    readers: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n.op_type)
+    dropped = 0
+    for n in model.graph.node:
+        if (n.op_type == "DequantizeLinear" and len(n.input) == 3 and n.input[0] in inits
+                and n.input[2] in inits and readers.get(n.output[0]) == ["Conv"]
+                and not numpy_helper.to_array(inits[n.input[2]]).any()):
+            del n.input[2]
+            dropped += 1
+    return dropped
 
 
 def _drop_unused_initializers(model) -> None:

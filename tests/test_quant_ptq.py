@@ -85,10 +85,11 @@ def test_onnx_qdq_per_channel_cpu_choice_float_logits(tmp_path):
     producer = {o: n for n in model.graph.node for o in n.output}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     assert len(convs) == len(onnx_ptq.layer_names(fp32)) - 1  # + the classifier Gemm
-    for conv in convs:  # int8 weights, one scale per output channel
+    for conv in convs:  # int8 weights, one scale per output channel, no zero-point bytes
         dq = producer[conv.input[1]]
         w, scale = inits[dq.input[0]], inits[dq.input[1]]
         assert w.dtype == np.int8 and scale.shape == (w.shape[0],)
+        assert len(dq.input) == 2 and len(producer[conv.input[2]].input) == 2, conv.name
         group = next((a.i for a in conv.attribute if a.name == "group"), 1)
         if choice == "gemm":  # 7-bit weights only where the GEMM kernel saturates
             assert (np.abs(w).max() <= 64) == (group == 1), conv.name
@@ -96,6 +97,13 @@ def test_onnx_qdq_per_channel_cpu_choice_float_logits(tmp_path):
     assert producer[model.graph.output[0].name].op_type != "DequantizeLinear"
     assert facts["float_outputs"] == [model.graph.output[0].name]
     assert facts["bias_correction"]["layers"] == len(onnx_ptq.layer_names(fp32))
+    assert facts["zero_points_dropped"] == 2 * len(convs)
+    # ...and ORT still runs every conv and the classifier as int8 kernels
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(tmp_path / "q.onnx"), options, providers=["CPUExecutionProvider"])
+    fused = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+    assert fused.count("QLinearConv") == len(convs) and "QGemm" in fused, sorted(set(fused))
 
     # per-tensor weights when asked: the 7-bit override must not bring the channel axis back
     import dataclasses
