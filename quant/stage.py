@@ -103,15 +103,16 @@ def export_int8(source, config, log: Callable[[str], None] = progress):
         backend_ok = checked["validation"]["status"] == "passed"
         drop_ok = sensitivity is None or sensitivity.get("reached", True)
         dest, artifact = _place(conversion, final, artifact, failed=not (backend_ok and drop_ok))
-        if not backend_ok:
-            raise ValidationError(
-                f"{final.name} disagrees with its PyTorch parent: "
-                f"{'; '.join(checked['validation'].get('failures', []))} (kept as {dest.name})")
-        if not drop_ok:
+        disagrees = "; ".join(checked["validation"].get("failures", []))
+        if not drop_ok:  # what the user asked for comes first; the check's verdict after it
             raise ValidationError(
                 f"{final.name}: top-1 drop {accuracy['top1_drop']:.2f} is above --max-drop "
-                f"{config.max_drop} even with {len(sensitivity['float_layers'])} layers in float "
-                f"(kept as {dest.name}; see its manifest's extra.sensitivity)")
+                f"{config.max_drop} even with {len(sensitivity['float_layers'])} layers in float"
+                f"{'' if backend_ok else f', and it disagrees with its PyTorch parent ({disagrees})'}"
+                f" (kept as {dest.name}; see its manifest's extra.sensitivity)")
+        if not backend_ok:
+            raise ValidationError(f"{final.name} disagrees with its PyTorch parent: {disagrees} "
+                                  f"(kept as {dest.name})")
         return artifact
     finally:
         shutil.rmtree(work, ignore_errors=True)
