@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 TARGETS = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}
 # Byte categories, in the order that wins when two roles share the same bytes.
+# Per-channel weight and bias quantization metadata (the "w/b qmeta" column).
+QMETA = ("w_scale", "w_zp", "b_scale", "b_zp")
 CATS = ("w_int8", "w_float", "bias", "w_scale", "w_zp", "b_scale", "b_zp", "act_qparams",
         "other_consts")
 TOP_FLOAT = 5  # float weights named per file
@@ -75,7 +77,7 @@ class Usage:
 
 def per_tensor_bytes(target: str, usage: Usage) -> int:
     """The file with its per-channel weight and bias metadata replaced by per-layer scalars."""
-    meta = sum(usage.bytes[c] for c in ("w_scale", "w_zp", "b_scale", "b_zp"))
+    meta = sum(usage.bytes[c] for c in QMETA)
     return usage.size - meta + PER_TENSOR[target] * len(usage.layers)
 
 
@@ -495,7 +497,7 @@ def markdown(r: dict) -> str:
             notes.append(f"- {row['model']} {row['target']}: skipped, {row['error']}")
             continue
         a, b = row["fp32"], row["int8"]
-        meta = sum(b[c] for c in ("w_scale", "w_zp", "b_scale", "b_zp"))
+        meta = sum(b[c] for c in QMETA)
         lines.append(
             f"| {row['model']} | {row['target']} | {kb(a['file_bytes'])} | "
             f"{kb(a['weights_and_bias'])} | {kb(b['file_bytes'])} | {row['ratio']:.2f} | "

@@ -286,6 +286,8 @@ def test_openvino_fall_back_keeps_our_ranges_and_squeeze_excite_weights_int8(tmp
     assert set(facts["weight_only_int8"]) == set(plain["weight_only_int8"]) - set(floated)
     written = ov.Core().read_model(str(int8))
     assert sorted(openvino_ptq.float_weight_layers(written)) == sorted(floated)
+    names = {op.get_friendly_name() for op in written.get_ordered_ops()}
+    assert set(facts["weight_only_int8"]) <= names
 
 
 # ---- accuracy on real weights (slow) ----------------------------------------------------------
