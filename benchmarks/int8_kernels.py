@@ -72,8 +72,10 @@ def openvino_profile(path: Path, runs: int, threads: int) -> dict[str, float]:
     import openvino as ov
 
     core = ov.Core()
+    # f32 for the float parts, as the runner runs them (the plugin defaults to bf16 on AMX)
     compiled = core.compile_model(str(path), "CPU", {"PERF_COUNT": "YES",
-                                                     "INFERENCE_NUM_THREADS": threads})
+                                                     "INFERENCE_NUM_THREADS": threads,
+                                                     "INFERENCE_PRECISION_HINT": "f32"})
     req = compiled.create_infer_request()
     x = _input(list(compiled.inputs[0].get_partial_shape().to_shape()))
     for _ in range(WARMUP):

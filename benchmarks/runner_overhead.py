@@ -57,7 +57,8 @@ def bare_loop(path: Path, threads: int, x: np.ndarray, warmup: int, runs: int) -
     else:
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads})
+        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                              "INFERENCE_PRECISION_HINT": "f32"})
         req = compiled.create_infer_request()
         req.set_input_tensor(ov.Tensor(x))
         fn = req.infer

@@ -10,8 +10,14 @@ pixels as PyTorch), and the runner's ``bench`` times it per thread count.
 
 A failing cell records its error and the others still run. Latency-derived columns all use the
 median (p50): speed-up = eager p50 / file p50 at the same thread count; achieved GMAC/s =
-MACs / p50; share of peak = GMAC/s over the fp32 FMA peak of the cores the run may use
+MACs / p50; share of peak = GMAC/s over the peak of the arithmetic the file ran in (int8 for
+int8 files, else the float precision the runtime reported) on the cores the run may use
 (``device_runners.sysinfo``, scaled to the thread count).
+
+Float files run in f32, their declared precision. Where a runtime's own default on this CPU is
+another precision (OpenVINO: bf16 on AMX Xeons), the same file is measured a second time in
+that default and reported as its own row (``precision_hint: auto``), so an app that keeps the
+default knows its accuracy and speed.
 """
 from __future__ import annotations
 
@@ -125,14 +131,14 @@ def torch_predictions(model, images: EvalImages, preprocess, batch: int = 64) ->
 
 
 def file_predictions(path: Path, runtime: str, artifact, images: EvalImages,
-                     threads: int) -> np.ndarray:
+                     threads: int, precision_hint: str | None = None) -> np.ndarray:
     """Top-1 class per image from the exported file, fed as ``runner eval`` feeds it."""
     from device_runners.backends import backend_class
     from device_runners.evaluate import make_pipeline, scores, to_input
     from device_runners.isolation import check_in_child
 
     check_in_child(path, runtime, threads)  # a crashing runtime fails this cell, not the run
-    backend = backend_class(runtime)(path, threads=threads)
+    backend = backend_class(runtime)(path, threads=threads, precision_hint=precision_hint)
     try:
         spec, out_spec = backend.input, backend.outputs[0]
         pipe = make_pipeline(spec, artifact.preprocess)
@@ -168,15 +174,16 @@ def eager_latency(model, input_size: int, threads: int, warmup: int, runs: int
     return {"p50_ms": s["p50_ms"], "p90_ms": s["p90_ms"], "load": os.getloadavg()[0]}
 
 
-def rates(macs: int | None, p50_ms: float, threads: int, cpu) -> tuple[float | None, float | None]:
-    """(achieved GMAC/s at the median latency, share of the peak of ``threads`` cores)."""
+def rates(macs: int | None, p50_ms: float, threads: int, cpu, arithmetic: str = "f32"
+          ) -> tuple[float | None, float | None]:
+    """(achieved GMAC/s at the median latency, share of the ``arithmetic`` peak (f32, int8,
+    bf16, f16) of ``threads`` cores)."""
     if not macs or p50_ms <= 0:
         return None, None
     gmacs = macs / (p50_ms / 1e3) / 1e9
-    if not cpu.peak_gmacs:
-        return gmacs, None
-    peak = cpu.peak_gmacs * min(threads, cpu.cores) / cpu.cores
-    return gmacs, gmacs / peak
+    unit = cpu.peak(arithmetic)
+    peak = unit.for_threads(threads, cpu.cores) if unit else None
+    return gmacs, (gmacs / peak if peak else None)
 
 
 # ---- artifacts ---------------------------------------------------------------------------
@@ -258,7 +265,7 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
     desc = source.describe()
     model = {k: desc[k] for k in ("name", "arch", "num_classes", "input_size", "params", "macs",
                                   "mac_cost", "weights")}
-    images = None
+    images = torch_pred = None
     if config.evaluate:
         images = load_eval_images(config.data, source.entry.preprocess, config.limit, config.seed)
         log(f"{name}: PyTorch fp32 on {len(images.crops)} images of {images.path.name}")
@@ -275,6 +282,7 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
     for target in config.targets:
         for precision in config.precisions:
             cell: dict[str, Any] = {"model": name, "target": target, "precision": precision}
+            default_cell = None
             log(f"{name} {target} {precision}: export")
             t0 = time.perf_counter()
             try:
@@ -283,27 +291,8 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
                             size_bytes=art.size_bytes + sum(c["size_bytes"] for c in art.companions),
                             validation=_validation(art.validation))
                 runtime = _runtime(target)
-                if images is not None:
-                    log(f"{name} {target} {precision}: evaluate {len(images.crops)} images")
-                    pred = file_predictions(path, runtime, art, images, max(config.threads))
-                    top1 = 100.0 * float(np.mean(pred == images.labels))
-                    cell.update(top1=top1, delta_top1=top1 - model["torch_top1"],
-                                agreement=100.0 * float(np.mean(pred == torch_pred)))
-                cell["latency"] = {}
-                for t in config.threads:
-                    r = bench(path, runtime=runtime, threads=t, warmup=config.warmup,
-                              runs=config.runs, isolate=False)
-                    eager = model["eager"][str(t)]["p50_ms"]
-                    gmacs, share = rates(model["macs"], r.p50_ms, t, cpu)
-                    if share is not None and share > 1.0:
-                        raise ValidationError(
-                            f"{t} thread(s): p50 {r.p50_ms:.3f} ms would be {gmacs:.0f} GMAC/s, "
-                            f"above the {t}-core fp32 peak: the timed call did not run the "
-                            f"whole model")
-                    cell["latency"][str(t)] = {
-                        "p50_ms": r.p50_ms, "p90_ms": r.p90_ms, "speedup": eager / r.p50_ms,
-                        "gmacs": gmacs, "peak_share": share, "load": os.getloadavg()[0]}
-                    log(f"{name} {target} {precision}: {t} thread(s) p50 {r.p50_ms:.3f} ms")
+                _measure(cell, path, runtime, art, images, model, torch_pred, config, cpu, log)
+                default_cell = _runtime_default_cell(cell, path, runtime, art)
                 cell["status"] = "ok"
             except Int8Unavailable as err:
                 cell.update(status="unavailable", error=one_line(err))
@@ -313,7 +302,65 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
                 log(f"{name} {target} {precision}: FAILED: {cell['error']}")
             cell["seconds"] = round(time.perf_counter() - t0, 2)
             cells.append(cell)
+            if default_cell is not None:  # the runtime's own default precision, as its own row
+                t0 = time.perf_counter()
+                try:
+                    _measure(default_cell, path, runtime, art, images, model, torch_pred, config,
+                             cpu, log)
+                    default_cell["status"] = "ok"
+                except Exception as err:  # noqa: BLE001 - as above
+                    default_cell.update(status="failed", error=one_line(err))
+                    log(f"{name} {target} {precision} (runtime default): FAILED: "
+                        f"{default_cell['error']}")
+                default_cell["seconds"] = round(time.perf_counter() - t0, 2)
+                cells.append(default_cell)
     return model, cells
+
+
+def _runtime_default_cell(cell: dict[str, Any], path: Path, runtime: str, art
+                          ) -> dict[str, Any] | None:
+    """A second row for a float file whose runtime defaults to another precision here."""
+    from device_runners.backends import backend_class
+
+    if cell["precision"] == INT8 or backend_class(runtime).default_precision() == "f32":
+        return None
+    return {k: cell[k] for k in ("model", "target", "precision", "file", "reused", "size_bytes")
+            } | {"precision_hint": "auto", "validation": _validation(
+                (art.validation or {}).get("runtime_default"))}
+
+
+def _measure(cell: dict[str, Any], path: Path, runtime: str, art, images, model, torch_pred,
+             config: BenchmarkConfig, cpu, log: Callable[[str], None]) -> None:
+    """Accuracy (when images are given) and latency per thread count of one file into
+    ``cell``, with the cell's precision hint (None: f32)."""
+    from device_runners.bench import bench
+
+    hint = cell.get("precision_hint")
+    what = f"{model['name']} {cell['target']} {cell['precision']}" + (
+        f" (runtime default, hint {hint})" if hint else "")
+    if images is not None:
+        log(f"{what}: evaluate {len(images.crops)} images")
+        pred = file_predictions(path, runtime, art, images, max(config.threads), hint)
+        top1 = 100.0 * float(np.mean(pred == images.labels))
+        cell.update(top1=top1, delta_top1=top1 - model["torch_top1"],
+                    agreement=100.0 * float(np.mean(pred == torch_pred)))
+    cell["latency"] = {}
+    for t in config.threads:
+        r = bench(path, runtime=runtime, threads=t, warmup=config.warmup,
+                  runs=config.runs, isolate=False, precision_hint=hint)
+        cell["inference_precision"] = r.inference_precision
+        eager = model["eager"][str(t)]["p50_ms"]
+        gmacs, share = rates(model["macs"], r.p50_ms, t, cpu, r.arithmetic)
+        if share is not None and share > 1.0:
+            raise ValidationError(
+                f"{t} thread(s): p50 {r.p50_ms:.3f} ms would be {gmacs:.0f} GMAC/s, "
+                f"above the {t}-core {r.arithmetic} peak ({r.peak_unit}): the timed call "
+                f"did not run the whole model")
+        cell["latency"][str(t)] = {
+            "p50_ms": r.p50_ms, "p90_ms": r.p90_ms, "speedup": eager / r.p50_ms,
+            "gmacs": gmacs, "peak_share": share, "arithmetic": r.arithmetic,
+            "load": os.getloadavg()[0]}
+        log(f"{what}: {t} thread(s) p50 {r.p50_ms:.3f} ms")
 
 
 def _runtime(target: str) -> str:

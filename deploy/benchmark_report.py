@@ -51,7 +51,7 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         lat = (c.get("latency") or {}) if c["status"] == "ok" else {}
         status = c["status"] if not c.get("reused") else "ok (reused)"
         last = lat.get(top, {})
-        out.append([c["model"], c["target"], c["precision"], status, _size(c.get("size_bytes")),
+        out.append([c["model"], c["target"], precision_label(c), status, _size(c.get("size_bytes")),
                     _pct(c.get("top1")), _pct(c.get("delta_top1"), sign=True),
                     _pct(c.get("agreement"))]
                    + [f"{_ms(lat[t]['p50_ms'])} / {_ms(lat[t]['p90_ms'])}" if t in lat else "—"
@@ -64,6 +64,17 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, out
 
 
+def precision_label(cell: dict[str, Any]) -> str:
+    """The file's precision, and the arithmetic when the runtime did not compute in it
+    (a runtime-default row: OpenVINO's bf16 on AMX Xeons)."""
+    ran = cell.get("inference_precision")
+    if cell.get("precision_hint") == "auto":
+        return f"{cell['precision']} as {ran or '?'} (runtime default)"
+    if ran and ran != "f32" and cell["precision"] != "int8":
+        return f"{cell['precision']} as {ran}"
+    return cell["precision"]
+
+
 def _rate(v: float | None) -> str:
     return "—" if v is None else f"{v:.3g}"
 
@@ -73,11 +84,10 @@ def _share(v: float | None) -> str:
 
 
 def eager_rates(model: dict[str, Any], report: dict[str, Any], threads: str):
-    from types import SimpleNamespace
-
     from deploy.benchmark import rates
+    from device_runners.sysinfo import CpuInfo
 
-    cpu = SimpleNamespace(**report["machine"]["cpu"])
+    cpu = CpuInfo.from_dict(report["machine"]["cpu"])
     return rates(model.get("macs"), model["eager"][threads]["p50_ms"], int(threads), cpu)
 
 
@@ -111,14 +121,17 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         f"- command: `{report['command']}`",
         f"- run: {report['started']} → {report['finished']}",
         f"- machine: {cpu['model']}, {cpu['cores']} cores usable, {cpu['isa']}; "
-        f"peak {cpu['peak_derivation']}",
+        f"flags {' '.join(cpu.get('flags') or ()) or 'unknown'}",
+        *(f"- {a} peak: {u['derivation']}" for a, u in (cpu.get("peaks") or {}).items()),
+        *([] if cpu.get("peaks") else [f"- peak: {cpu['peak_derivation']}"]),
         f"- load average (1/5/15 min) at start {_load(mach['load_average_start'])}, at end "
         f"{_load(mach['load_average_end'])}; per-measurement 1-min load is in the JSON",
         f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- latency: batch 1, {cfg['warmup']} warm-up + {cfg['runs']} timed runs per thread "
         f"count, inference call only (runner bench); PyTorch eager fp32 timed the same way in "
         f"the same run; speed-up = eager p50 / file p50; GMAC/s = MACs / p50; % peak against "
-        f"the fp32 FMA peak of the cores used",
+        f"the peak of the arithmetic the file ran in (int8 files: int8; float files: the "
+        f"precision the runtime computed in, f32 unless a row says otherwise) on the cores used",
     ]
     if "int8" in cfg["precisions"]:
         lines.append(f"- int8 calibration: {cfg.get('calib') or 'none given: the export stage default'}")

@@ -25,8 +25,8 @@ from typing import Any, Mapping
 
 from deploy.errors import ConfigError, ValidationError
 from deploy.manifest import Artifact, file_facts, manifest_path, write_manifest
-from deploy.validate import MIN_IMAGES, RANDOM_INIT_NOTE, compare, run_file, torch_logits
-from deploy.validate import validation_batch
+from deploy.validate import MIN_IMAGES, RANDOM_INIT_NOTE, compare, precision_record, run_file
+from deploy.validate import runtime_default_mode, torch_logits, validation_batch
 
 FAILED = "failed"  # infix of the names failed exports are kept under
 
@@ -166,8 +166,15 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
         seconds = time.perf_counter() - t0
         layout = conversion.details.get("input_layout", target.input_layout)  # options may change it
         out, backend = run_file(conversion.file, target.runtime, x, layout, config.threads)
-        validation = {**compare(reference, out, target.tolerance(config.precision)),
-                      **data_info, "runtime": f"{backend.name} {backend.version}"}
+        tolerance = target.tolerance(config.precision)
+        validation = {**compare(reference, out, tolerance), **data_info,
+                      "runtime": f"{backend.name} {backend.version}", **precision_record(backend)}
+        default_mode = runtime_default_mode(
+            target.runtime, reference, tolerance,
+            lambda hint: run_file(conversion.file, target.runtime, x, layout, config.threads,
+                                  precision_hint=hint))
+        if default_mode:
+            validation["runtime_default"] = default_mode
         if not source.weights.get("trained"):
             validation["note"] = RANDOM_INIT_NOTE
         artifact = _artifact(source, model_info, config, conversion, backend, validation,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -90,15 +90,46 @@ def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
 
 
 def run_file(path: str | os.PathLike, runtime: str, x: np.ndarray, layout: str,
-             threads: int | None = None) -> tuple[np.ndarray, Any]:
-    """Logits of the exported file for NCHW batch ``x`` fed in ``layout``, and its backend."""
+             threads: int | None = None, precision_hint: str | None = None
+             ) -> tuple[np.ndarray, Any]:
+    """Logits of the exported file for NCHW batch ``x`` fed in ``layout``, and its backend.
+
+    Float work runs in f32 (``precision_hint`` None): the file's declared precision is what
+    is checked, whatever the runtime would pick on this CPU by itself."""
     from device_runners.backends import load
 
-    backend = load(path, runtime=runtime, threads=threads)
+    backend = load(path, runtime=runtime, threads=threads, precision_hint=precision_hint)
     outs = backend.run(to_layout(x, layout))
     if len(outs) != 1:
         raise ShapeError(f"{Path(path).name} has {len(outs)} outputs; a classifier has one")
     return np.asarray(outs[0], dtype=np.float32), backend
+
+
+def precision_record(backend) -> dict[str, str]:
+    """What the runtime was asked to compute float work in, and what it actually used."""
+    return {"precision_hint": backend.precision_hint,
+            "inference_precision": backend.inference_precision}
+
+
+def runtime_default_mode(runtime: str, reference: np.ndarray, tolerance,
+                         run: Callable[[str], tuple[np.ndarray, Any]]) -> dict[str, Any] | None:
+    """The same comparison in the runtime's own default float precision, where on this CPU it
+    is not f32 (OpenVINO: bf16 on AMX/AVX512_BF16 Xeons, f16 on some ARM cores); else None.
+
+    An app that keeps the runtime's default gets these numbers. Recorded beside the f32
+    validation and never deciding it: the file is checked in the precision it declares.
+    ``run(hint)`` returns (logits, backend) for the file run with that hint."""
+    from device_runners.backends import backend_class
+
+    if backend_class(runtime).default_precision() == "f32":
+        return None
+    out, backend = run("auto")
+    backend.close()
+    r = compare(reference, out, tolerance)
+    keep = ("max_abs_diff", "max_rel_diff", "cosine_min", "cosine_mean", "top1_agreement",
+            "failures")
+    return {**precision_record(backend), "within_tolerance": r["status"] == "passed",
+            **{k: r[k] for k in keep if k in r}}
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, tolerance) -> dict[str, Any]:
@@ -154,7 +185,20 @@ def summary_line(v: dict[str, Any]) -> str:
         return f"{v['status']}: {'; '.join(v.get('failures', []))}"
     line = (f"{v['status']} on {v.get('images', '?')} images of {v.get('data', '?')}: "
             f"max|dlogit| {v['max_abs_diff']:.2e}, worst cosine {v['cosine_min']:.6f}, "
-            f"top-1 agreement {v['top1_agreement']:.1%}")
+            f"top-1 agreement {v['top1_agreement']:.1%}"
+            + (f", run in {v['inference_precision']}" if "inference_precision" in v else ""))
     if v.get("failures"):
         line += " -- " + "; ".join(v["failures"])
     return line
+
+
+def runtime_default_line(v: dict[str, Any]) -> str | None:
+    """A second line where the runtime's default precision on this CPU is not f32."""
+    d = v.get("runtime_default")
+    if not d:
+        return None
+    return (f"runtime default on this CPU computes in {d['inference_precision']}: "
+            f"max|dlogit| {d['max_abs_diff']:.2e}, worst cosine {d['cosine_min']:.6f}, "
+            f"top-1 agreement {d['top1_agreement']:.1%} "
+            f"({'within' if d['within_tolerance'] else 'OUTSIDE'} the fp32 tolerance; "
+            f"runners use f32 unless --precision-hint auto)")

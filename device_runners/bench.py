@@ -3,7 +3,9 @@
 Like LiteRT's benchmark_model and OpenVINO's benchmark_app, inputs are bound once and the
 timed call is the runtime's own inference call, nothing else; statistics are over the
 steady-state runs after warm-up. With a manifest beside the model, its MAC count gives the
-achieved MAC/s and the share of the CPU's derived fp32 peak.
+achieved MAC/s and the share of the CPU's derived peak for the arithmetic the file runs in:
+int8 for int8 files, else the float precision the runtime reports (f32 unless a precision
+hint asked for bf16/f16 and the CPU has it).
 """
 from __future__ import annotations
 
@@ -51,10 +53,14 @@ class BenchResult:
     throughput: float  # samples per second = batch / mean latency
     macs: int | None  # per sample, from the manifest
     achieved_gmacs: float | None  # macs x batch / p50 latency
-    peak_gmacs: float | None  # fp32 FMA peak of the cores the threads can use
+    peak_gmacs: float | None  # peak of ``arithmetic`` on the cores the threads can use
     peak_share: float | None  # achieved / peak_gmacs
     peak_rss_mb: float
     cpu: dict[str, Any]
+    precision_hint: str = "f32"  # asked of the runtime
+    inference_precision: str = "f32"  # what its float kernels ran in
+    arithmetic: str = "f32"  # whose peak the MAC rate is compared with: int8 | f32 | bf16 | f16
+    peak_unit: str | None = None  # the instruction that sets that peak
     timing: str = TIMING
     profile: list[dict[str, Any]] | None = None
     profile_note: str | None = None
@@ -123,7 +129,8 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
           warmup: int = 5, runs: int | None = None, min_time: float | None = None,
           batch: int | None = None, input: str | os.PathLike | None = None,
           shape: tuple[int, ...] | None = None,
-          profile: bool = False, isolate: bool = True, fma_pipes: int = 2) -> BenchResult:
+          profile: bool = False, isolate: bool = True, fma_pipes: int = 2,
+          precision_hint: str | None = None) -> BenchResult:
     """Benchmark one model file; see the module docstring. Default: 100 runs."""
     if runs is not None and min_time is not None:
         raise ConfigError("give --runs or --min-time, not both")
@@ -143,6 +150,7 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
     artifact = read_manifest(path)
 
     cls = backend_class(runtime)
+    cls.check_hint(precision_hint)
     t0 = time.perf_counter()
     cls.import_runtime()  # first: a missing runtime is reported before anything else
     import_ms = (time.perf_counter() - t0) * 1e3
@@ -153,7 +161,7 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
         check_in_child(path, runtime, threads)
         check_ms = (time.perf_counter() - t0) * 1e3
     t0 = time.perf_counter()
-    backend = cls(path, threads=threads)
+    backend = cls(path, threads=threads, precision_hint=precision_hint)
     load_ms = (time.perf_counter() - t0) * 1e3
 
     if input is not None and shape is not None:
@@ -196,7 +204,9 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
                         f"{shape_str((1, *want))}, not the fed {shape_str((batch, *fed))}")
             macs = None
     achieved = macs * batch / (stats["p50_ms"] / 1e3) / 1e9 if macs else None
-    peak = cpu.peak_gmacs * min(threads, cpu.cores) / cpu.cores if cpu.peak_gmacs else None
+    arithmetic = file_arithmetic(artifact, backend)
+    unit = cpu.peak(arithmetic)
+    peak = unit.for_threads(threads, cpu.cores) if unit else None
     share = achieved / peak if achieved and peak else None
 
     rows, note = None, None
@@ -215,8 +225,17 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
         warmup_runs=warmup, runs=len(times), **stats,
         throughput=batch / (stats["mean_ms"] / 1e3), macs=macs, achieved_gmacs=achieved,
         peak_gmacs=peak, peak_share=share, peak_rss_mb=sysinfo.peak_rss_mb(), cpu=cpu.to_dict(),
-        profile=rows, profile_note=note, op_counts=counts,
+        precision_hint=backend.precision_hint, inference_precision=backend.inference_precision,
+        arithmetic=arithmetic, peak_unit=unit.unit if unit else None, profile=rows, profile_note=note, op_counts=counts,
         extra={"mac_note": mac_note} if mac_note else {})
+
+
+def file_arithmetic(artifact, backend) -> str:
+    """The arithmetic whose peak bounds this file: int8 when its manifest says int8 (its
+    convolutions run in integer kernels), else the float precision the runtime ran in."""
+    if artifact is not None and artifact.precision == "int8":
+        return "int8"
+    return backend.inference_precision
 
 
 def format_table(r: BenchResult, top: int = 15) -> str:
@@ -226,6 +245,9 @@ def format_table(r: BenchResult, top: int = 15) -> str:
     lines = [
         f"model        {r.model}",
         f"runtime      {r.runtime} {r.runtime_version} | {r.provider} | {r.threads} threads",
+        f"precision    float work in {r.inference_precision} (hint {r.precision_hint})"
+        + (" -- NOT the file's f32: numbers differ from an f32 run"
+           if r.inference_precision != "f32" else ""),
         f"input        {ins} | batch {r.batch} | {r.input_source}",
         f"cpu          {r.cpu['model']} | {r.cpu['cores']} cores | {r.cpu['isa']}",
         f"init         import {r.import_ms:.1f} ms | load {r.load_ms:.1f} ms"
@@ -239,12 +261,16 @@ def format_table(r: BenchResult, top: int = 15) -> str:
     if r.macs:
         lines.append(f"MAC rate     {r.macs / 1e6:.1f} MMAC/sample -> {r.achieved_gmacs:.2f} GMAC/s "
                      f"at p50" + (f" = {100 * r.peak_share:.1f}% of the {r.peak_gmacs:.1f} GMAC/s "
-                                  f"fp32 peak of {min(r.threads, r.cpu['cores'])} cores"
+                                  f"{r.arithmetic} peak ({r.peak_unit}) of "
+                                  f"{min(r.threads, r.cpu['cores'])} cores"
                                   if r.peak_share else ""))
     else:
         lines.append("MAC rate     " + (r.extra.get("mac_note") or
                                          "unknown (no manifest with a MAC count beside the model)"))
-    lines.append(f"peak         {r.cpu['peak_derivation']} (machine, all cores)")
+    for arithmetic, unit in r.cpu.get("peaks", {}).items():
+        lines.append(f"peak {arithmetic:<7} {unit['derivation']} (machine, all cores)")
+    if not r.cpu.get("peaks"):
+        lines.append(f"peak         {r.cpu['peak_derivation']} (machine, all cores)")
     lines.append(f"peak RSS     {r.peak_rss_mb:.1f} MB (whole process)")
     lines.append(f"timing       {r.timing}")
     if r.op_counts:

@@ -72,6 +72,8 @@ class EvalResult:
     preprocess: dict[str, Any]
     seconds: float
     images_per_s: float
+    precision_hint: str = "f32"  # asked of the runtime
+    inference_precision: str = "f32"  # what its float kernels ran in
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -252,7 +254,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, *, limit: int | 
              batch: int = 1, size: int | None = None, resize: int | None = None,
              mean=None, std=None, scale: float | None = None, layout: str | None = None,
              label_offset: int | None = None, interpolation: str | None = None,
-             crop_offset: str | None = None, seed: int = 0, progress: bool = False, isolate: bool = True) -> EvalResult:
+             crop_offset: str | None = None, seed: int = 0, progress: bool = False,
+             isolate: bool = True, precision_hint: str | None = None) -> EvalResult:
     """Top-1/top-5 (percent) of ``model`` over ``data`` (``limit`` images, class-balanced)."""
     if crop_offset not in (None, "round", "floor"):
         raise ConfigError(f"crop offset {crop_offset!r}; valid: floor, round")
@@ -261,11 +264,13 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, *, limit: int | 
     if batch < 1:
         raise ConfigError(f"batch must be at least 1, got {batch}")
     path, runtime = resolve(model, runtime)
+    cls = backend_class(runtime)
+    cls.check_hint(precision_hint)
     artifact = read_manifest(path)
     if isolate:
         from device_runners.isolation import check_in_child
         check_in_child(path, runtime, threads)
-    backend = backend_class(runtime)(path, threads=threads)
+    backend = cls(path, threads=threads, precision_hint=precision_hint)
     if len(backend.inputs) != 1:
         raise ConfigError(f"{path.name} has {len(backend.inputs)} inputs; eval needs one image input")
     spec, out_spec = backend.input, backend.outputs[0]
@@ -313,13 +318,16 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, *, limit: int | 
                       threads=threads, images=n, top1=100.0 * c1 / n, top5=100.0 * c5 / n,
                       correct1=c1, correct5=c5, ties=_tie_summary(ties, n),
                       preprocess=pre, seconds=seconds,
-                      images_per_s=n / seconds if seconds else 0.0)
+                      images_per_s=n / seconds if seconds else 0.0,
+                      precision_hint=backend.precision_hint,
+                      inference_precision=backend.inference_precision)
 
 
 def format_table(r: EvalResult) -> str:
     return "\n".join([
         f"model        {r.model}",
         f"runtime      {r.runtime} {r.runtime_version} | {r.provider}",
+        f"precision    float work in {r.inference_precision} (hint {r.precision_hint})",
         f"data         {r.data} ({r.images} images)",
         f"preprocess   {r.preprocess['description']}",
         f"top-1        {r.top1:.2f}%  ({r.correct1}/{r.images})",

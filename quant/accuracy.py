@@ -34,10 +34,10 @@ class Runner:
     """A model file in its runtime, taking NCHW float batches and returning float logits."""
 
     def __init__(self, path: str | os.PathLike, runtime: str, layout: str,
-                 threads: int | None = None):
+                 threads: int | None = None, precision_hint: str | None = None):
         from device_runners.backends import load
 
-        self.backend = load(path, runtime=runtime, threads=threads)
+        self.backend = load(path, runtime=runtime, threads=threads, precision_hint=precision_hint)
         self.layout = layout
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

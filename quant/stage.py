@@ -130,7 +130,8 @@ def _eval_images(config):
 
 def _check(source, config, target, file: Path) -> dict[str, Any]:
     """Validation against the PyTorch parent, exactly as the export stage does it."""
-    from deploy.validate import RANDOM_INIT_NOTE, compare, torch_logits, validation_batch
+    from deploy.validate import RANDOM_INIT_NOTE, compare, precision_record
+    from deploy.validate import runtime_default_mode, torch_logits, validation_batch
     from quant.accuracy import Runner
 
     x, data_info = validation_batch(source.entry.preprocess, config.validate_images,
@@ -142,7 +143,16 @@ def _check(source, config, target, file: Path) -> dict[str, Any]:
     if not trained:  # top-1 of a random-init net flips with sub-pixel noise: cosine only
         tolerance = dataclasses.replace(tolerance, min_top1=0.0)
     validation = {**compare(reference, runner(x), tolerance), **data_info,
-                  "runtime": f"{runner.backend.name} {runner.backend.version}"}
+                  "runtime": f"{runner.backend.name} {runner.backend.version}",
+                  **precision_record(runner.backend)}
+
+    def run_with(hint):
+        other = Runner(file, target.runtime, target.input_layout, config.threads, hint)
+        return other(x), other.backend
+
+    default_mode = runtime_default_mode(target.runtime, reference, tolerance, run_with)
+    if default_mode:
+        validation["runtime_default"] = default_mode
     if not trained:
         validation["note"] = RANDOM_INIT_NOTE
     specs = (runner.backend.inputs, runner.backend.outputs)

@@ -99,7 +99,7 @@ def precision(args) -> str:
 
 
 def report(a, out_dir) -> str:
-    from deploy.validate import summary_line
+    from deploy.validate import runtime_default_line, summary_line
 
     path = out_dir / a.file
     lines = [f"exported {a.model['name']} -> {a.format} {a.precision}",
@@ -110,6 +110,9 @@ def report(a, out_dir) -> str:
     for t in a.inputs:
         lines.append(f"  input:       {t.name} {t.dtype}[{','.join(map(str, t.shape))}] {t.layout}")
     lines.append(f"  validation:  {summary_line(a.validation)}")
+    default_mode = runtime_default_line(a.validation)
+    if default_mode:
+        lines.append(f"               {default_mode}")
     x = a.extra
     top = ", ".join(f"{k} {v}" for k, v in list(x["op_histogram"].items())[:6])
     lines.append(f"  graph:       {x['op_count']} ops, {x['transpose_count']} transposes ({top}, ...)")

@@ -69,19 +69,22 @@ def backend_class(runtime: str) -> type[Backend]:
 
 
 def load(path: str | os.PathLike, runtime: str | None = None, threads: int | None = None,
-         *, isolate: bool = False) -> Backend:
+         *, isolate: bool = False, precision_hint: str | None = None) -> Backend:
     """Load a model file with the runtime for its suffix (or ``runtime``).
 
-    ``threads`` None leaves the runtime's default. Raises ModelFileError for files the
+    ``threads`` None leaves the runtime's default; ``precision_hint`` None runs float work in
+    f32 (see ``base.PRECISION_HINTS``). Raises ModelFileError for files the
     runtime cannot read, MissingDependencyError (naming the extra) when it is not installed.
     """
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads}")
     path, runtime = resolve(path, runtime)
+    cls = backend_class(runtime)
+    cls.check_hint(precision_hint)  # a bad hint is a user error before any loading
     if isolate:
         from device_runners.isolation import check_in_child
         check_in_child(path, runtime, threads)
-    return backend_class(runtime)(path, threads=threads)
+    return cls(path, threads=threads, precision_hint=precision_hint)
 
 
 __all__ = ["Backend", "RUNTIMES", "load", "resolve", "default_runtime", "backend_class"]

@@ -13,8 +13,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from deploy.errors import ShapeError
+from deploy.errors import ConfigError, ShapeError
 from deploy.manifest import TensorSpec
+from device_runners.precision import DEFAULT_PRECISION_HINT, PRECISION_HINTS
 
 class Backend(ABC):
     """A loaded model. Subclasses set the attributes below in ``__init__``."""
@@ -26,10 +27,29 @@ class Backend(ABC):
     threads: int | None = None
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
+    precision_hint: str = DEFAULT_PRECISION_HINT  # what was asked (see PRECISION_HINTS)
+    inference_precision: str = "f32"  # what the runtime's float kernels actually run in
+    hints: tuple[str, ...] = ("f32", "auto")  # the hints this runtime can honour
 
     @staticmethod
     def import_runtime() -> None:
         """Import the runtime library (raises MissingDependencyError naming the extra)."""
+
+    @classmethod
+    def check_hint(cls, hint: str | None) -> str:
+        """``hint`` (None: the default) if this runtime can honour it; else a one-line error."""
+        hint = hint or DEFAULT_PRECISION_HINT
+        if hint not in PRECISION_HINTS:
+            raise ConfigError(f"precision hint {hint!r}; valid: {', '.join(PRECISION_HINTS)}")
+        if hint not in cls.hints:
+            raise ConfigError(f"{cls.name} runs float work in f32 on the CPU and takes no "
+                              f"precision hint {hint!r}; valid for it: {', '.join(cls.hints)}")
+        return hint
+
+    @classmethod
+    def default_precision(cls) -> str:
+        """The float precision this runtime uses on this CPU when given no hint."""
+        return "f32"
 
     # ---- running ----------------------------------------------------------------------
     @abstractmethod
@@ -170,7 +190,8 @@ class Backend(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.name, "version": self.version, "provider": self.provider,
-                "threads": self.threads,
+                "threads": self.threads, "precision_hint": self.precision_hint,
+                "inference_precision": self.inference_precision,
                 "inputs": [spec_dict(t) for t in self.inputs],
                 "outputs": [spec_dict(t) for t in self.outputs]}
 

@@ -67,7 +67,9 @@ class LiteRTBackend(Backend):
     def import_runtime() -> None:
         _interpreter_module()
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None,
+                 precision_hint: str | None = None):
+        self.precision_hint = self.check_hint(precision_hint)
         self.path = Path(path)
         mod, dist = _interpreter_module()
         self.version = f"{dist} {_version(dist)}"

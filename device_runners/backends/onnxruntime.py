@@ -50,7 +50,9 @@ class OnnxRuntimeBackend(Backend):
     def import_runtime() -> None:
         _ort()
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None,
+                 precision_hint: str | None = None):
+        self.precision_hint = self.check_hint(precision_hint)
         self.path = Path(path)
         ort = _ort()
         self.version = ort.__version__

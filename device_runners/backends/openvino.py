@@ -2,6 +2,11 @@
 
 OpenVINO also reads ``.onnx`` and ``.tflite`` directly, so ``--runtime openvino`` works on
 those too. A batch that differs from a static declared batch runs in chunks.
+
+The CPU plugin's default float precision depends on the CPU: bf16 on Xeons with AMX/AVX512_BF16,
+f16 on some ARM cores, f32 elsewhere. Files are compiled with ``INFERENCE_PRECISION_HINT=f32``
+unless another hint is asked for, and the precision the compiled model reports is recorded
+(a hint the CPU cannot honour falls back to f32, and the record says so).
 """
 from __future__ import annotations
 
@@ -40,14 +45,25 @@ def _spec(port) -> TensorSpec:
     return TensorSpec(name=name, shape=shape, dtype=dtype, layout=guess_layout(shape))
 
 
+# OpenVINO's element type names for the precisions in base.PRECISION_HINTS
+_TYPE_NAMES = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
+
+
 class OpenVINOBackend(Backend):
     name = "openvino"
+    hints = ("f32", "bf16", "f16", "auto")
 
     @staticmethod
     def import_runtime() -> None:
         _ov()
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    @classmethod
+    def default_precision(cls) -> str:
+        return _ov().Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+
+    def __init__(self, path: str | Path, threads: int | None = None,
+                 precision_hint: str | None = None):
+        self.precision_hint = self.check_hint(precision_hint)
         self.path = Path(path)
         ov = _ov()
         self._ov = ov
@@ -66,14 +82,18 @@ class OpenVINOBackend(Backend):
         self._request = self._compiled.create_infer_request()
         self.inputs = tuple(_spec(p) for p in self._compiled.inputs)
         self.outputs = tuple(_spec(p) for p in self._compiled.outputs)
-        precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.inference_precision = (
+            self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
         device = self._core.get_property("CPU", "FULL_DEVICE_NAME")
-        self.provider = f"CPU ({device}; inference precision {precision})"
+        self.provider = (f"CPU ({device}; inference precision {self.inference_precision}, "
+                         f"hint {self.precision_hint})")
 
     def _compile(self, perf: bool):
         config: dict[str, Any] = {}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
+        if self.precision_hint != "auto":
+            config["INFERENCE_PRECISION_HINT"] = _TYPE_NAMES[self.precision_hint]
         if perf:
             config["PERF_COUNT"] = True
         return self._core.compile_model(self._model, "CPU", config)

@@ -8,6 +8,7 @@ def add_arguments(p) -> None:
     p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
     p.add_argument("--runtime", help="litert | onnxruntime | openvino (default: by suffix)")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    add_precision_hint(p)
     p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing (default 5)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--runs", type=int, help="timed runs (default 100)")
@@ -33,11 +34,22 @@ def run(args) -> int:
     result = bench(args.model, runtime=args.runtime, threads=args.threads, warmup=args.warmup,
                    runs=args.runs, min_time=args.min_time, batch=args.batch, input=args.input,
                    shape=args.shape,
-                   profile=args.profile, isolate=args.isolate)
+                   profile=args.profile, isolate=args.isolate,
+                   precision_hint=args.precision_hint)
     print(format_table(result))
     if args.json:
         write_text_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
     return 0
+
+
+def add_precision_hint(p) -> None:
+    """--precision-hint, shared by bench and eval."""
+    from device_runners.precision import PRECISION_HINTS
+
+    p.add_argument("--precision-hint", choices=PRECISION_HINTS, default=None,
+                   help="float precision the runtime computes in (default f32, the file's own; "
+                        "auto = the runtime's default for this CPU, e.g. bf16 on OpenVINO with "
+                        "AMX; only OpenVINO honours bf16/f16)")
 
 
 def _shape(text: str) -> tuple[int, ...]:

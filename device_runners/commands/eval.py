@@ -5,6 +5,8 @@ HELP = "top-1/top-5 accuracy of a classifier file over an image folder, zip or I
 
 
 def add_arguments(p) -> None:
+    from device_runners.commands.bench import add_precision_hint
+
     p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
     p.add_argument("--data", required=True, help="ImageFolder dir or zip, or ImageNet files "
                    "named <wnid>_*.JPEG")
@@ -13,6 +15,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for --limit's choice")
     p.add_argument("--runtime", help="litert | onnxruntime | openvino (default: by suffix)")
     p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    add_precision_hint(p)
     p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
     g = p.add_argument_group("preprocessing (files without a manifest)")
     g.add_argument("--size", type=int, help="centre-crop size (default: the input's)")
@@ -45,7 +48,8 @@ def run(args) -> int:
                       scale=args.scale, layout=args.layout, label_offset=args.label_offset,
                       interpolation=args.interpolation, crop_offset=args.crop_offset,
                       seed=args.seed,
-                      progress=args.progress, isolate=args.isolate)
+                      progress=args.progress, isolate=args.isolate,
+                      precision_hint=args.precision_hint)
     print(format_table(result))
     if args.json:
         write_text_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
