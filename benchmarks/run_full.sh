@@ -2,15 +2,17 @@
 # Regenerates BENCHMARKS.md (run from anywhere; `make benchmark` calls it):
 #   1. every zoo *.cifar10 model with trained weights x all targets x fp32,int8 on the
 #      CIFAR-10 test set (10,000 images; LIMIT=N for a class-balanced subset),
-#   2. the ImageNet-shaped zoo defaults at 224x224, fp32, latency only (random-init weights).
-# PARTS="cifar zoo" selects the parts to re-run; a part not re-run keeps its last JSON.
+#   2. the ImageNet-shaped zoo defaults at 224x224, fp32, latency only (random-init weights),
+#   3. (zoo-int8) fp32 vs int8 at 224x224 per target, latency only, into a file named by the
+#      CPU kind (results/zoo224_int8/<vendor-isa>.json), so kinds stand side by side.
+# PARTS="cifar zoo zoo-int8" selects the parts to re-run; a part not re-run keeps its last JSON.
 # Latency is only meaningful on an otherwise idle machine: each report records the load.
 set -u
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 RESULTS=${RESULTS:-benchmarks/results}
 WORK=${WORK:-out/benchmark}
-PARTS=${PARTS-cifar zoo}  # PARTS= (empty): only rebuild BENCHMARKS.md from the JSON
+PARTS=${PARTS-cifar zoo zoo-int8}  # PARTS= (empty): only rebuild BENCHMARKS.md from the JSON
 LIMIT=${LIMIT:-}
 THREADS=${THREADS:-1,2}
 ZOO_MODELS=${ZOO_MODELS:-squeezenet1_1 mobilenet_v1_x0_5 mobilenet_v2 mobilenet_v3_small \
@@ -42,7 +44,16 @@ for part in $PARTS; do
       $BIN/deploy benchmark $ZOO_MODELS --precisions fp32 --threads "$THREADS" --no-eval \
         --runs 30 --warmup 5 --output "$WORK/zoo224" --json "$RESULTS/zoo224/benchmark.json" \
         --title "Zoo at 224x224 (latency)" || status=1 ;;
-    *) echo "unknown part $part (valid: cifar zoo)" >&2; exit 2 ;;
+    zoo-int8)
+      # random-init weights calibrated on real photos: the int8 graph and kernels are what
+      # a trained net gets, so latency holds; accuracy is not measured (--no-eval)
+      tag=$($BIN/python -c 'from device_runners.sysinfo import cpu_tag; print(cpu_tag())')
+      # shellcheck disable=SC2086
+      $BIN/deploy benchmark ${ZOO_INT8_MODELS:-mobilenet_v2 shufflenet_v2_x1_0 squeezenet1_1 mobilenet_v3_small} \
+        --precisions fp32,int8 --threads "$THREADS" --no-eval --calib ../shared/data/imagenet-sample-1k.zip \
+        --runs 30 --warmup 5 --output "$WORK/zoo224_int8" --json "$RESULTS/zoo224_int8/$tag.json" \
+        --title "Zoo at 224x224: fp32 vs int8 on $tag (latency)" || status=1 ;;
+    *) echo "unknown part $part (valid: cifar zoo zoo-int8)" >&2; exit 2 ;;
   esac
 done
 
@@ -61,6 +72,11 @@ if [ -f "$RESULTS/zoo224/benchmark.json" ]; then
   args+=(--section "$zoo_title" "$RESULTS/zoo224/benchmark.json")
   args+=(--note "$zoo_title" "Random-init weights: the accuracy columns are not measured; latency does not depend on the weight values.")
 fi
+for f in "$RESULTS"/zoo224_int8/*.json; do
+  [ -f "$f" ] || continue
+  kind=$(basename "$f" .json)
+  args+=(--section "Zoo at 224x224: fp32 vs int8 on $kind (latency)" "$f")
+done
 $BIN/python -m deploy.benchmark_report "${args[@]}" || status=1
 echo "wrote BENCHMARKS.md" >&2
 exit $status

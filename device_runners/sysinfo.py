@@ -192,6 +192,22 @@ def cpu_info(fma_pipes: int = 2) -> CpuInfo:
                    flags=relevant, peaks=peaks)
 
 
+def cpu_tag(cpu: CpuInfo | None = None) -> str:
+    """A short file-name tag for the CPU kind: vendor and best int8 unit, e.g. ``amd-avx2``,
+    ``intel-amx``, ``arm-dotprod``. Results measured on different kinds are kept apart by it."""
+    cpu = cpu or cpu_info()
+    model = cpu.model.lower()
+    vendor = next((v for v in ("intel", "amd", "apple", "arm") if v in model),
+                  "arm" if cpu.isa == "neon" else "cpu")
+    flags = set(cpu.flags)
+    for flag, kind in (("amx_int8", "amx"), ("avx512_vnni", "avx512-vnni"),
+                       ("avx_vnni", "avx-vnni"), ("avx512f", "avx512"), ("avx2", "avx2"),
+                       ("i8mm", "i8mm"), ("asimddp", "dotprod"), ("asimd", "neon")):
+        if flag in flags:
+            return f"{vendor}-{kind}"
+    return f"{vendor}-{cpu.isa}"
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
