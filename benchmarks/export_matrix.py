@@ -30,7 +30,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def parse_args(argv=None):
-    from exporters.capabilities import all_precisions, target_names
+    from edgebase.capabilities import all_precisions, target_names
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="*", default=["*"], help="zoo name globs (default: all)")
@@ -59,7 +59,7 @@ def models(globs: list[str]) -> list[str]:
 def one(name, target, precision, size, options, threads, work: Path) -> dict:
     import torch
 
-    from deploy.errors import DeployError
+    from edgebase.errors import DeployError
     from deploy.export import ExportConfig, ModelSource, export, load_source
     from tests.export_helpers import nontrivial_
 
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
             if target == "tflite" and any(fnmatch.fnmatch(name, g) for g in args.tflite_variants):
                 jobs.append((name, target, "fp32", {"nhwc_input": False, "rewrite": False}))
                 jobs.append((name, target, "fp32", {"rewrite": False}))
-    from exporters.capabilities import get_target
+    from edgebase.capabilities import get_target
 
     jobs = [j for j in jobs if j[2] in get_target(j[1]).precisions]
     rows = []

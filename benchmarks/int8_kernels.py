@@ -91,7 +91,7 @@ def openvino_profile(path: Path, runs: int, threads: int) -> dict[str, float]:
 
 def tflite_ops(path: Path) -> dict[str, object]:
     """The operator histogram (and what computes in float) from the file's manifest."""
-    from deploy.manifest import read_manifest
+    from edgebase.manifest import read_manifest
 
     art = read_manifest(path)
     extra = art.extra if art else {}

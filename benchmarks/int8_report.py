@@ -51,7 +51,7 @@ def export_fp32(source, target: str, out: Path):
 
 def quantize(source, target: str, fp32_path: Path, calib, out: Path, io: str = "float"):
     import quant
-    from quant.stage import input_range
+    from deploy.int8_stage import input_range
 
     ptq = quant.get_pass(target)
     opts = ptq.make_options(io=io, input_range=input_range(source.entry.preprocess))
@@ -62,7 +62,7 @@ def quantize(source, target: str, fp32_path: Path, calib, out: Path, io: str = "
 
 
 def logits(path: Path, target: str, x: np.ndarray) -> np.ndarray:
-    from exporters.capabilities import get_target
+    from edgebase.capabilities import get_target
     from quant.accuracy import Runner
 
     t = get_target(target)
@@ -105,7 +105,7 @@ def google_top1(path: Path, images, idx, uint8: bool) -> np.ndarray:
     """Top-1 predictions (1001 classes) of Google's own files with their own preprocessing."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from device_runners.images import resize_crop
+    from edgebase.images import resize_crop
 
     it = Interpreter(str(path), num_threads=1)
     it.allocate_tensors()
@@ -134,7 +134,7 @@ def run_imagenet(args) -> dict:
     import torch
 
     from deploy.export import load_source
-    from device_runners.images import ImageSet, batches
+    from edgebase.images import ImageSet, batches
     from quant.accuracy import compare_logits
     from quant.calibration import from_image_set
 
@@ -238,9 +238,9 @@ def markdown_imagenet(r: dict) -> str:
 def run_cifar(args) -> dict:
     import torch
 
-    from deploy.errors import ConfigError
+    from edgebase.errors import ConfigError
     from deploy.export import load_source
-    from device_runners.images import ImageSet, batches
+    from edgebase.images import ImageSet, batches
     from quant import zeroq
     from quant.accuracy import compare_logits
     from quant.calibration import load_calibration

@@ -104,7 +104,7 @@ def measure(path: Path, args) -> dict:
 
     backend = load(path, threads=args.threads)
     hints = {}
-    from deploy.manifest import read_manifest
+    from edgebase.manifest import read_manifest
     from device_runners.backends.base import shape_hints
     art = read_manifest(path)
     if art:
@@ -170,7 +170,7 @@ def main() -> int:
         "load_avg_before": load_before, "load_avg_after": os.getloadavg(), "models": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from deploy.files import write_text_atomic
+    from edgebase.files import write_text_atomic
     write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

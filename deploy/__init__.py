@@ -1,3 +1,3 @@
-"""edgedeploy host side: the ``deploy`` CLI, the pipeline, manifests and reports."""
+"""edgedeploy host side: the ``deploy`` CLI and the pipeline's orchestration (the top floor)."""
 
-__version__ = "0.1.0"
+from edgebase import __version__  # noqa: F401

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deploy.errors import ConfigError, DeployError, ValidationError
+from edgebase.errors import ConfigError, DeployError, ValidationError
 
 INT8 = "int8"
 
@@ -55,7 +55,7 @@ class BenchmarkConfig:
     weights: Path | None = None  # a checkpoint for the (single) model
 
     def __post_init__(self):
-        from exporters.capabilities import all_precisions, get_target, target_names
+        from edgebase.capabilities import all_precisions, get_target, target_names
 
         if not self.models:
             raise ConfigError("name at least one model (see `deploy models`)")
@@ -79,7 +79,7 @@ class BenchmarkConfig:
             raise ConfigError("--runs must be at least 1 and --warmup 0 or more")
         for what, p in (("--data", self.data), ("--calib", self.calib)):
             if p is not None and not Path(p).exists():
-                from deploy.errors import DataError
+                from edgebase.errors import DataError
                 raise DataError(f"{what} {p}: no such file or folder")
         object.__setattr__(self, "output_dir", Path(self.output_dir))
 
@@ -106,7 +106,7 @@ class EvalImages:
 def load_eval_images(data: Path | None, preprocess, limit: int | None, seed: int = 0
                      ) -> EvalImages:
     from deploy.validate import default_data
-    from device_runners.images import ImageSet, resize_crop
+    from edgebase.images import ImageSet, resize_crop
 
     path, split = (Path(data), "test") if data is not None else default_data(preprocess.crop)
     images = ImageSet(path, split)
@@ -119,7 +119,7 @@ def load_eval_images(data: Path | None, preprocess, limit: int | None, seed: int
 
 def torch_predictions(model, images: EvalImages, preprocess, batch: int = 64) -> np.ndarray:
     from deploy.validate import torch_logits
-    from device_runners.images import normalize
+    from edgebase.images import normalize
 
     rgb = images.crops if preprocess.color == "RGB" else [c[..., ::-1] for c in images.crops]
     preds = []
@@ -189,8 +189,8 @@ def rates(macs: int | None, p50_ms: float, threads: int, cpu, arithmetic: str = 
 # ---- artifacts ---------------------------------------------------------------------------
 def find_reusable(path: Path, source, target: str, precision: str):
     """The Artifact at ``path`` if it is a passed export of the same trained parent, intact."""
-    from deploy.files import sha256_file
-    from deploy.manifest import read_manifest
+    from edgebase.files import sha256_file
+    from edgebase.manifest import read_manifest
 
     sha = source.weights.get("sha256")
     if sha is None or not path.is_file() or precision == INT8:
@@ -216,7 +216,7 @@ def find_reusable(path: Path, source, target: str, precision: str):
 def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
     """(path, artifact, reused) for one cell; raises DeployError when it cannot be made."""
     from deploy.export import ExportConfig, export
-    from exporters.capabilities import get_target
+    from edgebase.capabilities import get_target
 
     entry = get_target(target)
     if precision == INT8:
@@ -364,7 +364,7 @@ def _measure(cell: dict[str, Any], path: Path, runtime: str, art, images, model,
 
 
 def _runtime(target: str) -> str:
-    from exporters.capabilities import get_target
+    from edgebase.capabilities import get_target
 
     return get_target(target).runtime
 

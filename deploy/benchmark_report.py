@@ -166,7 +166,7 @@ def to_markdown(report: dict[str, Any], title: str = "deploy benchmark",
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
-    from deploy.files import write_text_atomic
+    from edgebase.files import write_text_atomic
 
     write_text_atomic(Path(path), json.dumps(report, indent=2) + "\n")
 
@@ -215,7 +215,7 @@ def _main(argv: list[str] | None = None) -> int:
     import argparse
 
     from deploy.benchmark_plots import write_plots
-    from deploy.files import write_text_atomic
+    from edgebase.files import write_text_atomic
 
     p = argparse.ArgumentParser(prog="python -m deploy.benchmark_report",
                                 description="join benchmark reports into one Markdown file")

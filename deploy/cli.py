@@ -5,13 +5,10 @@ heavy imports (torch, converters) inside ``run`` so that ``deploy --help`` stays
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import os
 import sys
 
-from deploy import __version__
-from deploy.errors import DeployError
+from edgebase import __version__
+from edgebase.cli import run_cli
 
 COMMANDS = {
     "models": "deploy.commands.models",
@@ -21,40 +18,6 @@ COMMANDS = {
     "benchmark": "deploy.commands.benchmark",
     "train": "deploy.commands.train",
 }
-
-
-def build_parser(prog: str, commands: dict[str, str], version: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in commands.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show tracebacks for errors")
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
-    return parser
-
-
-def run_cli(prog: str, commands: dict[str, str], version: str, argv=None) -> int:
-    parser = build_parser(prog, commands, version)
-    args = parser.parse_args(argv)
-    try:
-        return int(args._run(args) or 0)
-    except DeployError as err:
-        if args.debug:
-            raise
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # the reader (`| head`) went away; silence the flush at exit as well
-        sys.stdout = open(os.devnull, "w")
-        return 141
 
 
 def main(argv=None) -> int:

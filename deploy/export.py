@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -23,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from deploy.errors import ConfigError, ValidationError
-from deploy.manifest import Artifact, file_facts, manifest_path, write_manifest
+from edgebase.errors import ConfigError, ValidationError
+from deploy.placement import file_stem, place
+from edgebase.manifest import Artifact
 from deploy.validate import MIN_IMAGES, RANDOM_INIT_NOTE, compare, precision_record, run_file
 from deploy.validate import runtime_default_mode, torch_logits, validation_batch
-
-FAILED = "failed"  # infix of the names failed exports are kept under
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class ExportConfig:
     validate_images: int = MIN_IMAGES
     threads: int | None = None  # runtime threads during validation (None: its default)
     options: Mapping[str, Any] = field(default_factory=dict)  # target options (capabilities)
-    # int8 only (quant.stage): calibration images (None: ZeroQ), their count (None: the
+    # int8 only (deploy.int8_stage): calibration images (None: ZeroQ), their count (None: the
     # default), calibration method, input/output type, held-out labelled images, allowed drop
     calib: Path | None = None
     calib_size: int | None = None
@@ -65,7 +63,7 @@ class ExportConfig:
 
     @property
     def target_entry(self):
-        from exporters.capabilities import get_target
+        from edgebase.capabilities import get_target
 
         return get_target(self.target)
 
@@ -123,28 +121,15 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
     return ModelSource(entry, model.eval(), info)
 
 
-def file_stem(source: ModelSource) -> str:
-    """The file stem: the entry's name, with the width in it when --width overrode it."""
-    from zoo import get_entry
-
-    entry, key = source.entry, source.entry.width_kwarg
-    width = entry.kwargs.get(key) if key else None
-    if width is None or width == get_entry(entry.name).kwargs.get(key):
-        return entry.name
-    text = f"{float(width):.2f}".rstrip("0")  # 0.25 -> 0.25, 0.5 -> 0.5, 1.0 -> 1.
-    tag = "x" + (text + "0" if text.endswith(".") else text).replace(".", "_")
-    base, dot, suffix = entry.name.partition(".")
-    return re.sub(r"_x\d+_\d+$", "", base) + "_" + tag + dot + suffix
-
-
 def export(source: ModelSource, config: ExportConfig) -> Artifact:
     """Convert, validate and write; returns the Artifact written beside the model file."""
     import torch
 
     if config.precision == "int8":
-        from quant.stage import export_int8
+        from deploy.int8_stage import export_int8
 
-        return export_int8(source, config)
+        # the int8 stage is handed its parent stage: it makes the fp32 file with it
+        return export_int8(source, config, fp32_stage=export)
     target = config.target_entry
     out_dir = config.output_dir
     final = out_dir / target.file_name(file_stem(source), config.precision)
@@ -181,42 +166,13 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
                              seconds)
         backend.close()
         if validation["status"] != "passed":
-            failed, _ = _place(conversion, final, artifact, failed=True)
+            failed, _ = place(conversion, final, artifact, failed=True)
             raise ValidationError(
                 f"{final.name} disagrees with its PyTorch parent: "
                 f"{'; '.join(validation.get('failures', []))} (kept as {failed.name})")
-        return _place(conversion, final, artifact, failed=False)[1]
+        return place(conversion, final, artifact, failed=False)[1]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _failed_name(final: Path) -> Path:
-    """``out/m.fp16.tflite`` -> ``out/m.fp16.failed.tflite``."""
-    return final.with_name(final.name[: -len(final.suffix)] + f".{FAILED}{final.suffix}")
-
-
-def _place(conversion, final: Path, artifact: Artifact, failed: bool) -> tuple[Path, Artifact]:
-    """Move the converted file(s) to ``final`` (or its failed name) and write the manifest."""
-    dest = _failed_name(final) if failed else final
-    # a manifest beside a file it does not describe must never exist: drop dest's first
-    # (a failure leaves an earlier good result of the same name alone)
-    manifest_path(dest).unlink(missing_ok=True)
-    companions = []
-    for comp in conversion.companions:
-        target_comp = dest.with_suffix(comp.suffix)
-        os.replace(comp, target_comp)
-        companions.append(target_comp)
-    os.replace(conversion.file, dest)
-    if not failed:  # a good result replaces the leftovers of an earlier failure
-        fail = _failed_name(final)
-        for path in (manifest_path(fail), fail,
-                     *(fail.with_suffix(c.suffix) for c in conversion.companions)):
-            path.unlink(missing_ok=True)
-    artifact = artifact.replace(
-        file=dest.name, companions=tuple(file_facts(c) for c in companions),
-        **{k: v for k, v in file_facts(dest).items() if k != "file"})
-    write_manifest(artifact, dest)
-    return dest, artifact
 
 
 def _artifact(source, model_info, config, conversion, backend, validation, seconds) -> Artifact:

@@ -25,10 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from deploy.bundle import MANIFEST, SCHEMA, file_entry, list_files, write_zip
-from deploy.errors import ConfigError, DataError, DeployError, ValidationError
-from deploy.files import write_bytes_atomic, write_text_atomic
-from deploy.manifest import Artifact, read_manifest, write_manifest
+from edgebase.bundle import MANIFEST, SCHEMA, file_entry, list_files, write_zip
+from edgebase.errors import ConfigError, DataError, DeployError, ValidationError
+from edgebase.files import write_bytes_atomic, write_text_atomic
+from edgebase.manifest import Artifact, read_manifest, write_manifest
 
 SUFFIX_RUNTIME = {".tflite": "litert", ".onnx": "onnxruntime", ".xml": "openvino"}
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -98,7 +98,7 @@ class Built:
 def plan(cfg: ReleaseConfig) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
     """(target, precision) pairs to build, and the requested ones a target does not offer
     (fp16/int8 are "where offered"; fp32 everywhere). Unknown targets raise."""
-    from exporters.capabilities import get_target
+    from edgebase.capabilities import get_target
 
     pairs, skipped = [], []
     for name in cfg.targets:
@@ -163,8 +163,8 @@ def find_reusable(build_dir: Path, source, config) -> Path | None:
     """The file in ``build_dir`` that ``export(source, config)`` would write again: same parent
     (model build and weights), same export pass settings, same toolchain, and bytes that still
     match its manifest. Anything else is rebuilt."""
-    from deploy.export import file_stem
-    from deploy.files import sha256_file
+    from deploy.placement import file_stem
+    from edgebase.files import sha256_file
     from deploy.toolchain import versions
 
     target = config.target_entry
@@ -283,7 +283,7 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
         metadata = True
     else:
         shutil.copyfile(src, dst)
-    from deploy.manifest import file_facts
+    from edgebase.manifest import file_facts
 
     facts = file_facts(dst)
     new = art.replace(file=dst.name, sha256=facts["sha256"], size_bytes=facts["size_bytes"],
@@ -315,7 +315,7 @@ def _with_metadata(src: Path, art: Artifact, labels, cfg: ReleaseConfig) -> byte
     """The .tflite with TFLite Support metadata, after checking LiteRT gives identical outputs."""
     import numpy as np
 
-    from exporters.tflite_metadata import write_metadata
+    from edgebase.tflite_metadata import write_metadata
 
     pre = art.preprocess
     if pre is None:
@@ -387,7 +387,7 @@ def _machine(cpu) -> dict[str, Any]:
 
 
 def _bundle_manifest(first: Artifact, name: str, cfg: ReleaseConfig, models, labels) -> dict[str, Any]:
-    from deploy import __version__
+    from edgebase import __version__
 
     m = first.model
     toolchain = {"edgedeploy": __version__, "python": platform.python_version()}

@@ -20,7 +20,7 @@ def version(dist: str) -> str | None:
 
 def versions(dists: Iterable[str] = KNOWN) -> dict[str, str]:
     """{distribution: version} for the installed ones, plus edgedeploy and Python."""
-    from deploy import __version__
+    from edgebase import __version__
 
     out = {"edgedeploy": __version__, "python": platform.python_version()}
     for dist in dists:

@@ -4,10 +4,10 @@ One check, used after every export: run the file in its own runtime (the runner'
 so validation and ``runner`` read files the same way), run the parent in PyTorch on the same
 preprocessed pixels, and compare logits: shapes, max |difference|, per-image cosine
 similarity, top-1 agreement. Limits come from the target's capability entry
-(``exporters.capabilities.Tolerance``). The result is a plain dict for the manifest.
+(``edgebase.capabilities.Tolerance``). The result is a plain dict for the manifest.
 
 Images: ``validation_batch`` reads a class-balanced, seeded subset of a real image set through
-``device_runners.images`` with the model's own preprocessing. Without ``--validate-data`` the
+``edgebase.images`` with the model's own preprocessing. Without ``--validate-data`` the
 set is chosen by input size: CIFAR-10's test split for 32x32 nets, the ImageNet sample
 otherwise, both from the shared data folder (``EDGEDEPLOY_DATA`` or ``<repo>/../shared/data``).
 A missing folder is a DataError: validation never falls back to random inputs.
@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deploy.errors import ConfigError, DataError, ShapeError
+from edgebase.errors import ConfigError, DataError, ShapeError
+from edgebase.images import to_layout
 
 MIN_IMAGES = 64
 SMALL_INPUT = 32  # nets at or below this input size validate on CIFAR-10
@@ -54,7 +55,7 @@ def default_data(input_size: int) -> tuple[Path, str]:
 def validation_batch(preprocess, n: int = MIN_IMAGES, data: str | os.PathLike | None = None,
                      seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
     """``n`` real images preprocessed to NCHW float32, and where they came from."""
-    from device_runners.images import ImageSet, preprocess as prep
+    from edgebase.images import ImageSet, preprocess as prep
 
     if n < MIN_IMAGES:
         raise ConfigError(f"validation needs at least {MIN_IMAGES} images, got {n}")
@@ -81,14 +82,6 @@ def torch_logits(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
     return np.concatenate(out)
 
 
-def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
-    if layout == "NCHW":
-        return x
-    if layout == "NHWC":
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    raise ConfigError(f"unknown input layout {layout!r}; valid: NCHW, NHWC")
-
-
 def run_file(path: str | os.PathLike, runtime: str, x: np.ndarray, layout: str,
              threads: int | None = None, precision_hint: str | None = None
              ) -> tuple[np.ndarray, Any]:
@@ -96,7 +89,7 @@ def run_file(path: str | os.PathLike, runtime: str, x: np.ndarray, layout: str,
 
     Float work runs in f32 (``precision_hint`` None): the file's declared precision is what
     is checked, whatever the runtime would pick on this CPU by itself."""
-    from device_runners.backends import load
+    from device_runners.loading import load
 
     backend = load(path, runtime=runtime, threads=threads, precision_hint=precision_hint)
     outs = backend.run(to_layout(x, layout))

@@ -13,7 +13,7 @@ _EXPORTS = {
     "BenchResult": ("device_runners.bench", "BenchResult"),
     "evaluate": ("device_runners.evaluate", "evaluate"),
     "EvalResult": ("device_runners.evaluate", "EvalResult"),
-    "load": ("device_runners.backends", "load"),
+    "load": ("device_runners.loading", "load"),
     "Backend": ("device_runners.backends.base", "Backend"),
 }
 __all__ = list(_EXPORTS)

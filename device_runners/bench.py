@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy.errors import ConfigError, DataError
-from deploy.manifest import read_manifest
+from edgebase.errors import ConfigError, DataError
+from edgebase.manifest import read_manifest
 from device_runners import sysinfo
 from device_runners.backends import backend_class, resolve
 from device_runners.backends.base import shape_hints, shape_str, spec_dict

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from deploy import __version__
-from deploy.cli import run_cli
+from edgebase import __version__
+from edgebase.cli import run_cli
 
 COMMANDS = {
     "bench": "device_runners.commands.bench",

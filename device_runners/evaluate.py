@@ -19,11 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deploy.errors import ConfigError
-from deploy.manifest import TensorSpec, read_manifest
+from edgebase.errors import ConfigError
+from edgebase.manifest import TensorSpec, read_manifest
 from device_runners.backends import backend_class, resolve
 from device_runners.backends.base import guess_layout, shape_str
-from device_runners.images import ImageSet, resize_crop
+from edgebase.images import ImageSet, resize_crop
 
 
 @dataclass(frozen=True)

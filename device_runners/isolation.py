@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from deploy.errors import DeployError, MissingDependencyError, ModelFileError
+from edgebase.errors import DeployError, MissingDependencyError, ModelFileError
 
 TIMEOUT_S = 120.0
 _workers: dict[str, "_Worker"] = {}
@@ -113,7 +113,7 @@ def _close_workers() -> None:
 
 def manifest_shapes(path, backend) -> dict[str, tuple[int, ...]]:
     """Input shapes recorded in the manifest beside ``path`` (empty when there is none)."""
-    from deploy.manifest import read_manifest
+    from edgebase.manifest import read_manifest
     from device_runners.backends.base import shape_hints
 
     try:
@@ -132,7 +132,7 @@ def _child(path: str, threads: int | None, runtime: str, fd: int) -> None:
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(int(TIMEOUT_S))  # the kernel ends a hung load even inside C++ code
     try:
-        from deploy.errors import ShapeError
+        from edgebase.errors import ShapeError
         from device_runners.backends import backend_class
         backend = backend_class(runtime)(path, threads=threads)
         try:

@@ -10,7 +10,7 @@ import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from deploy.errors import ModelFileError
+from edgebase.errors import ModelFileError
 
 _HINT = {"tflite": ".tflite (--runtime litert)", "openvino-xml": ".xml (--runtime openvino)",
          "onnx": ".onnx (--runtime onnxruntime)", "zip": "a zip archive (unpack it first)"}

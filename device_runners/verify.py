@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.bundle import extract_zip, file_entry, list_files, read_bundle
-from deploy.errors import DeployError, ModelFileError
+from edgebase.bundle import extract_zip, file_entry, list_files, read_bundle
+from edgebase.errors import DeployError, ModelFileError
 
 DEFAULT_TOLERANCE = 1.0  # top-1 percentage points
 
@@ -113,8 +113,8 @@ def _check_file(root: Path, rel: str, entry: dict[str, Any]) -> str | None:
 
 
 def _check_model(root: Path, model: dict[str, Any], manifest: dict[str, Any], threads) -> list[str]:
-    from deploy.manifest import read_manifest
-    from device_runners.backends import load
+    from edgebase.manifest import read_manifest
+    from device_runners.loading import load
     from device_runners.backends.base import spec_dict
 
     problems = []
@@ -164,7 +164,7 @@ def _spec_diff(got: dict[str, Any], want: dict[str, Any]) -> str | None:
 def _check_tflite_metadata(root: Path, path: Path, manifest: dict[str, Any]) -> list[str]:
     """The labels and normalization an Android app reads must be the bundle's."""
     try:
-        from exporters.tflite_metadata import read_metadata
+        from edgebase.tflite_metadata import read_metadata
         meta = read_metadata(path)
     except DeployError as e:
         return [f"packed TFLite metadata unreadable ({e})"]

@@ -1,6 +1,6 @@
 """Converters from PyTorch to deployment formats, one module per target.
 
-``exporters.capabilities`` is the table of targets; each converter is a function named by
+``edgebase.capabilities`` is the table of targets; each converter is a function named by
 its edge (``torch_to_onnx``, ``torch_to_tflite``, ``torch_to_openvino``) that writes the
 model file(s) to a given path and returns a ``Conversion``.
 """

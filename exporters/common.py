@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from deploy.errors import ConversionError  # noqa: F401  (re-exported for converters)
+from edgebase.errors import ConversionError  # noqa: F401  (re-exported for converters)
 
 
 @dataclass(frozen=True)

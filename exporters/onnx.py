@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploy.errors import ConfigError, MissingDependencyError
+from edgebase.errors import ConfigError, MissingDependencyError
 from exporters.common import Conversion, ConversionError, first_line, graph_summary, quiet
 
 MIN_OPSET = 18

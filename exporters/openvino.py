@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from deploy.errors import ConfigError, MissingDependencyError
+from edgebase.errors import ConfigError, MissingDependencyError
 from exporters.common import Conversion, ConversionError, first_line, graph_summary, quiet
 
 # parameter-like nodes that are not operations of the network

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import ConfigError, MissingDependencyError
+from edgebase.errors import ConfigError, MissingDependencyError
 from exporters import tflite_graph
 from exporters.common import Conversion, ConversionError, first_line, quiet
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from deploy.errors import MissingDependencyError, ModelFileError
+from edgebase.errors import MissingDependencyError, ModelFileError
 from exporters.common import graph_summary
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from deploy.errors import UnknownNameError
+from edgebase.errors import UnknownNameError
 
 PTQ_PASSES = {
     "onnx": "quant.onnx_ptq",

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deploy.errors import DataError
+from edgebase.errors import DataError
 
 
 def quantize_input(x: np.ndarray, spec) -> np.ndarray:
@@ -35,13 +35,13 @@ class Runner:
 
     def __init__(self, path: str | os.PathLike, runtime: str, layout: str,
                  threads: int | None = None, precision_hint: str | None = None):
-        from device_runners.backends import load
+        from device_runners.loading import load
 
         self.backend = load(path, runtime=runtime, threads=threads, precision_hint=precision_hint)
         self.layout = layout
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        from deploy.validate import to_layout
+        from edgebase.images import to_layout
 
         b = self.backend
         outs = b.run(quantize_input(to_layout(x, self.layout), b.inputs[0]))
@@ -104,7 +104,7 @@ class EvalSet:
     def __init__(self, images, indices: Sequence[int], preprocess):
         import dataclasses
 
-        from device_runners.images import batches
+        from edgebase.images import batches
 
         spec = dataclasses.replace(preprocess, layout="NCHW")
         xs, ys = [], []

@@ -2,7 +2,7 @@
 
 Sources (``--calib PATH``):
   * an ImageFolder directory or a zip of one, or ImageNet files named ``<wnid>_*.JPEG``
-    (read with ``device_runners.images`` so calibration sees the same pixels as evaluation);
+    (read with ``edgebase.images`` so calibration sees the same pixels as evaluation);
     a seeded, class-balanced subset of ``size`` images, preprocessed by the model's metadata;
   * a ``.npz`` holding one array (or ``x``/``inputs``/``images``): either float32 inputs already
     preprocessed ``[N, C, H, W]`` or raw RGB pixels uint8 ``[N, H, W, 3]`` (preprocessed here).
@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from deploy.errors import ConfigError, DataError, ShapeError
+from edgebase.errors import ConfigError, DataError, ShapeError
 
 DEFAULT_SIZE = 300
 NPZ_KEYS = ("x", "inputs", "images")
@@ -68,7 +68,7 @@ def load_calibration(path: str | os.PathLike, preprocess, size: int = DEFAULT_SI
 
 
 def _image_set(path: Path, split: str):
-    from device_runners.images import ImageSet
+    from edgebase.images import ImageSet
 
     try:
         return ImageSet(path, split=split)
@@ -80,7 +80,7 @@ def _image_set(path: Path, split: str):
 
 
 def from_image_set(images, indices, preprocess, seed: int = 0) -> CalibrationSet:
-    from device_runners.images import preprocess as prep
+    from edgebase.images import preprocess as prep
 
     arrays = []
     for i in indices:
@@ -119,7 +119,7 @@ def _from_npz(path: Path, preprocess, size: int, seed: int) -> CalibrationSet:
         else list(range(len(x)))
     x = x[chosen]
     if x.dtype == np.uint8 and x.ndim == 4 and x.shape[-1] == 3:
-        from device_runners.images import preprocess as prep
+        from edgebase.images import preprocess as prep
 
         x = np.stack([prep(np.ascontiguousarray(im), _nchw(preprocess)) for im in x])
     elif np.issubdtype(x.dtype, np.floating) and x.ndim == 4:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import ConfigError
+from edgebase.errors import ConfigError
 
 INT8_ONLY = ("calib", "calib_size", "calib_method", "eval", "eval_limit", "max_drop")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from deploy.errors import ConfigError, ModelFileError
+from edgebase.errors import ConfigError, ModelFileError
 from quant import image_ranges
 from quant.bias_correction import TargetLayer, correct_biases
 from quant.calibration import CalibrationSet
@@ -70,7 +70,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
 
-    from deploy.files import atomic_path
+    from edgebase.files import atomic_path
 
     src, dst = Path(src), Path(dst)
     model = _load(src)

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from deploy.errors import ConversionError
+from edgebase.errors import ConversionError
 from quant import image_ranges
 from quant.bias_correction import TargetLayer
 
@@ -104,6 +104,7 @@ def narrow_ranges(fake_quantizes, ranges) -> dict[str, Any]:
 
 
 # ---- layers for bias correction ----------------------------------------------------------
+WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")  # the layers int8 weights go to
 CONSTANT_OPS = ("Convert", "Subtract", "Multiply", "Reshape", "Transpose", "FakeQuantize")
 
 
@@ -156,8 +157,6 @@ def read_layers(model) -> list[TargetLayer]:
     """Convolution / GroupConvolution / MatMul nodes followed by an Add of a constant bias,
     with PyTorch-layout weights (dequantized) and a writer that replaces that constant."""
     import openvino as ov
-
-    from quant.openvino_ptq import WEIGHTED_OPS
 
     layers = []
     for op in model.get_ordered_ops():

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import ConfigError, MissingDependencyError, ModelFileError
+from edgebase.errors import ConfigError, MissingDependencyError, ModelFileError
 from quant import image_ranges
 from quant.calibration import CalibrationSet
 from quant.cpu import cpu_profile
+from quant.openvino_graph import WEIGHTED_OPS
 
 TARGET = "openvino"
 # image-percentile: NNCF's min/max ranges narrowed to quant.image_ranges' robust ones, then our
@@ -174,7 +175,6 @@ def _robust_ranges_and_biases(model, qmodel, calib, batch, parent):
     return summary, correct_biases(parent, openvino_graph.read_layers(qmodel), calib.inputs)
 
 
-WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
 
 
 def _weighted_layers(model):

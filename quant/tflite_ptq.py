@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from deploy.errors import ConfigError, MissingDependencyError, ModelFileError
+from edgebase.errors import ConfigError, MissingDependencyError, ModelFileError
 from exporters.tflite_graph import builtin_names as _op_names
 from exporters.tflite_graph import load_schema as _schema
 from exporters.tflite_graph import opcode as _code
@@ -106,7 +106,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationS
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    from deploy.files import atomic_path
+    from edgebase.files import atomic_path
     from exporters.common import quiet
 
     _, quantizer, _, _ = _aeq()

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deploy.errors import ConfigError
+from edgebase.errors import ConfigError
 from quant.calibration import CalibrationSet
 
 DEFAULT_IMAGES = 64

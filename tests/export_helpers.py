@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from exporters.capabilities import TARGETS
+from edgebase.capabilities import TARGETS
 
 SMALL = 64  # input size of the fast tests (224-class nets, ImageNet sample images)
 CLASSES = 10

@@ -96,7 +96,7 @@ def small_models(tmp_path_factory):
 def write_artifact(model_file: Path, backend, *, macs: int | None = None, preprocess=None,
                    fmt: str = "onnx") -> Path:
     """A manifest beside ``model_file`` describing it (inputs/outputs from the backend)."""
-    from deploy.manifest import Artifact, file_facts, write_manifest
+    from edgebase.manifest import Artifact, file_facts, write_manifest
 
     facts = file_facts(model_file)
     art = Artifact(file=facts["file"], format=fmt, precision="fp32", sha256=facts["sha256"],

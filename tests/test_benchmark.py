@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import main
-from deploy.errors import ConfigError, UnknownNameError
-from exporters.capabilities import TARGETS, get_target
+from edgebase.errors import ConfigError, UnknownNameError
+from edgebase.capabilities import TARGETS, get_target
 
 MODEL = "shufflenet_v2_x0_5"
 LIMIT = 24

@@ -48,7 +48,7 @@ def test_shipped_weights_load_and_carry_their_recipe(name):
 @pytest.mark.parametrize("name", TRAINED)
 def test_shipped_top1_is_reproduced_on_the_full_test_set(name, shared_data):
     """Through the runner's image pipeline (ImageSet + Preprocess), not the training cache."""
-    from device_runners.images import ImageSet, batches
+    from edgebase.images import ImageSet, batches
 
     entry = get_entry(name)
     model = entry.build()

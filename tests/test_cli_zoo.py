@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from deploy import __version__
+from edgebase import __version__
 from deploy.cli import COMMANDS, run_cli
 from zoo import get_entry, list_models
 
@@ -122,7 +122,7 @@ def test_inspect_option_errors(capsys, argv, match):
 
 
 def test_debug_shows_the_traceback():
-    from deploy.errors import UnknownNameError
+    from edgebase.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError):
         deploy("inspect", "--debug", "resnet50")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.errors import ConfigError
+from edgebase.errors import ConfigError
 from device_runners import sysinfo
-from device_runners.backends import load
+from device_runners.loading import load
 from device_runners.bench import bench
 from tests.runner_models import small_models  # noqa: F401
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from deploy.cli import main
-from deploy.errors import ConfigError, DataError, UnknownNameError
-from exporters.capabilities import FP16, TARGETS, Tolerance, all_precisions, get_target
+from edgebase.errors import ConfigError, DataError, UnknownNameError
+from edgebase.capabilities import FP16, TARGETS, Tolerance, all_precisions, get_target
 
 
 @pytest.mark.parametrize("name", list(TARGETS))
@@ -86,7 +86,7 @@ def test_missing_data_folder_is_a_data_error_before_converting(monkeypatch, tmp_
 
 
 def test_validate_data_option_reads_the_given_images(shared_data):
-    from deploy.manifest import Preprocess
+    from edgebase.manifest import Preprocess
     from deploy.validate import validation_batch
 
     pre = Preprocess(resize=36, crop=32)
@@ -169,7 +169,8 @@ def test_compare_forgives_only_flips_between_near_tied_logits():
     ("shufflenet_v1_g3", 0.5, "shufflenet_v1_g3_x0_5"),
 ])
 def test_file_stem_names_the_width_that_was_built(name, width, stem):
-    from deploy.export import file_stem, load_source
+    from deploy.export import load_source
+    from deploy.placement import file_stem
 
     assert file_stem(load_source(name, width=width)) == stem
 

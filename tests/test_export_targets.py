@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exporters.capabilities import TARGETS, get_target
+from edgebase.capabilities import TARGETS, get_target
 from tests.export_helpers import (CLASSES, FAST, KNOWN_UNSUPPORTED, SMALL, exported,
                                   full_matrix)
 
@@ -99,9 +99,9 @@ def test_exported_tflite_matches_torch_on_a_real_image(shared_data):
     import torch
 
     import zoo
-    from deploy.manifest import read_manifest
-    from device_runners.backends import load
-    from device_runners.images import ImageSet, preprocess
+    from edgebase.manifest import read_manifest
+    from device_runners.loading import load
+    from edgebase.images import ImageSet, preprocess
     from tests.export_helpers import checkpoint
 
     artifact, out = exported("shufflenet_v2_x0_5", "tflite", "fp32")

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from deploy.errors import DeployError, MissingDependencyError, ModelFileError, UnknownNameError
-from deploy.files import _umask, atomic_path, sha256_file, write_text_atomic
-from deploy.manifest import (Artifact, Preprocess, TensorSpec, file_facts, manifest_path,
+from edgebase.errors import DeployError, MissingDependencyError, ModelFileError, UnknownNameError
+from edgebase.files import _umask, atomic_path, sha256_file, write_text_atomic
+from edgebase.manifest import (Artifact, Preprocess, TensorSpec, file_facts, manifest_path,
                              read_manifest, write_manifest)
 
 

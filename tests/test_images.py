@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.errors import DataError
-from deploy.manifest import Preprocess
-from device_runners.images import ImageSet, preprocess, resize_crop
+from edgebase.errors import DataError
+from edgebase.manifest import Preprocess
+from edgebase.images import ImageSet, preprocess, resize_crop
 
 
 def test_cifar_zip_picks_the_requested_split(shared_data):

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from deploy.cli import main
-from deploy.errors import ConversionError, ValidationError
-from deploy.files import sha256_file
-from deploy.manifest import read_manifest
-from exporters.capabilities import TARGETS, Tolerance, get_target
+from edgebase.errors import ConversionError, ValidationError
+from edgebase.files import sha256_file
+from edgebase.manifest import read_manifest
+from edgebase.capabilities import TARGETS, Tolerance, get_target
 from tests.export_helpers import CLASSES, FAST, SMALL, checkpoint, exported
 
 

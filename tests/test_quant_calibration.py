@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from deploy.errors import ConfigError, DataError, ShapeError
-from deploy.manifest import Preprocess
+from edgebase.errors import ConfigError, DataError, ShapeError
+from edgebase.manifest import Preprocess
 from quant.calibration import CalibrationSet, eval_indices, load_calibration
 
 PRE = Preprocess(resize=36, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
@@ -108,7 +108,7 @@ def test_missing_path_and_bad_size(tmp_path):
 
 
 def test_evaluation_leaves_the_calibration_images_out(folder):
-    from device_runners.images import ImageSet
+    from edgebase.images import ImageSet
 
     calib = load_calibration(folder, PRE, size=6, seed=0)
     images = ImageSet(folder)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.errors import ConfigError, UnknownNameError
+from edgebase.errors import ConfigError, UnknownNameError
 
 
 def run(argv, capsys):
@@ -62,7 +62,7 @@ def test_missing_calibration_path(capsys, tmp_path):
 
 def test_registry_is_keyed_by_target_name():
     import quant
-    from exporters.capabilities import TARGETS
+    from edgebase.capabilities import TARGETS
 
     for name, target in TARGETS.items():
         if "int8" in target.precisions:
@@ -82,7 +82,7 @@ def test_int8_export_end_to_end(shared_data, capsys, tmp_path):
 
     import torch
 
-    from deploy.manifest import read_manifest
+    from edgebase.manifest import read_manifest
     from tests.export_helpers import nontrivial_
     from zoo import create_model
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.errors import WeightsError
+from edgebase.errors import WeightsError
 
 FLOAT = "models/mobilenet_v1_0.25_224_float.tflite"
 QUANT = "models/mobilenet_v1_0.25_224_quant.tflite"

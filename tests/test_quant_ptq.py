@@ -14,7 +14,7 @@ def fp32_file(model_name: str, target: str):
     import torch
 
     from deploy.export import load_source
-    from exporters.capabilities import get_target
+    from edgebase.capabilities import get_target
 
     torch.set_num_threads(1)
     _, out = exported(model_name, target, "int8")
@@ -34,7 +34,7 @@ def calib_for(source, n: int = 8):
 def test_tflite_graph_is_fully_integer_with_uint8_io(tmp_path):
     """MobileNetV3: hard-swish, squeeze-excitation MUL, residual ADD and MEAN all in int8."""
     from quant import tflite_ptq
-    from quant.stage import input_range
+    from deploy.int8_stage import input_range
 
     source, fp32 = fp32_file("mobilenet_v3_small", "tflite")
     calib = calib_for(source)
@@ -259,11 +259,11 @@ def test_openvino_fall_back_keeps_our_ranges_and_squeeze_excite_weights_int8(tmp
 
     from deploy.export import ExportConfig, export, load_source
     from deploy.validate import data_dir
-    from device_runners.images import ImageSet
+    from edgebase.images import ImageSet
     from quant import openvino_ptq
     from quant.calibration import load_calibration
     from quant.sensitivity import fall_back
-    from quant.stage import _evaluate
+    from deploy.int8_stage import _evaluate
 
     torch.set_num_threads(1)
     data = data_dir() / "cifar10.zip"
@@ -328,7 +328,7 @@ def test_max_drop_falls_back_and_records(shared_data, tmp_path, target):
     try:
         art = export(source, cfg)
     except Exception as e:  # the drop may be unreachable: then it is a ValidationError
-        from deploy.errors import ValidationError
+        from edgebase.errors import ValidationError
 
         assert isinstance(e, ValidationError) and "layers in float" in str(e)
         assert list(tmp_path.glob("*.int8.failed.*"))

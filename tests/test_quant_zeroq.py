@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.errors import ConfigError
+from edgebase.errors import ConfigError
 
 
 def bn_model():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import ConfigError
+from edgebase.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -67,7 +67,7 @@ def test_release_verifies_with_accuracy(released):
 
 
 def test_bundle_contents(released):
-    from exporters.tflite_metadata import read_metadata
+    from edgebase.tflite_metadata import read_metadata
 
     cfg, folder, _ = released
     m = json.loads((folder / "manifest.json").read_text())
@@ -167,7 +167,7 @@ def test_release_option_errors():
 
 
 def test_labels_file_for_models_the_zoo_cannot_name(tmp_path):
-    from deploy.manifest import Artifact, TensorSpec
+    from edgebase.manifest import Artifact, TensorSpec
     from deploy.release import release_labels
 
     art = Artifact(file="m.onnx", format="onnx", precision="fp32", sha256="", size_bytes=0,
@@ -186,9 +186,9 @@ def test_labels_file_for_models_the_zoo_cannot_name(tmp_path):
 
 
 def test_plan_names_what_a_target_does_not_offer():
-    from deploy.errors import UnknownNameError
+    from edgebase.errors import UnknownNameError
     from deploy.release import ReleaseConfig, plan
-    from exporters.capabilities import get_target
+    from edgebase.capabilities import get_target
 
     pairs, skipped = plan(ReleaseConfig(model="x", targets=("tflite", "onnx"), fp16=True))
     assert ("tflite", "fp32") in pairs and ("onnx", "fp32") in pairs

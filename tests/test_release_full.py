@@ -18,7 +18,7 @@ TARGETS = ("tflite", "onnx", "openvino")
 
 
 def int8_offered() -> bool:
-    from exporters.capabilities import get_target
+    from edgebase.capabilities import get_target
 
     return all("int8" in get_target(t).precisions for t in TARGETS)
 

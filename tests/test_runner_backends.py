@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.errors import ConfigError, ModelFileError, ShapeError, UnknownNameError
-from device_runners.backends import load
+from edgebase.errors import ConfigError, ModelFileError, ShapeError, UnknownNameError
+from device_runners.loading import load
 from tests.runner_models import FLOAT_TFLITE, QUANT_TFLITE, need, small_models  # noqa: F401
 
 

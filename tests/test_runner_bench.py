@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from deploy.errors import ConfigError, DataError
+from edgebase.errors import ConfigError, DataError
 from device_runners import bench
-from device_runners.backends import load
+from device_runners.loading import load
 from tests.runner_models import FLOAT_TFLITE, need, small_models, write_artifact  # noqa: F401
 
 
@@ -78,8 +78,8 @@ def test_bench_profile(small_models):
 def test_bench_dynamic_axes_need_a_shape(small_models, tmp_path):
     import openvino as ov
 
-    from deploy.errors import ShapeError
-    from deploy.manifest import Preprocess
+    from edgebase.errors import ShapeError
+    from edgebase.manifest import Preprocess
 
     model = tmp_path / "dyn.xml"
     ov.save_model(ov.convert_model(str(small_models["onnx"]), input=[-1, 3, -1, -1]), str(model))

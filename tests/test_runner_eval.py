@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.errors import ConfigError
-from deploy.manifest import Preprocess
+from edgebase.errors import ConfigError
+from edgebase.manifest import Preprocess
 from device_runners import evaluate
-from device_runners.backends import load
-from device_runners.images import ImageSet
+from device_runners.loading import load
+from edgebase.images import ImageSet
 from tests.runner_models import (CIFAR10, FLOAT_TFLITE, IMAGENET, QUANT_TFLITE, direct_topk,
                                  need, small_models, write_artifact)  # noqa: F401
 
@@ -68,7 +68,7 @@ def test_eval_reproduces_google_reference(model, flags, top1, top5):
 def test_eval_with_manifest_matches_direct_onnx_loop(small_models, tmp_path):
     import onnxruntime as ort
 
-    from device_runners.images import preprocess
+    from edgebase.images import preprocess
 
     model = tmp_path / "tiny.onnx"
     shutil.copy(small_models["onnx"], model)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import DeployError
-from device_runners.backends import load
+from edgebase.errors import DeployError
+from device_runners.loading import load
 from tests.runner_models import FLOAT_TFLITE, QUANT_TFLITE, need, small_models  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """TFLite Support metadata: written into a model, read back by two independent readers.
 
-Readers: exporters.tflite_metadata.read_metadata (hand-written slot table) and the
+Readers: edgebase.tflite_metadata.read_metadata (hand-written slot table) and the
 flatc-generated accessors in tests/tflite_metadata_schema_generated.py (Google's code),
 with labels taken from the appended zip by zipfile. Google's own metadata-bearing model
 anchors the reader to the real format.
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.errors import ConfigError, ModelFileError
-from exporters import tflite_metadata as tm
+from edgebase.errors import ConfigError, ModelFileError
+from edgebase import tflite_metadata as tm
 from tests import tflite_metadata_schema_generated as gen
 
 pytest.importorskip("ai_edge_litert")

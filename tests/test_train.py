@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from deploy.cli import main as deploy_main
-from deploy.errors import ConfigError, DataError
+from edgebase.errors import ConfigError, DataError
 from zoo import get_entry
 from zoo.cifar10 import ship, trained_records
 from zoo.train import Recipe, lr_at, train

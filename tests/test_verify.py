@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import ModelFileError
-from deploy.manifest import Artifact, Preprocess, file_facts, write_manifest
+from edgebase.errors import ModelFileError
+from edgebase.manifest import Artifact, Preprocess, file_facts, write_manifest
 
 pytest.importorskip("ai_edge_litert")
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not FLOAT.exists(), reason=f"{DATA} is not there
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> tuple[Path, Path]:
     from deploy.release import Built, ReleaseConfig, assemble
-    from device_runners.backends import load
+    from device_runners.loading import load
 
     build = tmp_path_factory.mktemp("build")
     src = build / "mobilenet_v1_0.25.tflite"
@@ -121,7 +121,7 @@ def test_packed_metadata_must_match_labels(bundle, tmp_path):
     m = json.loads((root / "manifest.json").read_text())
     for e in m["files"]:  # re-record the checksum so only the metadata check can catch it
         if e["path"] == "labels.txt":
-            from deploy.bundle import file_entry
+            from edgebase.bundle import file_entry
             e.update(file_entry(root, "labels.txt"))
     (root / "manifest.json").write_text(json.dumps(m))
     problems = [str(p) for p in verify(root).problems]
@@ -129,7 +129,7 @@ def test_packed_metadata_must_match_labels(bundle, tmp_path):
 
 
 def test_zip_is_safe_and_deterministic(bundle, tmp_path):
-    from deploy.bundle import write_zip
+    from edgebase.bundle import write_zip
 
     with zipfile.ZipFile(bundle[1]) as zf:
         names = zf.namelist()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from deploy.errors import ShapeError
+from edgebase.errors import ShapeError
 from zoo import get_entry, list_models
 from zoo.facts import entry_facts, model_facts
 from zoo.models._common import Add, ChannelShuffle, Concat

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deploy.errors import ConfigError, UnknownNameError
+from edgebase.errors import ConfigError, UnknownNameError
 from zoo import aliases, create_model, get_entry, list_models
 from zoo.models import ALIASES, SMALL_INPUT, small_input_adaptation
 

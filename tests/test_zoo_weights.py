@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deploy.errors import WeightsError
-from deploy.files import sha256_file
+from edgebase.errors import WeightsError
+from edgebase.files import sha256_file
 from zoo import Weights, get_entry
 from zoo import weights as zw
 from zoo.weights import load_packaged_weights, load_weights, register_importer

@@ -5,6 +5,13 @@ State-dict key names follow torchvision wherever torchvision has the architectur
 """
 from zoo.registry import ModelEntry, Weights, aliases, get_entry, list_models
 
+# The registrations run on import, here and only here, so the registry and the weights loader
+# import none of the modules that register into them (no cycles): the families first, then the
+# trained CIFAR-10 entries built on them, then the importers of foreign weight files.
+import zoo.models  # noqa: E402,F401
+import zoo.cifar10  # noqa: E402,F401
+import zoo.importers  # noqa: E402,F401
+
 
 def create_model(name: str, *, num_classes: int | None = None, width: float | None = None,
                  input_size: int | None = None):

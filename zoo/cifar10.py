@@ -47,7 +47,7 @@ def _weights(name: str, records: dict[str, dict[str, Any]]) -> Weights | None:
 
 def ship(record_path: str | Path, records_file: Path = RECORDS) -> str:
     """Copy a finished run's weights into zoo/weights and merge its record (package data)."""
-    from deploy.files import sha256_file, write_bytes_atomic, write_text_atomic
+    from edgebase.files import sha256_file, write_bytes_atomic, write_text_atomic
 
     record_path = Path(record_path)
     rec = json.loads(record_path.read_text())

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deploy.errors import ShapeError
+from edgebase.errors import ShapeError
 from zoo.models._common import Add, ChannelShuffle, Concat, GlobalAvgPool, Mul, Split
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.SiLU, nn.Tanh,

@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from deploy.errors import ConfigError, UnknownNameError
-from deploy.manifest import Preprocess
+from edgebase.errors import ConfigError, UnknownNameError
+from edgebase.manifest import Preprocess
 
 IMAGENET = Preprocess(resize=256, crop=224)
 CIFAR10 = Preprocess(resize=32, crop=32, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
@@ -122,27 +122,18 @@ def register_alias(alias: str, target: str) -> None:
     _ALIASES[alias] = target
 
 
-def _ensure_loaded() -> None:
-    # importing the family modules runs their registrations
-    import zoo.models  # noqa: F401
-    import zoo.cifar10  # noqa: F401  (the trained 32x32 variants)
-
-
 def list_models(pattern: str | None = None) -> list[str]:
     import fnmatch
 
-    _ensure_loaded()
     names = sorted(_REGISTRY)
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
 def aliases() -> dict[str, str]:
-    _ensure_loaded()
     return dict(_ALIASES)
 
 
 def get_entry(name: str) -> ModelEntry:
-    _ensure_loaded()
     target = _ALIASES.get(name, name)
     try:
         return _REGISTRY[target]

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import ConfigError, WeightsError
-from deploy.files import atomic_path, sha256_file, write_text_atomic
+from edgebase.errors import ConfigError, WeightsError
+from edgebase.files import atomic_path, sha256_file, write_text_atomic
 
 CHECKPOINT_FORMAT = "edgedeploy.train/1"
 

@@ -1,7 +1,7 @@
 """CIFAR-style training data: decode once into a uint8 cache, augment whole batches with tensor ops.
 
 Decoding 50,000 JPEGs takes longer than a training epoch on a small CPU, so the images are
-decoded once (through ``device_runners.images.ImageSet``, the same reader that evaluation and
+decoded once (through ``edgebase.images.ImageSet``, the same reader that evaluation and
 export validation use, so all stages see the same pixels) and stored as uint8 arrays in
 ``~/.cache/edgedeploy/`` (``$EDGEDEPLOY_CACHE`` overrides it), keyed by the source's sha256.
 The cache lives outside the repository and is rebuilt whenever the source changes.
@@ -16,8 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from deploy.errors import DataError
-from deploy.files import atomic_path, sha256_file
+from edgebase.errors import DataError
+from edgebase.files import atomic_path, sha256_file
 
 CACHE_VERSION = 1
 SPLIT_NAMES = {"train": ("train",), "test": ("test", "val", "validation")}
@@ -56,7 +56,7 @@ def _source_key(path: Path) -> str:
 
 
 def _decode_split(path: Path, split: str, size: int, progress: bool) -> tuple[Split, list[str]]:
-    from device_runners.images import ImageSet
+    from edgebase.images import ImageSet
 
     images = ImageSet(path, split=split)
     if images.layout != "imagefolder":

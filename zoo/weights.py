@@ -12,8 +12,7 @@ Other file formats are converted by importers registered per (arch pattern, suff
 ``register_importer("mobilenet_v1*", ".tflite", fn, build_kwargs={"tf_padding": True})``;
 ``fn(model, path)`` fills the model in place and may return a dict of facts about the import.
 ``build_kwargs`` are what the model must be built with for that file (see ``build_kwargs_for``).
-Modules in the ``zoo.importers`` package register themselves when it is imported; this module
-imports it on first use.
+Modules in the ``zoo.importers`` package register themselves when ``zoo`` is imported.
 """
 from __future__ import annotations
 
@@ -22,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from deploy.errors import WeightsError
-from deploy.files import sha256_file
+from edgebase.errors import WeightsError
+from edgebase.files import sha256_file
 
 TORCH_SUFFIXES = (".pt", ".pth", ".pth.tar", ".ckpt", ".bin", ".tar")
 CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "ema", "state_dict_ema",
@@ -43,7 +42,6 @@ class _ImporterEntry:
 
 
 _IMPORTERS: dict[tuple[str, str], _ImporterEntry] = {}
-_importers_loaded = False
 
 
 @dataclass(frozen=True)
@@ -77,17 +75,6 @@ def register_importer(arch_pattern: str, suffix: str, importer: Importer, *,
                                      dict(entry_overrides or {}))
 
 
-def _load_importers() -> None:
-    global _importers_loaded
-    if not _importers_loaded:
-        _importers_loaded = True
-        try:
-            import zoo.importers  # noqa: F401  (its modules register themselves)
-        except ModuleNotFoundError as err:
-            if err.name != "zoo.importers":
-                raise
-
-
 def _suffix(path: Path) -> str:
     name = path.name.lower()
     for s in sorted(TORCH_SUFFIXES, key=len, reverse=True):
@@ -97,7 +84,6 @@ def _suffix(path: Path) -> str:
 
 
 def _find_importer(arch: str, suffix: str) -> _ImporterEntry | None:
-    _load_importers()
     for (pattern, sfx), entry in _IMPORTERS.items():
         if sfx == suffix and fnmatch.fnmatchcase(arch, pattern):
             return entry
@@ -123,7 +109,6 @@ def entry_overrides_for(arch: str, path: str | Path) -> dict[str, Any]:
 
 
 def supported_suffixes(arch: str) -> list[str]:
-    _load_importers()
     extra = [s for (p, s) in _IMPORTERS if fnmatch.fnmatchcase(arch, p)]
     return sorted(set(TORCH_SUFFIXES) | set(extra))
 

@@ -20,7 +20,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(p) -> None:
-    from exporters.capabilities import target_names
+    from edgebase.capabilities import target_names
 
     p.add_argument("models", nargs="+", metavar="MODEL", help="zoo names (see `deploy models`)")
     p.add_argument("--targets", type=_csv, metavar="LIST",
@@ -59,7 +59,7 @@ def run(args) -> int:
     from deploy.benchmark import BenchmarkConfig, run_benchmark
     from deploy.benchmark_plots import write_plots
     from deploy.benchmark_report import rows, text_table, to_markdown, write_json
-    from deploy.files import write_text_atomic
+    from edgebase.files import write_text_atomic
 
     config = BenchmarkConfig(
         models=tuple(args.models), targets=args.targets, precisions=args.precisions,

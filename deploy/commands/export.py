@@ -7,13 +7,13 @@ import sys
 
 HELP = "export a zoo model or checkpoint to ONNX, TFLite or OpenVINO IR, validated on real images"
 
-# command-line flags that set a target option (exporters.capabilities: Target.options)
+# command-line flags that set a target option (edgebase.capabilities: Target.options)
 OPTION_FLAGS = {"no_simplify": ("simplify", False), "nchw_input": ("nhwc_input", False),
                 "no_rewrite": ("rewrite", False)}
 
 
 def add_arguments(p) -> None:
-    from exporters.capabilities import target_names
+    from edgebase.capabilities import target_names
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
     p.add_argument("--target", required=True, choices=target_names(),

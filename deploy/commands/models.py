@@ -38,7 +38,7 @@ def weights_label(entry) -> str:
 
 
 def matching(pattern: str | None) -> list[str]:
-    from deploy.errors import UnknownNameError
+    from edgebase.errors import UnknownNameError
     from zoo import list_models
 
     if pattern is None:

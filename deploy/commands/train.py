@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
 
 def resolve(name: str):
     """A *.cifar10 entry for ``name`` (``x`` means ``x.cifar10``); others are refused by name."""
-    from deploy.errors import UnknownNameError
+    from edgebase.errors import UnknownNameError
     from zoo import aliases, get_entry, list_models
 
     trainable = list_models("*.cifar10") + sorted(a for a in aliases() if a.endswith(".cifar10"))
@@ -50,7 +50,7 @@ def resolve(name: str):
 def run(args) -> int:
     import torch
 
-    from deploy.errors import ConfigError
+    from edgebase.errors import ConfigError
     from zoo.train import Recipe, train
     from zoo.traindata import load_dataset
 

@@ -1,10 +1,8 @@
 """Runtime backends, chosen by file suffix or by name.
 
-``load(path)`` picks LiteRT for ``.tflite``, onnxruntime for ``.onnx`` and OpenVINO for
+``resolve(path)`` picks LiteRT for ``.tflite``, onnxruntime for ``.onnx`` and OpenVINO for
 ``.xml``; ``runtime=`` overrides (OpenVINO also reads ``.onnx`` and ``.tflite``). A runtime is
-imported only when a model for it is loaded. ``isolate=True`` first loads the model and runs
-one inference in a child process, so a runtime that crashes on a malformed file costs a
-one-line ``ModelFileError`` instead of the calling process.
+imported only when a model for it is loaded (``device_runners.loading.load``).
 """
 from __future__ import annotations
 
@@ -12,7 +10,7 @@ import importlib
 import os
 from pathlib import Path
 
-from deploy.errors import ConfigError, ModelFileError, UnknownNameError
+from edgebase.errors import ConfigError, ModelFileError, UnknownNameError
 from device_runners.backends.base import Backend
 
 # runtime name -> (module, class, suffixes it reads); the first runtime listing a suffix
@@ -68,23 +66,4 @@ def backend_class(runtime: str) -> type[Backend]:
     return getattr(importlib.import_module(module), cls)
 
 
-def load(path: str | os.PathLike, runtime: str | None = None, threads: int | None = None,
-         *, isolate: bool = False, precision_hint: str | None = None) -> Backend:
-    """Load a model file with the runtime for its suffix (or ``runtime``).
-
-    ``threads`` None leaves the runtime's default; ``precision_hint`` None runs float work in
-    f32 (see ``base.PRECISION_HINTS``). Raises ModelFileError for files the
-    runtime cannot read, MissingDependencyError (naming the extra) when it is not installed.
-    """
-    if threads is not None and threads < 1:
-        raise ConfigError(f"threads must be at least 1, got {threads}")
-    path, runtime = resolve(path, runtime)
-    cls = backend_class(runtime)
-    cls.check_hint(precision_hint)  # a bad hint is a user error before any loading
-    if isolate:
-        from device_runners.isolation import check_in_child
-        check_in_child(path, runtime, threads)
-    return cls(path, threads=threads, precision_hint=precision_hint)
-
-
-__all__ = ["Backend", "RUNTIMES", "load", "resolve", "default_runtime", "backend_class"]
+__all__ = ["Backend", "RUNTIMES", "resolve", "default_runtime", "backend_class"]

@@ -1,6 +1,6 @@
 """The one small interface every runtime backend implements.
 
-A backend wraps one loaded model: its input/output specs (``deploy.manifest.TensorSpec``, with
+A backend wraps one loaded model: its input/output specs (``edgebase.manifest.TensorSpec``, with
 the tensor's own quantization parameters where the format records them), ``run`` for whole
 batches, ``bind``/``invoke`` for timing loops that must not pay for input copies, and an optional
 per-operator ``profile``. Only numpy is imported here.
@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from deploy.errors import ConfigError, ShapeError
-from deploy.manifest import TensorSpec
+from edgebase.errors import ConfigError, ShapeError
+from edgebase.manifest import TensorSpec
 from device_runners.precision import DEFAULT_PRECISION_HINT, PRECISION_HINTS
 
 class Backend(ABC):

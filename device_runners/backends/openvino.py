@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deploy.errors import MissingDependencyError, ModelFileError
-from deploy.manifest import TensorSpec
+from edgebase.errors import MissingDependencyError, ModelFileError
+from edgebase.manifest import TensorSpec
 from device_runners.backends.base import Backend, first_line, guess_layout, profile_rows
 
 SUFFIXES = (".xml", ".onnx", ".tflite")

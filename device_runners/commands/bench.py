@@ -28,7 +28,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
-    from deploy.files import write_text_atomic
+    from edgebase.files import write_text_atomic
     from device_runners.bench import bench, format_table
 
     result = bench(args.model, runtime=args.runtime, threads=args.threads, warmup=args.warmup,

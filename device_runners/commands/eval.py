@@ -39,7 +39,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
-    from deploy.files import write_text_atomic
+    from edgebase.files import write_text_atomic
     from device_runners.evaluate import evaluate, format_table
 
     result = evaluate(args.model, args.data, limit=args.limit, split=args.split,

@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from deploy.errors import ValidationError
+    from edgebase.errors import ValidationError
     from device_runners.verify import format_report, verify
 
     report = verify(args.bundle, data=args.data, tolerance=args.tolerance, limit=args.limit,

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.errors import MissingDependencyError, WeightsError
-from deploy.manifest import Preprocess
+from edgebase.errors import MissingDependencyError, WeightsError
+from edgebase.manifest import Preprocess
 
 # TF-slim's input convention: x/127.5 - 1 on RGB, short side 256 -> centre crop 224
 TF_PREPROCESS = Preprocess(resize=256, crop=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))

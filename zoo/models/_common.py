@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from deploy.errors import ConfigError
+from edgebase.errors import ConfigError
 from zoo.registry import IMAGENET, ModelEntry, register
 
 # What `small_input=True` does, per family; recorded as ModelEntry.adaptation by the

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deploy.errors import ConfigError, MissingDependencyError, ModelFileError
+from edgebase.errors import ConfigError, MissingDependencyError, ModelFileError
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from deploy.errors import ConfigError, ValidationError
+from edgebase.errors import ConfigError, ValidationError
 from quant import progress
 
 PRECISION = "int8"
@@ -57,10 +57,12 @@ def calibration_data(source, config, log: Callable[[str], None] = progress):
     return calib
 
 
-def export_int8(source, config, log: Callable[[str], None] = progress):
-    """Quantize ``source`` for ``config.target``; returns the written int8 Artifact."""
+def export_int8(source, config, fp32_stage: Callable, log: Callable[[str], None] = progress):
+    """Quantize ``source`` for ``config.target``; returns the written int8 Artifact.
+
+    ``fp32_stage(source, config)`` writes the validated fp32 parent (the export stage)."""
     import quant
-    from deploy.export import export, file_stem
+    from deploy.placement import file_stem, place
 
     target = config.target_entry
     ptq = quant.get_pass(target.name)
@@ -68,7 +70,7 @@ def export_int8(source, config, log: Callable[[str], None] = progress):
                                input_range=input_range(source.entry.preprocess))
     eval_set = _eval_images(config)  # read before anything slow: bad paths fail fast
     calib = calibration_data(source, config, log)
-    fp32 = export(source, dataclasses.replace(config, precision="fp32"))
+    fp32 = fp32_stage(source, dataclasses.replace(config, precision="fp32"))
     fp32_path = config.output_dir / fp32.file
     log(f"fp32 parent: {fp32_path} ({fp32.validation['status']})")
     final = config.output_dir / target.file_name(file_stem(source), PRECISION)
@@ -95,14 +97,13 @@ def export_int8(source, config, log: Callable[[str], None] = progress):
                 checked = _check(source, config, target, file)
         artifact = _artifact(source, config, fp32, file, calib, facts, seconds, checked,
                              accuracy, sensitivity)
-        from deploy.export import _place
         from exporters.common import Conversion
 
         companions = tuple(file.with_suffix(s) for s in target.companions)
         conversion = Conversion(file=file, companions=companions)
         backend_ok = checked["validation"]["status"] == "passed"
         drop_ok = sensitivity is None or sensitivity.get("reached", True)
-        dest, artifact = _place(conversion, final, artifact, failed=not (backend_ok and drop_ok))
+        dest, artifact = place(conversion, final, artifact, failed=not (backend_ok and drop_ok))
         disagrees = "; ".join(checked["validation"].get("failures", []))
         if not drop_ok:  # what the user asked for comes first; the check's verdict after it
             raise ValidationError(
@@ -123,7 +124,7 @@ def _eval_images(config):
         if config.max_drop is not None:
             raise ConfigError("--max-drop needs --eval PATH (labelled images to measure the drop)")
         return None
-    from device_runners.images import ImageSet
+    from edgebase.images import ImageSet
 
     return ImageSet(config.eval_data, split="test")
 
@@ -179,7 +180,7 @@ def _evaluate(fp32_path, int8_path, target, config, images, calib, preprocess):
 
 def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, accuracy,
               sensitivity):
-    from deploy.manifest import file_facts
+    from edgebase.manifest import file_facts
     from deploy.toolchain import versions
 
     target = config.target_entry

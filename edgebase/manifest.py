@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import ModelFileError
-from deploy.files import sha256_file, write_text_atomic
+from edgebase.errors import ModelFileError
+from edgebase.files import sha256_file, write_text_atomic
 
 SCHEMA = "edgedeploy.artifact/1"
 

@@ -13,8 +13,8 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from deploy.errors import ModelFileError
-from deploy.files import atomic_path, sha256_file
+from edgebase.errors import ModelFileError
+from edgebase.files import atomic_path, sha256_file
 
 SCHEMA = "edgedeploy.bundle/1"
 MANIFEST = "manifest.json"

@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from deploy.errors import ConfigError, UnknownNameError
+from edgebase.errors import ConfigError, UnknownNameError
 
 
 @dataclass(frozen=True)

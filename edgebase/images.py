@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from deploy.errors import DataError, MissingDependencyError
+from edgebase.errors import ConfigError, DataError, MissingDependencyError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif"}
 SPLIT_PREFERENCE = {"test": ("test", "val", "validation"), "train": ("train",),
@@ -191,7 +191,7 @@ def normalize(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float],
 
 
 def preprocess(rgb: np.ndarray, spec) -> np.ndarray:
-    """Apply a ``deploy.manifest.Preprocess`` to one RGB image."""
+    """Apply a ``edgebase.manifest.Preprocess`` to one RGB image."""
     if spec.color == "BGR":
         rgb = rgb[..., ::-1]
     rgb = resize_crop(rgb, spec.resize, spec.crop, spec.interpolation)
@@ -206,3 +206,12 @@ def batches(images: ImageSet, indices: Sequence[int], spec, batch_size: int
         x = np.stack([preprocess(images.load(i), spec) for i in chunk])
         y = np.array([images.samples[i].label for i in chunk], dtype=np.int64)
         yield x, y
+
+
+def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """An NCHW batch in ``layout`` (NCHW or NHWC)."""
+    if layout == "NCHW":
+        return x
+    if layout == "NHWC":
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    raise ConfigError(f"unknown input layout {layout!r}; valid: NCHW, NHWC")
