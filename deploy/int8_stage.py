@@ -6,7 +6,7 @@
 1. calibration data: ``--calib PATH`` (seeded, class-balanced), or, without it, inputs
    distilled from the model's BatchNorm statistics (ZeroQ) -- said on screen and recorded;
 2. the fp32 export (validated as always), the parent of the int8 file;
-3. the target's own PTQ pass (``quant.PTQ_PASSES``) on the fp32 file;
+3. the target's own PTQ pass (the capability table's ``Target.ptq``) on the fp32 file;
 4. validation of the int8 file against the PyTorch parent on real images (the export stage's
    images and checks, with the capability table's int8 tolerance);
 5. with ``--eval PATH``: fp32 file vs int8 file top-1/top-5, agreement and logit cosine on
@@ -204,13 +204,9 @@ def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, 
                              "size_bytes": fp32_size},
              "size_ratio_vs_fp32": round(fp32_size / size, 3),
              "accuracy": accuracy, "sensitivity": sensitivity}
-    tools = tuple(dict.fromkeys(target.tools + _QUANT_TOOLS[target.name]))
+    tools = tuple(dict.fromkeys(target.tools + target.ptq_tools))
     return fp32.replace(
         file=file.name, precision=PRECISION, sha256="", size_bytes=0, inputs=inputs,
         outputs=tuple(checked["outputs"]), passes=tuple(fp32.passes) + (int8_pass,),
         toolchain=versions(tools), validation=checked["validation"], benchmarks=(),
         companions=(), extra=extra)
-
-
-_QUANT_TOOLS = {"onnx": ("onnxruntime", "torch"), "tflite": ("ai-edge-quantizer", "ai-edge-litert"),
-                "openvino": ("nncf", "openvino")}

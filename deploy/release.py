@@ -25,12 +25,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from edgebase.capabilities import runtime_for_suffix
 from edgebase.bundle import MANIFEST, SCHEMA, file_entry, list_files, write_zip
 from edgebase.errors import ConfigError, DataError, DeployError, ValidationError
 from edgebase.files import write_bytes_atomic, write_text_atomic
 from edgebase.manifest import Artifact, read_manifest, write_manifest
 
-SUFFIX_RUNTIME = {".tflite": "litert", ".onnx": "onnxruntime", ".xml": "openvino"}
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -289,7 +289,7 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
     new = art.replace(file=dst.name, sha256=facts["sha256"], size_bytes=facts["size_bytes"],
                       companions=tuple(companions), passes=tuple(passes), benchmarks=())
     write_manifest(new, dst)
-    runtime = SUFFIX_RUNTIME[dst.suffix]
+    runtime = runtime_for_suffix(dst.suffix).name
     entry = {
         "path": dst.name, "manifest": dst.name + ".json", "format": art.format,
         "precision": art.precision, "runtime": runtime, "size_bytes": facts["size_bytes"],

@@ -6,9 +6,12 @@ import importlib.metadata
 import platform
 from typing import Iterable
 
-# every distribution a host stage may use; the manifest records the ones a stage used
-KNOWN = ("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime", "openvino", "nncf",
-         "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao", "numpy", "pillow")
+from edgebase.capabilities import TARGETS
+
+# every distribution a host stage may use (the capability table's tools and PTQ tools, plus
+# what every stage uses); the manifest records the ones a stage used
+KNOWN = tuple(dict.fromkeys([d for t in TARGETS.values() for d in t.tools + t.ptq_tools]
+                            + ["torchao", "numpy", "pillow"]))
 
 
 def version(dist: str) -> str | None:

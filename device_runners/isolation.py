@@ -155,7 +155,8 @@ def _child(path: str, threads: int | None, runtime: str, fd: int) -> None:
 def _serve(runtime: str) -> int:
     out = sys.stdout
     try:
-        from device_runners.backends import RUNTIMES, backend_class
+        from edgebase.capabilities import RUNTIMES
+        from device_runners.backends import backend_class
         if runtime not in RUNTIMES:
             raise ModelFileError(f"unknown runtime {runtime!r}")
         backend_class(runtime).import_runtime()

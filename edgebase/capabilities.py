@@ -1,9 +1,11 @@
-"""The capability table: one entry per export target, keyed by name.
+"""The capability table: one entry per export target and one per runtime, keyed by name.
 
-The CLI (choices, option checks), the export pipeline (converter, file names, which runtime
-validates), the tests (the zoo x targets x precisions matrix) and the benchmark all read this
-table, so a new target is one converter module plus one entry here. This module imports no
-framework: converters are named by ``module:function`` and imported only when used.
+The only place that knows each target: the CLI (choices, option checks), the export and int8
+stages (converter, PTQ module, file names, which runtime validates, tool versions), the runner
+(which backend reads which suffix, the pip extra that installs it), releases and the benchmark
+all read it. A new target is an exporter module, a quantizer module, a backend module, one
+``Target`` and one ``Runtime`` entry here, and one pip extra. This module imports no framework:
+code is named by ``module:attribute`` and imported only when used.
 """
 from __future__ import annotations
 
@@ -54,6 +56,8 @@ class Target:
     companions: tuple[str, ...] = ()  # suffixes of files that travel with the model file
     embeds_metadata: bool = False  # the converter takes metadata= and stores it in the file
     tools: tuple[str, ...] = ()  # distributions whose versions the manifest records
+    ptq: str | None = None  # module of the int8 pass (quant.<...>), None: no int8
+    ptq_tools: tuple[str, ...] = ()  # distributions the int8 pass uses, recorded with ``tools``
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -86,7 +90,46 @@ class Target:
         return f"{stem}{'' if precision == 'fp32' else '.' + precision}{self.suffix}"
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime the runner can load files with (device side: numpy plus this one library)."""
+
+    name: str
+    backend: str  # "module:Class" of its device_runners backend
+    suffixes: tuple[str, ...]  # files it reads; a suffix's default runtime is the first listing it
+    extra: str  # pip extra that installs it
+    aliases: tuple[str, ...] = ()  # other names accepted for --runtime
+
+    def backend_class(self):
+        module, _, cls = self.backend.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+
 TARGETS: dict[str, Target] = {}
+RUNTIMES: dict[str, Runtime] = {}
+
+
+def register_runtime(runtime: Runtime) -> Runtime:
+    if runtime.name in RUNTIMES:
+        raise ValueError(f"runtime {runtime.name!r} is registered twice")
+    RUNTIMES[runtime.name] = runtime
+    return runtime
+
+
+def get_runtime(name: str) -> Runtime:
+    """By name or alias; unknown names list the valid ones."""
+    for r in RUNTIMES.values():
+        if name == r.name or name in r.aliases:
+            return r
+    raise UnknownNameError("runtime", name, RUNTIMES)
+
+
+def runtime_for_suffix(suffix: str) -> Runtime | None:
+    return next((r for r in RUNTIMES.values() if suffix in r.suffixes), None)
+
+
+def model_suffixes() -> list[str]:
+    return sorted({s for r in RUNTIMES.values() for s in r.suffixes})
 
 
 def register_target(target: Target) -> Target:
@@ -120,6 +163,7 @@ register_target(Target(
                          "(default on)",
              "opset": "ONNX opset (default 18; the dynamo exporter cannot down-convert to 17)"},
     embeds_metadata=True, tools=("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"),
+    ptq="quant.onnx_ptq", ptq_tools=("onnxruntime", "torch"),
     refused={"fp16": "onnxruntime's CPU provider has no fp16 kernels for most of these ops and "
                      "would run them through inserted casts, so an fp16 ONNX file would be "
                      "neither smaller in use nor faster here; use --target openvino --fp16 or "
@@ -130,6 +174,7 @@ register_target(Target(
     name="tflite", suffix=".tflite", runtime="litert", extra="litert",
     converter="exporters.tflite:torch_to_tflite", input_layout="NHWC",
     tools=("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
+    ptq="quant.tflite_ptq", ptq_tools=("ai-edge-quantizer", "ai-edge-litert"),
     tolerances={"fp32": Tolerance(max_abs=1e-3, min_top1=1.0, min_cosine=0.99999),
                 "fp16": FP16, "int8": INT8},
     options={"nhwc_input": "take NHWC input as mobile apps feed it (default on; off keeps "
@@ -144,4 +189,16 @@ register_target(Target(
     tolerances={"fp32": Tolerance(max_abs=1e-4, min_top1=1.0, min_cosine=0.99999),
                 "fp16": FP16, "int8": INT8},
     companions=(".bin",), embeds_metadata=True, tools=("torch", "openvino"),
+    ptq="quant.openvino_ptq", ptq_tools=("nncf", "openvino"),
 ))
+
+# runtimes: the first one listing a suffix is that suffix's default (OpenVINO also reads
+# .onnx and .tflite, but only when asked)
+register_runtime(Runtime(name="litert", backend="device_runners.backends.litert:LiteRTBackend",
+                         suffixes=(".tflite",), extra="litert", aliases=("tflite",)))
+register_runtime(Runtime(name="onnxruntime",
+                         backend="device_runners.backends.onnxruntime:OnnxRuntimeBackend",
+                         suffixes=(".onnx", ".ort"), extra="onnxruntime", aliases=("ort",)))
+register_runtime(Runtime(name="openvino", backend="device_runners.backends.openvino:OpenVINOBackend",
+                         suffixes=(".xml", ".onnx", ".tflite"), extra="openvino",
+                         aliases=("ov",)))

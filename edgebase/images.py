@@ -145,7 +145,7 @@ def decode(data: bytes, where: str = "image") -> np.ndarray:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
-        raise MissingDependencyError("Pillow (image decoding)", "onnxruntime") from None
+        raise MissingDependencyError("Pillow (image decoding)", "images") from None
     try:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB"))

@@ -13,11 +13,11 @@ from edgebase.capabilities import FP16, TARGETS, Tolerance, all_precisions, get_
 
 @pytest.mark.parametrize("name", list(TARGETS))
 def test_every_target_is_complete(name):
-    from device_runners.backends import RUNTIMES
+    from edgebase.capabilities import RUNTIMES
 
     t = get_target(name)
     assert t.suffix.startswith(".") and t.runtime in RUNTIMES
-    assert t.suffix in RUNTIMES[t.runtime][2], "the target's runtime must read its files"
+    assert t.suffix in RUNTIMES[t.runtime].suffixes, "the target's runtime must read its files"
     assert "fp32" in t.precisions and t.input_layout in ("NCHW", "NHWC")
     module, _, fn = t.converter.partition(":")
     assert callable(getattr(importlib.import_module(module), fn))

@@ -46,6 +46,19 @@ class Backend(ABC):
                               f"precision hint {hint!r}; valid for it: {', '.join(cls.hints)}")
         return hint
 
+    # ---- the file format the runtime owns (structural checks before any parsing) ---------
+    file_kind: str = "a model file"  # how messages name its own format
+
+    @staticmethod
+    def sniff(head: bytes) -> bool | None:
+        """Do a file's first bytes look like this runtime's own format? None: cannot tell."""
+        return None
+
+    @classmethod
+    def check_structure(cls, path: Path, head: bytes, size: int) -> None:
+        """Cheap checks of a file in its own format (truncation, missing companions); raise
+        ModelFileError with a precise message. Crashes past these are caught by isolation."""
+
     @classmethod
     def default_precision(cls) -> str:
         """The float precision this runtime uses on this CPU when given no hint."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
+import struct
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -62,6 +63,18 @@ def _spec(d: dict) -> TensorSpec:
 
 class LiteRTBackend(Backend):
     name = "litert"
+    file_kind = "a TFLite flatbuffer (no 'TFL3' identifier)"
+
+    @staticmethod
+    def sniff(head: bytes) -> bool | None:
+        return len(head) >= 8 and head[4:8] == b"TFL3"
+
+    @classmethod
+    def check_structure(cls, path: Path, head: bytes, size: int) -> None:
+        root = struct.unpack_from("<I", head, 0)[0]
+        if root + 4 > size:
+            raise ModelFileError(f"{path}: truncated TFLite file (root table at byte {root}, "
+                                 f"file has {size} bytes)")
 
     @staticmethod
     def import_runtime() -> None:

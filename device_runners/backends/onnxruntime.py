@@ -45,6 +45,13 @@ def _spec(arg) -> TensorSpec:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    file_kind = "an ONNX file"
+
+    @staticmethod
+    def sniff(head: bytes) -> bool | None:
+        # ModelProto: field 1 ir_version (varint, tag 0x08) is written first by onnx; other
+        # writers may order fields differently, so anything else is "cannot tell"
+        return True if len(head) >= 2 and head[0] == 0x08 and head[1] < 0x80 else None
 
     @staticmethod
     def import_runtime() -> None:

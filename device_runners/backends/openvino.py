@@ -10,6 +10,7 @@ unless another hint is asked for, and the precision the compiled model reports i
 """
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,6 +53,43 @@ _TYPE_NAMES = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
 class OpenVINOBackend(Backend):
     name = "openvino"
     hints = ("f32", "bf16", "f16", "auto")
+    file_kind = "an OpenVINO IR .xml file"
+
+    @staticmethod
+    def sniff(head: bytes) -> bool | None:
+        text = head.lstrip()[:200]
+        return text.startswith(b"<?xml") or text.startswith(b"<net")
+
+    @classmethod
+    def check_structure(cls, path: Path, head: bytes, size: int) -> None:
+        """The XML parses, its root is <net>, and every Const's bytes lie inside the .bin."""
+        try:
+            root = ET.parse(path).getroot()
+        except (ET.ParseError, UnicodeDecodeError, ValueError) as e:
+            raise ModelFileError(f"{path}: malformed XML ({e})") from None
+        if root.tag != "net":
+            raise ModelFileError(f"{path}: XML root is <{root.tag}>, an OpenVINO IR has <net>")
+        bin_path = path.with_suffix(".bin")
+        if bin_path.exists() and not bin_path.is_file():
+            raise ModelFileError(f"{path}: {bin_path.name} is not a file")
+        consts = [layer.find("data") for layer in root.iter("layer")
+                  if layer.get("type") == "Const"]
+        if not consts:
+            return
+        if not bin_path.exists():
+            raise ModelFileError(f"{path}: its weights file {bin_path.name} is missing")
+        bin_size = bin_path.stat().st_size
+        for data in consts:
+            if data is None or data.get("offset") is None:
+                continue
+            try:
+                end = int(data.get("offset")) + int(data.get("size", 0))
+            except ValueError:
+                raise ModelFileError(f"{path}: a Const layer has a malformed offset/size "
+                                     f"({data.get('offset')!r}, {data.get('size')!r})") from None
+            if end > bin_size:
+                raise ModelFileError(f"{path}: weights reach byte {end} but {bin_path.name} "
+                                     f"has {bin_size} bytes (truncated or mismatched .bin)")
 
     @staticmethod
     def import_runtime() -> None:
