@@ -14,6 +14,7 @@ COMMANDS = {
     "models": "deploy.commands.models",
     "inspect": "deploy.commands.inspect",
     "export": "deploy.commands.export",
+    "compress": "deploy.commands.compress",
     "release": "deploy.commands.release",
     "benchmark": "deploy.commands.benchmark",
     "train": "deploy.commands.train",

@@ -125,7 +125,7 @@ def time_loop(fn, warmup: int, runs: int | None, min_time: float | None
     return first_ms, times
 
 
-def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int | None = None,
+def _bench_file(model: str | os.PathLike, *, runtime: str | None = None, threads: int | None = None,
           warmup: int = 5, runs: int | None = None, min_time: float | None = None,
           batch: int | None = None, input: str | os.PathLike | None = None,
           shape: tuple[int, ...] | None = None,
@@ -230,6 +230,19 @@ def bench(model: str | os.PathLike, *, runtime: str | None = None, threads: int 
         extra={"mac_note": mac_note} if mac_note else {})
 
 
+def bench(model: str | os.PathLike, **options) -> BenchResult:
+    """Benchmark one model file (options as ``_bench_file``); a Deep Compression container is
+    decoded first, and its sizes and decode time are reported beside the latency."""
+    from device_runners.container import materialized
+
+    with materialized(model) as (path, container):
+        result = _bench_file(path, **options)
+    if container:
+        result.model = str(model)
+        result.extra["container"] = container
+    return result
+
+
 def file_arithmetic(artifact, backend) -> str:
     """The arithmetic whose peak bounds this file: int8 when its manifest says int8 (its
     convolutions run in integer kernels), else the float precision the runtime ran in."""
@@ -273,6 +286,11 @@ def format_table(r: BenchResult, top: int = 15) -> str:
         lines.append(f"peak         {r.cpu['peak_derivation']} (machine, all cores)")
     lines.append(f"peak RSS     {r.peak_rss_mb:.1f} MB (whole process)")
     lines.append(f"timing       {r.timing}")
+    c = r.extra.get("container")
+    if c:
+        lines.append(f"container    {c['container_bytes']:,} bytes to download -> "
+                     f"{c['decoded_bytes']:,} bytes decoded in {c['decode_ms']:.0f} ms "
+                     f"(not in the latency)")
     if r.op_counts:
         lines.append("ops          " + ", ".join(f"{k} {v}" for k, v in r.op_counts.items()))
     if r.profile:

@@ -14,6 +14,7 @@ COMMANDS = {
     "bench": "device_runners.commands.bench",
     "eval": "device_runners.commands.eval",
     "verify": "device_runners.commands.verify",
+    "unpack": "device_runners.commands.unpack",
 }
 
 

@@ -249,7 +249,7 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def evaluate(model: str | os.PathLike, data: str | os.PathLike, *, limit: int | None = None,
+def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: int | None = None,
              split: str = "test", runtime: str | None = None, threads: int | None = None,
              batch: int = 1, size: int | None = None, resize: int | None = None,
              mean=None, std=None, scale: float | None = None, layout: str | None = None,
@@ -321,6 +321,18 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, *, limit: int | 
                       images_per_s=n / seconds if seconds else 0.0,
                       precision_hint=backend.precision_hint,
                       inference_precision=backend.inference_precision)
+
+
+def evaluate(model: str | os.PathLike, data: str | os.PathLike, **options) -> EvalResult:
+    """Top-1/top-5 of ``model`` over ``data`` (options as ``_evaluate_file``); a Deep
+    Compression container is decoded first and evaluated as the file it carries."""
+    from device_runners.container import materialized
+
+    with materialized(model) as (path, container):
+        result = _evaluate_file(path, data, **options)
+    if container:
+        result.model = str(model)
+    return result
 
 
 def format_table(r: EvalResult) -> str:

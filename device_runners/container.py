@@ -1,0 +1,197 @@
+"""The Deep Compression container (``.edc``) and its decoder: numpy and the standard library.
+
+A container carries a model file (and its companions, e.g. OpenVINO's ``.bin``) with the
+weight tensors of the compressed layers cut out, and those weights as Deep Compression
+stores them: per layer a codebook of at most 256 values (entry 0 is 0.0), the codebook index
+of every stored entry and the relative position of each entry in the flattened tensor, both
+streams Huffman-coded. Decoding rebuilds every tensor, splices its bytes back where they were
+cut, and checks each file's sha256: the result is the exact file the host exported, in any
+format, because the cuts are byte ranges, not format-specific edits.
+
+Layout (little-endian)::
+
+    b"EDCZ" | u16 version | u32 header length | header (zlib of UTF-8 JSON) | blob
+
+The header lists the ``files`` (name, size, sha256, the zlib-compressed skeleton's place in
+the blob, the ``holes`` cut from it: offset in the file and layer index) and the ``layers``
+(name, shape as stored, ``perm`` from PyTorch's axes to it, count of stored entries, the
+Huffman code lengths, and the places in the blob of the codebook and streams). Positions are
+"sparse" -- ``gap`` = zeros skipped before an entry, ``gap_bits`` wide; a run of zeros longer
+than the widest gap is bridged by stored entries of code 0 (value 0.0), as in Han et al. -- or
+"dense" for layers pruning left mostly dense: a code for every weight and no gap stream.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgebase.errors import ModelFileError
+from edgebase.files import atomic_path
+from device_runners import huffman
+
+MAGIC = b"EDCZ"
+VERSION = 1
+SUFFIX = ".edc"
+CODEBOOK = 256
+
+
+@dataclass(frozen=True)
+class Container:
+    path: Path
+    header: dict[str, Any]
+    blob: bytes
+
+    def piece(self, where: dict[str, int]) -> bytes:
+        start, length = int(where["at"]), int(where["bytes"])
+        if start < 0 or length < 0 or start + length > len(self.blob):
+            raise ModelFileError(f"{self.path}: a stream lies outside the container "
+                                 f"(truncated or damaged)")
+        return self.blob[start:start + length]
+
+
+def read(path: str | os.PathLike) -> Container:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(data) < 10 or data[:4] != MAGIC:
+        raise ModelFileError(f"{path}: not an edgedeploy Deep Compression container "
+                             f"(no {MAGIC.decode()} magic)")
+    version, length = struct.unpack_from("<HI", data, 4)
+    if version != VERSION:
+        raise ModelFileError(f"{path}: container version {version}; this runner reads "
+                             f"version {VERSION}")
+    if 10 + length > len(data):
+        raise ModelFileError(f"{path}: truncated container (header of {length} bytes)")
+    try:
+        header = json.loads(zlib.decompress(data[10:10 + length]).decode("utf-8"))
+        files, layers = header["files"], header["layers"]
+        if not isinstance(files, list) or not isinstance(layers, list):
+            raise ValueError("files and layers must be lists")
+    except (ValueError, KeyError, UnicodeDecodeError, zlib.error) as e:
+        raise ModelFileError(f"{path}: damaged container header ({e})") from None
+    return Container(path, header, data[10 + length:])
+
+
+def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
+    """The dense float32 tensor of one layer, shaped and ordered as its bytes lie in the file
+    (``perm`` says how that order relates to PyTorch's axes)."""
+    try:
+        shape = tuple(int(d) for d in layer["shape"])
+        perm = tuple(int(a) for a in layer["perm"])
+        count, dense = int(layer["count"]), layer["positions"] == "dense"
+        size = int(np.prod(shape))
+        if sorted(perm) != list(range(len(shape))) or not 0 <= count <= size \
+                or (dense and count != size):
+            raise ValueError("bad shape, perm or count")
+        codebook = np.frombuffer(c.piece(layer["codebook"]), "<f4")
+        code_len = np.asarray(layer["code_lengths"], np.int64)
+        if len(codebook) != CODEBOOK or len(code_len) != CODEBOOK:
+            raise ValueError("codebook or code table of the wrong size")
+        codes = huffman.decode(c.piece(layer["codes"]), code_len, count)
+        if dense:
+            positions = np.arange(size)
+        else:
+            gap_bits = int(layer["gap_bits"])
+            gap_len = np.asarray(layer["gap_lengths"], np.int64)
+            if not 1 <= gap_bits <= 16 or len(gap_len) != 1 << gap_bits:
+                raise ValueError("gap table of the wrong size")
+            gaps = huffman.decode(c.piece(layer["gaps"]), gap_len, count)
+            positions = np.cumsum(gaps + 1) - 1
+    except (KeyError, TypeError, ValueError) as e:  # HuffmanError is a ValueError
+        raise ModelFileError(f"{c.path}: layer {layer.get('name', '?')!r} cannot be decoded "
+                             f"({e})") from None
+    if count and positions[-1] >= size:
+        raise ModelFileError(f"{c.path}: layer {layer['name']!r} places a weight past its "
+                             f"{size} values")
+    flat = np.zeros(size, np.float32)
+    flat[positions] = codebook[codes]
+    return flat.reshape(shape)
+
+
+def unpack(path: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+    """Materialise the container's files in ``out_dir``; each is checked against its sha256
+    before it appears under its name (written to a temporary name, then renamed)."""
+    c = read(path)
+    out_dir = Path(out_dir)
+    tensors = [decode_layer(c, layer).tobytes() for layer in c.header["layers"]]
+    written = []
+    for f in c.header["files"]:
+        name = Path(str(f.get("name", "")))
+        if name.name != str(name) or name.name in ("", ".", ".."):
+            raise ModelFileError(f"{c.path}: unsafe file name {str(name)!r} in the container")
+        try:
+            skeleton = zlib.decompress(c.piece(f["skeleton"]))
+        except zlib.error as e:
+            raise ModelFileError(f"{c.path}: damaged skeleton of {name} ({e})") from None
+        holes = []
+        for hole in sorted(f["holes"], key=lambda h: int(h["offset"])):
+            i, offset = int(hole["layer"]), int(hole["offset"])
+            if not 0 <= i < len(tensors):
+                raise ModelFileError(f"{c.path}: {name} refers to layer {i}, which is missing")
+            holes.append((offset, tensors[i]))
+        data = _splice(skeleton, holes, c.path, name)
+        if len(data) != int(f["size"]) or hashlib.sha256(data).hexdigest() != f["sha256"]:
+            raise ModelFileError(f"{c.path}: {name} does not match its sha256 after decoding "
+                                 f"(damaged container)")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / name
+        with atomic_path(target) as tmp:
+            Path(tmp).write_bytes(data)
+        written.append(target)
+    return written
+
+
+def _splice(skeleton: bytes, holes: list[tuple[int, bytes]], where: Path, name) -> bytes:
+    """Put each tensor's bytes back at its offset of the original file."""
+    out, read_at, file_at = [], 0, 0
+    for offset, tensor in holes:
+        gap = offset - file_at
+        if gap < 0 or read_at + gap > len(skeleton):
+            raise ModelFileError(f"{where}: holes of {name} overlap or lie past its end")
+        out.append(skeleton[read_at:read_at + gap])
+        out.append(tensor)
+        read_at += gap
+        file_at = offset + len(tensor)
+    out.append(skeleton[read_at:])
+    return b"".join(out)
+
+
+def describe(path: str | os.PathLike) -> dict[str, Any]:
+    """Sizes and layers, without decoding: what ``runner`` reports beside its timings."""
+    c = read(path)
+    return {"container_bytes": Path(path).stat().st_size,
+            "files": [{"name": f["name"], "size_bytes": f["size"], "sha256": f["sha256"]}
+                      for f in c.header["files"]],
+            "decoded_bytes": sum(int(f["size"]) for f in c.header["files"]),
+            "layers": len(c.header["layers"]),
+            "stored_entries": sum(int(layer["count"]) for layer in c.header["layers"])}
+
+
+@contextlib.contextmanager
+def materialized(path: str | os.PathLike):
+    """Yield (model file, container facts): for a container, its files decoded into a private
+    temporary folder for the duration (facts: sizes and decode time); any other file as is,
+    with facts None. ``runner bench`` and ``runner eval`` take containers through this."""
+    path = Path(path)
+    if path.suffix.lower() != SUFFIX:
+        yield path, None
+        return
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=".edc-") as tmp:
+        files = unpack(path, tmp)
+        facts = {**describe(path), "decode_ms": (time.perf_counter() - t0) * 1e3}
+        yield files[0], facts
+

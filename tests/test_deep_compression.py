@@ -1,0 +1,149 @@
+"""Deep Compression: Huffman codec, the container and its numpy-only decoder, the stage.
+
+The container is checked by decoding: every file it carries must come back bit for bit (the
+decoder checks each sha256), damaged containers are one-line errors that leave no file."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgebase.errors import ModelFileError
+from device_runners import huffman
+from device_runners.container import describe, read, unpack
+from quant.container_writer import sparse_entries, write_container
+from tests.runner_models import MODELS, need
+
+REPO = Path(__file__).resolve().parents[1]
+NET = MODELS / "squeezenet_v1.0_deep_compression.net"
+
+
+def test_huffman_round_trip_and_near_entropy():
+    rng = np.random.default_rng(0)
+    x = np.minimum(rng.geometric(0.3, 50_000) - 1, 63)
+    counts = np.bincount(x, minlength=64)
+    lengths = huffman.code_lengths(counts)
+    data = huffman.encode(x, lengths)
+    assert np.array_equal(huffman.decode(data, lengths, len(x)), x)
+    p = counts[counts > 0] / counts.sum()
+    entropy_bytes = float(-(p * np.log2(p)).sum()) * len(x) / 8
+    assert entropy_bytes <= len(data) <= 1.05 * entropy_bytes + 1
+    with pytest.raises(huffman.HuffmanError):
+        huffman.decode(data[: len(data) // 2], lengths, len(x))
+
+
+def _weights(rng, shape, values=16, density=0.3):
+    book = rng.normal(0, 0.1, values).astype(np.float32)
+    w = book[rng.integers(0, values, shape)]
+    w[rng.random(shape) > density] = 0.0
+    return w
+
+
+def _file_with(*tensors, layout=None):
+    """Bytes of a made-up model file: a header, each tensor's float32 bytes, a trailer."""
+    parts = [b"HEADER" * 10]
+    for t in tensors:
+        stored = np.transpose(t, layout) if layout else t
+        parts += [np.ascontiguousarray(stored, "<f4").tobytes(), b"--between--"]
+    return b"".join(parts + [b"TRAILER"])
+
+
+def test_container_round_trip_sparse_dense_and_transposed(tmp_path):
+    rng = np.random.default_rng(1)
+    a = _weights(rng, (8, 4, 3, 3), density=0.2)  # sparse: gaps
+    b = _weights(rng, (16, 8, 1, 1), density=0.99)  # nearly dense: dense coding wins
+    c = _weights(rng, (10, 16), values=200)
+    files = {"m.onnx": _file_with(a, b, c), "other.tflite": _file_with(
+        _weights(rng, (6, 5, 3, 3)), layout=(0, 2, 3, 1))}
+    other = np.transpose(np.frombuffer(files["other.tflite"][60:60 + 6 * 5 * 9 * 4], "<f4")
+                         .reshape(6, 3, 3, 5), (0, 3, 1, 2))
+    write_container(files, {"a": a, "b": b, "c": c, "d": other}, tmp_path / "x.edc")
+    header = read(tmp_path / "x.edc").header
+    kinds = {layer["name"]: layer["positions"] for layer in header["layers"]}
+    assert kinds["a"] == "sparse" and kinds["b"] == "dense"
+    assert [layer["perm"] for layer in header["layers"]][3] == [0, 2, 3, 1]  # found as OHWI
+    out = unpack(tmp_path / "x.edc", tmp_path / "out")
+    assert {p.name: p.read_bytes() for p in out} == files
+    assert describe(tmp_path / "x.edc")["decoded_bytes"] == sum(len(v) for v in files.values())
+
+
+def test_long_zero_runs_get_fillers():
+    codes = np.zeros(100, np.int64)
+    codes[[0, 40, 41]] = [3, 5, 7]
+    stored, gaps = sparse_entries(codes, 4)
+    assert np.all(gaps <= 15)
+    positions = np.cumsum(gaps + 1) - 1
+    rebuilt = np.zeros(100, np.int64)
+    rebuilt[positions] = stored
+    assert np.array_equal(rebuilt, codes) and 0 in stored  # a filler bridged the run
+
+
+@pytest.mark.parametrize("damage", ["magic", "truncated", "flipped"])
+def test_damaged_containers_are_one_line_errors_and_leave_nothing(tmp_path, damage):
+    rng = np.random.default_rng(2)
+    w = _weights(rng, (8, 8, 3, 3))
+    write_container({"m.onnx": _file_with(w)}, {"w": w}, tmp_path / "x.edc")
+    data = bytearray((tmp_path / "x.edc").read_bytes())
+    if damage == "magic":
+        data[:4] = b"ZZZZ"
+    elif damage == "truncated":
+        data = data[: len(data) - 40]
+    else:
+        data[-60] ^= 0xFF  # inside the streams or the skeleton
+    (tmp_path / "bad.edc").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError) as err:
+        unpack(tmp_path / "bad.edc", tmp_path / "out")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_decoder_imports_no_torch(tmp_path):
+    rng = np.random.default_rng(3)
+    w = _weights(rng, (4, 4, 3, 3))
+    write_container({"m.onnx": _file_with(w)}, {"w": w}, tmp_path / "x.edc")
+    code = ("import sys; from device_runners.container import unpack; "
+            f"unpack({str(tmp_path / 'x.edc')!r}, {str(tmp_path / 'o')!r}); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_han_squeezenet_reencoded_bit_identically_below_560_kb(tmp_path):
+    """Song Han's 660 KB file, re-encoded: the container decodes to the exact ONNX export of
+    his weights (graph and biases included) and is smaller than 560 KB."""
+    from deploy.compress_stage import CompressConfig, compress
+    from deploy.export import load_source
+
+    source = load_source("squeezenet1_0", weights=need(NET))
+    art = compress(source, CompressConfig(target="onnx", output_dir=tmp_path), log=lambda m: None)
+    c = art.extra["container"]
+    assert all(layer["unchanged"] for layer in c["layers"])  # his 256-value codebooks kept
+    assert (tmp_path / art.file).stat().st_size == c["sizes"]["total"] < 560_000
+    files = unpack(tmp_path / art.file, tmp_path / "decoded")
+    onnx_file = next(p for p in files if p.suffix == ".onnx")
+    from device_runners.loading import load
+
+    b = load(onnx_file)
+    import torch
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 227, 227)).astype(np.float32)
+    with torch.no_grad():
+        ref = source.model(torch.from_numpy(x)).numpy()
+    assert np.abs(b.run(x)[0] - ref).max() < 1e-4
+
+
+def test_compress_a_batchnorm_net_with_pruning_and_sharing(tmp_path):
+    from deploy.compress_stage import CompressConfig, compress
+    from deploy.export import load_source
+
+    source = load_source("shufflenet_v2_x0_5.cifar10")
+    art = compress(source, CompressConfig(target="onnx", output_dir=tmp_path, prune=0.5,
+                                          share_bits=5), log=lambda m: None)
+    c = art.extra["container"]
+    assert art.validation["status"] == "passed"  # the file against the shared parent
+    assert all(f["distinct_after"] <= 32 for f in c["layers"])
+    assert c["ratio_vs_target_file"] > 6
+    assert art.passes[-1]["name"] == "deep_compression" and not art.passes[-1]["fine_tuned"]
