@@ -11,7 +11,7 @@ from PIL import Image
 
 from edgebase.errors import ConfigError
 from edgebase.manifest import Preprocess
-from device_runners import evaluate
+from device_runners.evaluate import evaluate
 from device_runners.loading import load
 from edgebase.images import ImageSet
 from tests.runner_models import (CIFAR10, FLOAT_TFLITE, IMAGENET, QUANT_TFLITE, direct_topk,
