@@ -192,6 +192,17 @@ register_target(Target(
     ptq="quant.openvino_ptq", ptq_tools=("nncf", "openvino"),
 ))
 
+register_target(Target(
+    name="executorch", suffix=".pte", runtime="executorch", extra="executorch",
+    converter="exporters.executorch:torch_to_executorch", input_layout="NCHW",
+    tolerances={"fp32": Tolerance(max_abs=1e-4, min_top1=1.0, min_cosine=0.99999),
+                "int8": INT8},
+    tools=("torch", "executorch", "torchao"),
+    ptq="quant.executorch_ptq", ptq_tools=("executorch", "torchao"),
+    refused={"fp16": "the XNNPACK delegate computes fp16 only on CPUs with native fp16 "
+                     "arithmetic (ARM v8.2+); on x86 it would run in f32 anyway"},
+))
+
 # runtimes: the first one listing a suffix is that suffix's default (OpenVINO also reads
 # .onnx and .tflite, but only when asked)
 register_runtime(Runtime(name="litert", backend="device_runners.backends.litert:LiteRTBackend",
@@ -202,3 +213,7 @@ register_runtime(Runtime(name="onnxruntime",
 register_runtime(Runtime(name="openvino", backend="device_runners.backends.openvino:OpenVINOBackend",
                          suffixes=(".xml", ".onnx", ".tflite"), extra="openvino",
                          aliases=("ov",)))
+# not torch-free: executorch.runtime imports torch (its pybindings link libtorch)
+register_runtime(Runtime(name="executorch",
+                         backend="device_runners.backends.executorch:ExecuTorchBackend",
+                         suffixes=(".pte",), extra="executorch", aliases=("et",)))

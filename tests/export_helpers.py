@@ -32,6 +32,9 @@ FAST = [
     ("shufflenet_v2_x0_5", "onnx", "int8"),
     ("mobilenet_v3_small", "tflite", "int8"),
     ("mobilenet_v2", "openvino", "int8"),
+    # ExecuTorch (XNNPACK lowering is the slow part): the net with the fewest ops
+    ("squeezenet1_1", "executorch", "fp32"),
+    ("squeezenet1_1", "executorch", "int8"),
 ]
 INT8_CALIB_IMAGES = 16
 
