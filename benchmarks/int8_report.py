@@ -79,7 +79,7 @@ def file_size(path: Path) -> int:
 
 def latency(files: dict[str, Path], threads=(1, 2), rounds: int = 3, runs: int = 100) -> dict:
     """p50 latency per file and thread count: medians over interleaved rounds."""
-    from device_runners import bench
+    from device_runners.bench import bench
 
     p50: dict[str, dict[int, list[float]]] = {k: {t: [] for t in threads} for k in files}
     for _ in range(rounds):

@@ -100,7 +100,8 @@ def default_models(tmp: Path) -> list[Path]:
 
 
 def measure(path: Path, args) -> dict:
-    from device_runners import bench, load
+    from device_runners import load
+    from device_runners.bench import bench
 
     backend = load(path, threads=args.threads)
     hints = {}

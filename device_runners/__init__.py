@@ -1,17 +1,20 @@
 """Device side: run and measure exported models with numpy and one runtime (no torch).
 
-    from device_runners import bench, evaluate, load
+    from device_runners.bench import bench
+    from device_runners.evaluate import evaluate
+    from device_runners import load
     r = bench("model.tflite", threads=2)          # BenchResult; r.to_dict() is the JSON
     e = evaluate("model.onnx", "imagenet-sample-1k.zip", limit=100)
+
+(``bench`` and ``evaluate`` are not package attributes: importing the submodules of the same
+names would replace them.)
 
 Names resolve lazily so that ``runner --help`` imports neither numpy nor any runtime.
 """
 from __future__ import annotations
 
 _EXPORTS = {
-    "bench": ("device_runners.bench", "bench"),
     "BenchResult": ("device_runners.bench", "BenchResult"),
-    "evaluate": ("device_runners.evaluate", "evaluate"),
     "EvalResult": ("device_runners.evaluate", "EvalResult"),
     "load": ("device_runners.backends", "load"),
     "Backend": ("device_runners.backends.base", "Backend"),

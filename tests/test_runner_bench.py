@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deploy.errors import ConfigError, DataError
-from device_runners import bench
+from device_runners.bench import bench
 from device_runners.backends import load
 from tests.runner_models import FLOAT_TFLITE, need, small_models, write_artifact  # noqa: F401
 

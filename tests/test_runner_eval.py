@@ -11,7 +11,7 @@ from PIL import Image
 
 from deploy.errors import ConfigError
 from deploy.manifest import Preprocess
-from device_runners import evaluate
+from device_runners.evaluate import evaluate
 from device_runners.backends import load
 from device_runners.images import ImageSet
 from tests.runner_models import (CIFAR10, FLOAT_TFLITE, IMAGENET, QUANT_TFLITE, direct_topk,
