@@ -77,6 +77,7 @@ class ModelSource:
     entry: Any  # zoo.registry.ModelEntry, with overrides applied
     model: Any  # nn.Module in eval mode
     weights: dict[str, Any]  # {"trained": bool, "source": ..., "sha256": ..., ...}
+    alias_note: str | None = None  # "shufflenet_v2 -> shufflenet_v2_x0_5.cifar10: ..." for aliases
 
     @property
     def name(self) -> str:
@@ -99,11 +100,12 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
                 num_classes: int | None = None, width: float | None = None,
                 input_size: int | None = None) -> ModelSource:
     """Build zoo model ``name`` with overrides; load ``weights`` (a checkpoint) if given."""
-    from zoo import get_entry
+    from zoo.registry import resolve_entry
     from zoo.weights import build_kwargs_for, entry_overrides_for, load_weights
 
-    entry = get_entry(name).with_overrides(num_classes=num_classes, width=width,
-                                           input_size=input_size)
+    resolved = resolve_entry(name, weights_given=weights is not None, num_classes=num_classes,
+                             width=width, input_size=input_size)
+    entry, note = resolved.entry, resolved.note
     if weights is None:
         model = entry.build()
         if entry.weights is not None:
@@ -112,7 +114,7 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
                     "top1": entry.weights.top1}
         else:
             info = {"trained": False, "source": "random init", "note": RANDOM_INIT_NOTE}
-        return ModelSource(entry, model.eval(), info)
+        return ModelSource(entry, model.eval(), info, note)
     extra = build_kwargs_for(entry.arch, weights)
     entry = dataclasses.replace(entry, weights=None, kwargs={**entry.kwargs, **extra},
                                 **entry_overrides_for(entry.arch, weights))
@@ -120,7 +122,7 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
     loaded = load_weights(model, weights, entry.arch)
     info = {"trained": True, "source": "checkpoint", **loaded.to_dict()}
     info["path"] = Path(loaded.path).name  # the name, not the user's folder layout
-    return ModelSource(entry, model.eval(), info)
+    return ModelSource(entry, model.eval(), info, note)
 
 
 def file_stem(source: ModelSource) -> str:

@@ -78,6 +78,8 @@ def run(args) -> int:
     )  # checks target, precision and options before anything slow
     source = load_source(args.model, weights=args.weights, num_classes=args.num_classes,
                          width=args.width, input_size=args.input_size)
+    if source.alias_note:  # first line: which model a bare family name meant
+        print(source.alias_note, file=sys.stderr)
     if not source.weights["trained"]:
         print(f"note: {source.name} has random-init weights: latency work only, no accuracy "
               f"claims (recorded in the manifest)", file=sys.stderr)

@@ -21,12 +21,17 @@ def add_arguments(p) -> None:
 
 def load(args):
     """(model, entry, loaded weights or None) for the command-line options."""
-    from zoo import get_entry
+    import sys
+
+    from zoo.registry import resolve_entry
     from zoo.weights import build_kwargs_for, load_weights
 
-    entry = get_entry(args.model).with_overrides(
-        num_classes=args.num_classes, width=args.width, input_size=args.input_size,
-    )
+    resolved = resolve_entry(args.model, weights_given=bool(args.weights),
+                             num_classes=args.num_classes, width=args.width,
+                             input_size=args.input_size)
+    entry = resolved.entry
+    if resolved.note:
+        print(resolved.note, file=sys.stderr)
     loaded = None
     if args.weights:
         extra = build_kwargs_for(entry.arch, args.weights)

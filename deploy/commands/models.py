@@ -55,6 +55,7 @@ def run(args) -> int:
 
     from zoo import aliases, get_entry
     from zoo.facts import entry_facts
+    from zoo.registry import architecture_defaults
 
     torch.set_num_threads(1)  # counting needs no speed; extra threads only contend
     rows = []
@@ -68,8 +69,11 @@ def run(args) -> int:
             "weights": weights_label(entry), "doc": entry.doc,
         })
     alias_map = {a: t for a, t in sorted(aliases().items()) if t in {r["name"] for r in rows}}
+    # what a bare name means when --weights/--num-classes/--width replace the trained weights
+    arch = {a: t for a, t in sorted(architecture_defaults().items()) if alias_map.get(a) != t
+            and a in alias_map}
     if args.json:
-        print(json.dumps({"models": rows, "aliases": alias_map,
+        print(json.dumps({"models": rows, "aliases": alias_map, "architecture_defaults": arch,
                           "units": {"macs": "multiply-accumulates", "mac_cost": "elements"}},
                          indent=2))
         return 0
@@ -83,6 +87,10 @@ def run(args) -> int:
     print()
     if alias_map:
         print("aliases: " + ", ".join(f"{a} -> {t}" for a, t in alias_map.items()))
+    if arch:
+        print("bare family names mean the trained entry above; with --weights, or a "
+              "--num-classes/--width its weights do not fit: "
+              + ", ".join(f"{a} -> {t}" for a, t in arch.items()))
     if any(not r["trained"] for r in rows):
         print(f"random = {RANDOM_NOTE}")
     print("MACs: multiply-accumulates of conv/linear layers; MAC cost: memory access cost in "
