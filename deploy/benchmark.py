@@ -265,6 +265,10 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
     desc = source.describe()
     model = {k: desc[k] for k in ("name", "arch", "num_classes", "input_size", "params", "macs",
                                   "mac_cost", "weights")}
+    if not source.weights.get("trained"):  # every number below is then latency only
+        model["warnings"] = [f"{source.name} has random-init weights (trained: false): its "
+                             f"accuracy columns are chance level and mean nothing; latency only"]
+        log(f"warning: {model['warnings'][0]}")
     images = torch_pred = None
     if config.evaluate:
         images = load_eval_images(config.data, source.entry.preprocess, config.limit, config.seed)
@@ -406,4 +410,5 @@ def run_benchmark(config: BenchmarkConfig, command: str = "",
         "config": {k: (str(v) if isinstance(v, Path) else v)
                    for k, v in dataclasses.asdict(config).items()},
         "models": models, "cells": cells,
+        "warnings": [w for m in models for w in m.get("warnings", ())],
     }

@@ -41,9 +41,10 @@ class ExportConfig:
     validate_images: int = MIN_IMAGES
     threads: int | None = None  # runtime threads during validation (None: its default)
     options: Mapping[str, Any] = field(default_factory=dict)  # target options (capabilities)
-    # int8 only (quant.stage): calibration images (None: ZeroQ), their count (None: the
-    # default), calibration method, input/output type, held-out labelled images, allowed drop
-    calib: Path | None = None
+    # int8 only (quant.stage): calibration images, "zeroq" or "synthetic" (None: the model's
+    # default, see quant.stage.calibration_data), their count (None: the default),
+    # calibration method, input/output type, held-out labelled images, allowed drop
+    calib: Path | str | None = None
     calib_size: int | None = None
     calib_method: str | None = None
     io: str = "float"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +23,7 @@ from deploy.errors import ConfigError
 from deploy.manifest import TensorSpec, read_manifest
 from device_runners.backends import backend_class, resolve
 from device_runners.backends.base import guess_layout, shape_str
+from device_runners.caveats import caveats, weights_trained
 from device_runners.images import ImageSet, resize_crop
 
 
@@ -74,6 +75,9 @@ class EvalResult:
     images_per_s: float
     precision_hint: str = "f32"  # asked of the runtime
     inference_precision: str = "f32"  # what its float kernels ran in
+    # from the manifest (device_runners.caveats): None when unknown; warnings go to stderr too
+    weights_trained: bool | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -320,7 +324,9 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, *, limit: int | 
                       preprocess=pre, seconds=seconds,
                       images_per_s=n / seconds if seconds else 0.0,
                       precision_hint=backend.precision_hint,
-                      inference_precision=backend.inference_precision)
+                      inference_precision=backend.inference_precision,
+                      weights_trained=weights_trained(artifact),
+                      warnings=caveats(artifact, path.name))
 
 
 def format_table(r: EvalResult) -> str:

@@ -34,7 +34,10 @@ def int8_config(args) -> dict[str, Any]:
         raise ConfigError(f"--max-drop must be >= 0 (points of top-1), got {args.max_drop}")
     if args.max_drop is not None and args.eval is None:
         raise ConfigError("--max-drop needs --eval PATH (labelled images to measure the drop)")
-    return {"calib": Path(args.calib) if args.calib else None, "calib_size": args.calib_size,
+    from quant.calibration import KEYWORDS
+
+    calib = args.calib if args.calib in KEYWORDS else Path(args.calib) if args.calib else None
+    return {"calib": calib, "calib_size": args.calib_size,
             "calib_method": args.calib_method, "io": args.io,
             "eval_data": Path(args.eval) if args.eval else None, "eval_limit": args.eval_limit,
             "max_drop": args.max_drop}
@@ -48,11 +51,17 @@ def report_lines(a) -> list[str]:
     if c.get("kind") == "zeroq":
         calib = (f"{c['size']} inputs distilled from BatchNorm statistics (ZeroQ, "
                  f"{c['iterations']} iterations), no real images")
+    elif c.get("kind") == "packaged":
+        calib = f"{c['images']} {c['source']} images ({c['file']}, seed {c['seed']})"
+    elif c.get("kind") == "synthetic":
+        calib = f"{c['size']} synthetic noise inputs (seed {c['seed']})"
     else:
         calib = f"{c['size']} images from {c['path']} (seed {c['seed']})"
     lines = [f"  int8:        {p['quantizer']}, calibration {calib}",
              f"  size:        {x['size_ratio_vs_fp32']:.2f}x smaller than fp32 "
              f"({x['fp32_parent']['file']})"]
+    if x.get("latency_only"):
+        lines.append(f"  WARNING:     {x['latency_only'].upper()}")
     t = a.inputs[0]
     if t.scale:
         lines.append(f"  input quant: {t.dtype} scale {t.scale:.6g} zero point {t.zero_point}: "

@@ -3,8 +3,10 @@
 ``export_int8(source, config)`` is what ``deploy export --int8`` (and ``deploy benchmark`` /
 ``deploy release`` with precision int8) run:
 
-1. calibration data: ``--calib PATH`` (seeded, class-balanced), or, without it, inputs
-   distilled from the model's BatchNorm statistics (ZeroQ) -- said on screen and recorded;
+1. calibration data (``calibration_data``): ``--calib PATH`` (seeded, class-balanced),
+   ``zeroq`` (distilled from BatchNorm statistics) or ``synthetic`` (noise: latency only);
+   without it, the training images that ship with a packaged model -- said on screen and
+   recorded;
 2. the fp32 export (validated as always), the parent of the int8 file;
 3. the target's own PTQ pass (``quant.PTQ_PASSES``) on the fp32 file;
 4. validation of the int8 file against the PyTorch parent on real images (the export stage's
@@ -38,21 +40,46 @@ def input_range(preprocess) -> tuple[float, float]:
 
 
 def calibration_data(source, config, log: Callable[[str], None] = progress):
-    """The CalibrationSet for ``config`` (real images, or ZeroQ when none are given)."""
-    from quant.calibration import DEFAULT_SIZE, load_calibration
+    """The CalibrationSet for ``config``: ``--calib PATH``, ``zeroq`` or ``synthetic``; without
+    it, the packaged training images of a packaged model, ZeroQ for a trained checkpoint, and
+    an error for random-init weights (synthetic ranges only when asked for)."""
+    from quant.calibration import (DEFAULT_SIZE, SYNTHETIC, ZEROQ, load_calibration,
+                                   packaged_calibration, synthetic)
 
-    pre = source.entry.preprocess
-    if config.calib is not None:
-        calib = load_calibration(config.calib, pre, size=config.calib_size or DEFAULT_SIZE,
-                                 seed=config.seed)
-        log(f"calibration: {calib.describe()}")
-        return calib
+    pre, calib, w = source.entry.preprocess, config.calib, source.weights
+    if calib == SYNTHETIC:
+        result = synthetic(pre, size=config.calib_size, seed=config.seed)
+        log(f"calibration: WARNING: {result.describe()}")
+        return result
+    if calib == ZEROQ:
+        return _zeroq(source, config, log, "--calib zeroq")
+    if calib is not None:
+        result = load_calibration(calib, pre, size=config.calib_size or DEFAULT_SIZE,
+                                  seed=config.seed)
+        log(f"calibration: {result.describe()}")
+        return result
+    if w.get("source") == "packaged":
+        result = packaged_calibration(w["dataset"], pre, size=config.calib_size, seed=config.seed)
+        if result is not None:
+            log(f"calibration: no --calib given: {result.describe()}")
+            return result
+    if not w.get("trained"):
+        raise ConfigError(
+            f"{source.name} has random-init weights: int8 ranges need calibration inputs; pass "
+            f"--calib PATH (images of its domain) or --calib synthetic (noise; the file is then "
+            f"marked latency only)")
+    return _zeroq(source, config, log, "no --calib given")
+
+
+def _zeroq(source, config, log, why: str):
     from quant import zeroq
 
     n = config.calib_size or zeroq.DEFAULT_IMAGES
-    log(f"calibration: no --calib given, distilling {n} inputs from the model's BatchNorm "
-        f"statistics (ZeroQ); real images usually calibrate better (--calib PATH)")
-    calib = zeroq.distill(source.model, pre.crop, n=n, seed=config.seed, progress=log)
+    log(f"calibration: {why}, distilling {n} inputs from the model's BatchNorm statistics "
+        f"(ZeroQ, {zeroq.ITERATIONS} iterations); real images usually calibrate better "
+        f"(--calib PATH)")
+    calib = zeroq.distill(source.model, source.entry.preprocess.crop, n=n, seed=config.seed,
+                          progress=log, bar=True)
     log(f"calibration: {calib.describe()} in {calib.source['seconds']:.0f} s")
     return calib
 
@@ -203,11 +230,16 @@ def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, 
                              "size_bytes": fp32_size},
              "size_ratio_vs_fp32": round(fp32_size / size, 3),
              "accuracy": accuracy, "sensitivity": sensitivity}
+    validation = checked["validation"]
+    if calib.latency_only:  # loud in the manifest too: readers (runner) warn on it
+        extra["latency_only"] = calib.source["note"]
+        note = "; ".join(n for n in (validation.get("note"), calib.source["note"]) if n)
+        validation = {**validation, "note": note}
     tools = tuple(dict.fromkeys(target.tools + _QUANT_TOOLS[target.name]))
     return fp32.replace(
         file=file.name, precision=PRECISION, sha256="", size_bytes=0, inputs=inputs,
         outputs=tuple(checked["outputs"]), passes=tuple(fp32.passes) + (int8_pass,),
-        toolchain=versions(tools), validation=checked["validation"], benchmarks=(),
+        toolchain=versions(tools), validation=validation, benchmarks=(),
         companions=(), extra=extra)
 
 

@@ -4,6 +4,8 @@ another offers (one real export): the files it writes, and that its numbers agre
 `runner eval` / the capability table."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 from pathlib import Path
@@ -39,10 +41,12 @@ def run(tmp_path_factory):
             "--targets", f"{refused_target},{other}", "--precisions", precision,
             "--limit", str(LIMIT), "--threads", "1", "--runs", "5", "--warmup", "1",
             "--output", str(out / "work"), "--json", str(out / "report" / "bench.json")]
-    code = main(argv)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
     report = json.loads((out / "report" / "bench.json").read_text())
     return {"code": code, "out": out, "report": report, "refused": (refused_target, precision),
-            "other": other}
+            "other": other, "stderr": err.getvalue()}
 
 
 def test_writes_json_markdown_and_plot(run):
@@ -160,3 +164,13 @@ def test_summary_names_the_best_file_and_slower_int8_per_thread_count():
     assert "fastest at 2 thread(s): onnx int8 0.4" in line
     assert "onnx int8 top-1 -0.25 points" in line
     assert "onnx int8 slower than fp32 (1.20 vs 1.00 ms at 1 thread(s))" in line
+
+
+def test_random_init_weights_are_flagged(run):
+    """The model is random-init: a warning line on stderr under the table, and in the JSON."""
+    report = run["report"]
+    assert report["models"][0]["weights"]["trained"] is False
+    assert len(report["warnings"]) == 1 and "random-init weights" in report["warnings"][0]
+    assert report["models"][0]["warnings"] == report["warnings"]
+    last = [line for line in run["stderr"].splitlines() if line.startswith("warning: ")]
+    assert last and last[-1] == f"warning: {report['warnings'][0]}"

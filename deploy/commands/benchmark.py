@@ -83,6 +83,8 @@ def run(args) -> int:
     write_text_atomic(md, to_markdown(report, args.title, rel) + "\n")
     head, body = rows(report)
     print(text_table(head, body))
+    for line in report["warnings"]:  # under the table, where the numbers are read
+        print(f"warning: {line}", file=sys.stderr)
     print(f"\nwrote {json_path}, {md}" + "".join(f", {p}" for p in plots.values()),
           file=sys.stderr)
     # a failed cell is in the table and the files, and makes the exit status non-zero

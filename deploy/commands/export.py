@@ -42,10 +42,14 @@ def add_arguments(p) -> None:
     q = p.add_argument_group("int8 post-training quantization (quant/)")
     q.add_argument("--int8", action="store_true",
                    help="int8 with the target's own quantizer (also writes the fp32 parent)")
-    q.add_argument("--calib", metavar="PATH", help="calibration images: folder, zip or .npz "
-                   "(default: inputs distilled from BatchNorm statistics, ZeroQ)")
+    q.add_argument("--calib", metavar="PATH|zeroq|synthetic",
+                   help="calibration images (folder, zip or .npz), or zeroq (inputs distilled "
+                   "from BatchNorm statistics), or synthetic (noise: the file is marked latency "
+                   "only). Default: the training images that ship with a packaged model; ZeroQ "
+                   "for a trained --weights checkpoint; random-init weights must choose")
     q.add_argument("--calib-size", type=int, metavar="N",
-                   help="calibration images (default 300; 64 with ZeroQ)")
+                   help="calibration images (default 300, all the packaged ones; 32 with zeroq, "
+                   "64 synthetic)")
     q.add_argument("--calib-method", metavar="M", help="activation range estimation: onnx "
                    "image-percentile|percentile|minmax|entropy, tflite "
                    "image-percentile|minmax|ema, openvino image-percentile|minmax|nncf (first: "

@@ -27,6 +27,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     import json
+    import sys
 
     from deploy.files import write_text_atomic
     from device_runners.bench import bench, format_table
@@ -37,6 +38,8 @@ def run(args) -> int:
                    profile=args.profile, isolate=args.isolate,
                    precision_hint=args.precision_hint)
     print(format_table(result))
+    for line in result.warnings:  # after the table, so it is read with the numbers
+        print(f"warning: {line}", file=sys.stderr)
     if args.json:
         write_text_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
     return 0

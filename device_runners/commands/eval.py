@@ -38,6 +38,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     import json
+    import sys
 
     from deploy.files import write_text_atomic
     from device_runners.evaluate import evaluate, format_table
@@ -51,6 +52,8 @@ def run(args) -> int:
                       progress=args.progress, isolate=args.isolate,
                       precision_hint=args.precision_hint)
     print(format_table(result))
+    for line in result.warnings:  # after the table, so it is read with the numbers
+        print(f"warning: {line}", file=sys.stderr)
     if args.json:
         write_text_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
     return 0
