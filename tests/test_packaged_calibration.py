@@ -94,3 +94,36 @@ def test_random_init_weights_must_choose(capsys):
     assert calib.latency_only and calib.source["kind"] == "synthetic" and len(calib) == 8
     assert np.isfinite(calib.inputs).all()
     assert "WARNING" in capsys.readouterr().err and "latency only" in calib.describe()
+
+
+def test_synthetic_calibration_marks_the_file_latency_only(tmp_path, capsys):
+    """`--calib synthetic` on random-init weights: exported, marked "latency only" on screen and
+    in the manifest, and the runner says so beside its numbers."""
+    import json
+
+    import torch
+
+    from deploy.cli import main
+    from deploy.manifest import read_manifest
+    from device_runners.cli import main as runner
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    out = tmp_path / "out"
+    code = main(["export", "shufflenet_v2_x1_0", "--input-size", "32", "--num-classes", "10",
+                 "--target", "onnx", "--int8", "--calib", "synthetic", "--calib-size", "8",
+                 "--threads", "1", "--output", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "calibration: WARNING: 8 synthetic noise inputs" in captured.err
+    assert "WARNING:     LATENCY ONLY" in captured.out
+    path = out / "shufflenet_v2_x1_0.int8.onnx"
+    a = read_manifest(path)
+    assert a.passes[-1]["calibration"]["kind"] == "synthetic"
+    assert a.extra["latency_only"].startswith("latency only") and "latency only" in \
+        a.validation["note"]
+    assert runner(["bench", str(path), "--runs", "2", "--warmup", "0", "--threads", "1",
+                   "--no-isolate", "--json", str(tmp_path / "b.json")]) == 0
+    warnings = [w for w in capsys.readouterr().err.splitlines() if w.startswith("warning: ")]
+    assert len(warnings) == 2 and "random-init" in warnings[0] and "noise" in warnings[1]
+    assert json.loads((tmp_path / "b.json").read_text())["warnings"] == [w[9:] for w in warnings]
