@@ -215,7 +215,7 @@ def find_reusable(path: Path, source, target: str, precision: str):
 
 def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
     """(path, artifact, reused) for one cell; raises DeployError when it cannot be made."""
-    from deploy.export import ExportConfig, export
+    from deploy.export import ExportConfig, export, file_stem
     from exporters.capabilities import get_target
 
     entry = get_target(target)
@@ -224,17 +224,19 @@ def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
         if why:
             raise Int8Unavailable(why)
     entry.check_precision(precision)
-    out = config.output_dir / source.name
-    path = out / entry.file_name(source.name, precision)
+    # named as `deploy export` names them: folder and file by the model the file holds
+    out = config.output_dir / file_stem(source)
+    path = out / entry.file_name(file_stem(source), precision)
     art = find_reusable(path, source, target, precision)
     if art is not None:
         return path, art, True
     extra = {}
     if precision == INT8 and "calib" in {f.name for f in dataclasses.fields(ExportConfig)}:
         extra["calib"] = config.calib  # None: the export stage's own default (or its error)
+    # force: the output folder is this command's cache; find_reusable kept what still matches
     art = export(source, ExportConfig(target=target, precision=precision, output_dir=out,
                                       validate_data=config.data, threads=max(config.threads),
-                                      **extra))
+                                      force=True, **extra))
     return out / art.file, art, False
 
 

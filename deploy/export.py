@@ -8,7 +8,8 @@ and writes the manifest last (the manifest is what marks a result finished).
 A failed validation never ships silently: the files are kept, for inspection, under a name that
 says so (``<model>.failed.tflite`` with its ``.json`` manifest whose validation status is
 "failed"), any earlier good result of the same name is left untouched, and ValidationError is
-raised (exit 3). A conversion error leaves nothing behind.
+raised (exit 3). A conversion error leaves nothing behind. A finished file made from a
+different parent is never replaced without ``force`` (``deploy.overwrite``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Any, Mapping
 
 from deploy.errors import ConfigError, ValidationError
 from deploy.manifest import Artifact, file_facts, manifest_path, write_manifest
+from deploy.overwrite import check_overwrite, parent_identity
 from deploy.validate import MIN_IMAGES, RANDOM_INIT_NOTE, compare, precision_record, run_file
 from deploy.validate import runtime_default_mode, torch_logits, validation_batch
 
@@ -52,6 +54,7 @@ class ExportConfig:
     eval_limit: int | None = None
     max_drop: float | None = None
     seed: int = 0
+    force: bool = False  # replace a finished file of the same name made from another parent
 
     def __post_init__(self):
         t = self.target_entry  # raises UnknownNameError with the valid names
@@ -79,10 +82,23 @@ class ModelSource:
     model: Any  # nn.Module in eval mode
     weights: dict[str, Any]  # {"trained": bool, "source": ..., "sha256": ..., ...}
     alias_note: str | None = None  # "shufflenet_v2 -> shufflenet_v2_x0_5.cifar10: ..." for aliases
+    label_names: tuple[str, ...] | None = None  # --labels FILE; None: the entry's label set
 
     @property
     def name(self) -> str:
         return self.entry.name
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        from zoo.labels import labels
+
+        return self.label_names if self.label_names is not None else labels(self.entry.labels)
+
+    def identity(self, precision: str) -> dict[str, Any]:
+        """What the no-overwrite rule compares with an existing file's manifest."""
+        model = {"name": self.entry.name, "num_classes": self.entry.num_classes,
+                 "input_size": self.entry.input_size, "weights": self.weights}
+        return parent_identity(model, precision, self.entry.preprocess, self.labels)
 
     def describe(self) -> dict[str, Any]:
         from zoo.facts import model_facts
@@ -151,10 +167,13 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
     target = config.target_entry
     out_dir = config.output_dir
     final = out_dir / target.file_name(file_stem(source), config.precision)
+    check_overwrite(final, source.identity(config.precision), config.force)
     # real images first: a missing data folder fails before a slow conversion
+    t0 = time.perf_counter()
     x, data_info = validation_batch(source.entry.preprocess, config.validate_images,
                                     config.validate_data)
     reference = torch_logits(source.model, x)
+    seconds = {"conversion": 0.0, "validation": time.perf_counter() - t0}
     example = torch.from_numpy(x[:1]).repeat(config.batch, 1, 1, 1)
     model_info = source.describe()
     options = dict(config.options)
@@ -163,10 +182,13 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
     try:
+        progress(f"converting {source.name} to {target.name} {config.precision}")
         t0 = time.perf_counter()
         conversion = target.convert_fn()(source.model, example, work / final.name,
                                          precision=config.precision, **options)
-        seconds = time.perf_counter() - t0
+        seconds["conversion"] = time.perf_counter() - t0
+        progress(f"converted in {seconds['conversion']:.1f} s; validating on {len(x)} images")
+        t0 = time.perf_counter()
         layout = conversion.details.get("input_layout", target.input_layout)  # options may change it
         out, backend = run_file(conversion.file, target.runtime, x, layout, config.threads)
         tolerance = target.tolerance(config.precision)
@@ -180,6 +202,7 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
             validation["runtime_default"] = default_mode
         if not source.weights.get("trained"):
             validation["note"] = RANDOM_INIT_NOTE
+        seconds["validation"] += time.perf_counter() - t0
         artifact = _artifact(source, model_info, config, conversion, backend, validation,
                              seconds)
         backend.close()
@@ -191,6 +214,13 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
         return _place(conversion, final, artifact, failed=False)[1]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def progress(message: str) -> None:
+    """A line on stderr before and after each step that can take seconds (stdout: the result)."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
 
 
 def _failed_name(final: Path) -> Path:
@@ -230,17 +260,17 @@ def _artifact(source, model_info, config, conversion, backend, validation, secon
     inputs = tuple(dataclasses.replace(t, layout=layout) for t in backend.inputs)
     outputs = tuple(backend.outputs)
     preprocess = dataclasses.replace(source.entry.preprocess, layout=layout)
-    from zoo.labels import labels
-
     option_record = {k: v for k, v in config.options.items() if k != "metadata"}
     passes = ({"name": "export", "target": target.name, "precision": config.precision,
                "batch": config.batch, "options": option_record, **conversion.details},)
-    extra = {"conversion_seconds": round(seconds, 3), "input_layout": layout,
+    # conversion_seconds: the converter alone; seconds: every step of this export, apart
+    extra = {"conversion_seconds": round(seconds["conversion"], 3),
+             "seconds": {k: round(v, 3) for k, v in seconds.items()}, "input_layout": layout,
              **conversion.graph}
     return Artifact(
         file=conversion.file.name, format=target.name, precision=config.precision,
         sha256="", size_bytes=0, model=model_info, inputs=inputs, outputs=outputs,
-        preprocess=preprocess, labels=labels(source.entry.labels), passes=passes,
+        preprocess=preprocess, labels=source.labels, passes=passes,
         toolchain=versions(target.tools), validation=validation, extra=extra,
     )
 
@@ -255,7 +285,9 @@ def _embedded(source, model_info, target, config) -> dict[str, str]:
                                        | {"weights_sha256": model_info["weights"].get("sha256"),
                                           "trained": model_info["weights"]["trained"]}),
         "edgedeploy.preprocess": json.dumps(pre),
-        "edgedeploy.labels": source.entry.labels or "",
+        # the zoo's label set name, or the names of --labels FILE one a line
+        "edgedeploy.labels": (source.entry.labels if source.label_names is None
+                              else "\n".join(source.label_names)) or "",
         "edgedeploy.precision": config.precision,
     }
 

@@ -59,9 +59,9 @@ class ReleaseConfig:
 
     def __post_init__(self):
         if not self.targets:
-            raise ConfigError("--targets needs at least one target")
+            raise ConfigError("--target needs at least one target")
         if len(set(self.targets)) != len(self.targets):
-            raise ConfigError(f"--targets lists a target twice: {','.join(self.targets)}")
+            raise ConfigError(f"--target lists a target twice: {','.join(self.targets)}")
         if not NAME_OK.match(self.version):
             raise ConfigError(f"--version {self.version!r}: use letters, digits and . _ + - only")
         if self.int8 and self.calib is None:
@@ -73,8 +73,8 @@ class ReleaseConfig:
         if self.int8_io != "float" and not (self.int8 and "tflite" in self.targets):
             raise ConfigError("--int8-io applies to int8 TFLite files: it needs --int8 and the tflite target")
         if self.eval_limit < 1 or self.bench_runs < 1 or self.bench_warmup < 0:
-            raise ConfigError("--eval-limit and --bench-runs must be at least 1, --bench-warmup 0 or more")
-        for what, p in (("--calib", self.calib), ("--eval", self.eval_data),
+            raise ConfigError("--limit and --bench-runs must be at least 1, --bench-warmup 0 or more")
+        for what, p in (("--calib", self.calib), ("--data", self.eval_data),
                         ("--weights", self.weights), ("--labels", self.labels_file)):
             if p is not None and not Path(p).exists():
                 raise DataError(f"{what} {p}: no such file or folder")
@@ -136,8 +136,10 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
         extra = {"calib": cfg.calib} if precision == "int8" else {}
         if precision == "int8" and target == "tflite":
             extra["io"] = cfg.int8_io
+        # force: the build folder is this command's cache (find_reusable keeps what matches);
+        # the bundle's own files are named by model, version and precision
         config = ExportConfig(target=target, precision=precision, output_dir=build_dir,
-                              threads=cfg.threads, **extra)
+                              threads=cfg.threads, force=True, **extra)
         found = find_reusable(build_dir, source, config)
         if found is not None:
             log(f"reusing {found.name} (same parent, passes and toolchain)")
@@ -264,13 +266,15 @@ def release_labels(art: Artifact, labels_file: Path | None) -> list[str]:
 
 def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, log) -> dict[str, Any]:
     art, src = b.artifact, b.path
-    stem = f"{folder.rsplit('-', 1)[0]}-{art.precision}"
-    dst = stage / f"{stem}{src.suffix}"
+    # the export stage's name (<model>[.<precision>]<suffix>): one scheme for export, release
+    # and benchmark. Bundles of 0.1.0 named files <model>-<precision><suffix>; runner verify
+    # reads names from manifest.json, so it checks both.
+    dst = stage / src.name
     if dst.exists():
         raise ConfigError(f"two artifacts would both be {dst.name} in the bundle")
     companions = []
     for c in art.companions:
-        cdst = f"{stem}{Path(c['file']).suffix}"
+        cdst = c["file"]
         shutil.copyfile(src.parent / c["file"], stage / cdst)
         companions.append({**c, "file": cdst})
     passes = list(art.passes)

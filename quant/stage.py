@@ -88,27 +88,41 @@ def export_int8(source, config, log: Callable[[str], None] = progress):
     """Quantize ``source`` for ``config.target``; returns the written int8 Artifact."""
     import quant
     from deploy.export import export, file_stem
+    from deploy.overwrite import check_overwrite
 
     target = config.target_entry
     ptq = quant.get_pass(target.name)
     options = ptq.make_options(config.calib_method, config.io,
                                input_range=input_range(source.entry.preprocess))
+    final = config.output_dir / target.file_name(file_stem(source), PRECISION)
+    # both files this writes, before anything slow (the fp32 parent is replaced too)
+    check_overwrite(final, source.identity(PRECISION), config.force)
+    check_overwrite(config.output_dir / target.file_name(file_stem(source), "fp32"),
+                    source.identity("fp32"), config.force)
     eval_set = _eval_images(config)  # read before anything slow: bad paths fail fast
+    t0 = time.perf_counter()
     calib = calibration_data(source, config, log)
+    seconds = {"calibration": time.perf_counter() - t0}
     fp32 = export(source, dataclasses.replace(config, precision="fp32"))
     fp32_path = config.output_dir / fp32.file
     log(f"fp32 parent: {fp32_path} ({fp32.validation['status']})")
-    final = config.output_dir / target.file_name(file_stem(source), PRECISION)
+    seconds.update({f"fp32 {k}": v for k, v in fp32.extra.get("seconds", {}).items()})
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=config.output_dir))
     try:
+        log(f"quantizing with {target.name}'s quantizer")
         t0 = time.perf_counter()
         file = work / final.name
         facts = ptq.quantize(fp32_path, file, calib, options, parent=source.model)
-        seconds = time.perf_counter() - t0
-        log(f"quantized with {facts['quantizer']} in {seconds:.0f} s")
+        seconds["quantization"] = time.perf_counter() - t0
+        log(f"quantized with {facts['quantizer']} in {seconds['quantization']:.1f} s; "
+            f"validating against the PyTorch parent")
+        t0 = time.perf_counter()
         checked = _check(source, config, target, file)
+        seconds["validation"] = time.perf_counter() - t0
         accuracy, sensitivity = None, None
         if eval_set is not None:
+            log("measuring fp32 vs int8 accuracy")
+            t0 = time.perf_counter()
             accuracy, evaluation = _evaluate(fp32_path, file, target, config, eval_set, calib,
                                              source.entry.preprocess)
             log(f"accuracy on {accuracy['images']} held-out images: fp32 top-1 "
@@ -120,6 +134,7 @@ def export_int8(source, config, log: Callable[[str], None] = progress):
                 sensitivity, facts, accuracy = fall_back(
                     ptq, fp32_path, file, calib, options, source, config, evaluation, log)
                 checked = _check(source, config, target, file)
+            seconds["accuracy"] = time.perf_counter() - t0
         artifact = _artifact(source, config, fp32, file, calib, facts, seconds, checked,
                              accuracy, sensitivity)
         from deploy.export import _place
@@ -148,7 +163,7 @@ def export_int8(source, config, log: Callable[[str], None] = progress):
 def _eval_images(config):
     if config.eval_data is None:
         if config.max_drop is not None:
-            raise ConfigError("--max-drop needs --eval PATH (labelled images to measure the drop)")
+            raise ConfigError("--max-drop needs --data PATH (labelled images to measure the drop)")
         return None
     from device_runners.images import ImageSet
 
@@ -225,7 +240,10 @@ def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, 
     int8_pass = {"name": "int8_ptq", "target": target.name,
                  "calibration": calib.source,
                  **{k: v for k, v in facts.items() if k not in graph and k != "ops"}}
-    extra = {"conversion_seconds": round(seconds, 3), "input_layout": layout, **graph,
+    # conversion_seconds is the fp32 parent's converter; quantization is timed apart
+    extra = {"conversion_seconds": fp32.extra.get("conversion_seconds"),
+             "seconds": {k: round(v, 3) for k, v in seconds.items()},
+             "input_layout": layout, **graph,
              "fp32_parent": {"file": fp32.file, "sha256": fp32.sha256,
                              "size_bytes": fp32_size},
              "size_ratio_vs_fp32": round(fp32_size / size, 3),

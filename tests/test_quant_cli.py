@@ -18,11 +18,13 @@ def run(argv, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--calib", "x"], "--calib needs --int8"),
     (["--max-drop", "1"], "--max-drop needs --int8"),
-    (["--io", "uint8"], "--io needs --int8"),
+    (["--int8-io", "uint8"], "--int8-io needs --int8"),
+    (["--limit", "5"], "--limit needs --int8"),
     (["--int8", "--fp16"], "--int8 and --fp16 exclude each other"),
-    (["--int8", "--max-drop", "0.5"], "--max-drop needs --eval PATH"),
+    (["--int8", "--max-drop", "0.5"], "--max-drop needs --data PATH"),
+    (["--int8", "--limit", "5"], "--limit needs --data PATH"),
     (["--int8", "--calib-size", "0"], "--calib-size must be >= 1"),
-    (["--int8", "--max-drop", "-1", "--eval", "x"], "--max-drop must be >= 0"),
+    (["--int8", "--max-drop", "-1", "--data", "x"], "--max-drop must be >= 0"),
 ])
 def test_flag_errors(flags, message, capsys, tmp_path):
     code, err = run(["export", "shufflenet_v2_x0_5.cifar10", "--target", "onnx",
@@ -32,7 +34,7 @@ def test_flag_errors(flags, message, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("target, flags, message", [
-    ("onnx", ["--io", "uint8"], "onnx int8 models take float input"),
+    ("onnx", ["--int8-io", "uint8"], "onnx int8 models take float input"),
     ("openvino", ["--io", "int8"], "OpenVINO int8 models take float input"),
     ("onnx", ["--calib-method", "ema"], "valid: image-percentile, percentile, minmax, entropy"),
     ("tflite", ["--calib-method", "entropy"], "valid: image-percentile, minmax, ema"),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from deploy.commands.models import RANDOM_NOTE, human, table
 
@@ -16,7 +15,9 @@ def add_arguments(p) -> None:
     p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
     p.add_argument("--weights", metavar="PATH",
                    help="checkpoint to load (state dict or checkpoint dict; other formats by importer)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    from deploy.cli_flags import add_json
+
+    add_json(p, "the per-layer facts")
 
 
 def load(args):
@@ -64,7 +65,9 @@ def run(args) -> int:
     kinds = facts.by_kind()
     random_init = loaded is None and not entry.trained
     if args.json:
-        print(json.dumps({
+        from deploy.cli_flags import write_json
+
+        write_json({
             "name": entry.name, "arch": entry.arch, "kwargs": dict(entry.kwargs),
             "input_size": entry.input_size, "num_classes": entry.num_classes,
             "adaptation": entry.adaptation, "random_init": random_init,
@@ -72,8 +75,9 @@ def run(args) -> int:
                 dataclasses.asdict(entry.weights) if entry.trained else None),
             "note": RANDOM_NOTE if random_init else None,
             "facts": facts.to_dict(),
-        }, indent=2, default=str))
-        return 0
+        }, args.json)
+        if args.json == "-":
+            return 0
     kw = ", ".join(f"{k}={v}" for k, v in entry.kwargs.items())
     print(f"{entry.name}: {entry.doc}")
     print(f"build: {entry.builder.__name__}({kw}); input 1x3x{entry.input_size}x{entry.input_size}")

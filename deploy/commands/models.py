@@ -1,8 +1,6 @@
 """`deploy models`: the zoo as a table (or JSON) with parameters, MACs and memory access cost."""
 from __future__ import annotations
 
-import json
-
 HELP = "list the model zoo: params, MACs, memory access cost, input size, classes, weights"
 RANDOM_NOTE = "random initialisation — latency only, no accuracy claims"
 
@@ -10,7 +8,9 @@ RANDOM_NOTE = "random initialisation — latency only, no accuracy claims"
 def add_arguments(p) -> None:
     p.add_argument("pattern", nargs="?", metavar="PATTERN",
                    help="glob (shufflenet_v2_*) or substring (mobilenet) of model names")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from deploy.cli_flags import add_json
+
+    add_json(p, "the zoo (top-1 a number in percent, null without trained weights)")
 
 
 def human(n: float) -> str:
@@ -66,17 +66,22 @@ def run(args) -> int:
             "name": name, "arch": entry.arch, "params": facts.params, "macs": facts.macs,
             "mac_cost": facts.mac_cost, "input_size": entry.input_size,
             "num_classes": entry.num_classes, "trained": entry.trained,
-            "weights": weights_label(entry), "doc": entry.doc,
+            "weights": weights_label(entry),
+            "top1": entry.weights.top1 if entry.trained else None,
+            "dataset": entry.weights.dataset if entry.trained else None, "doc": entry.doc,
         })
     alias_map = {a: t for a, t in sorted(aliases().items()) if t in {r["name"] for r in rows}}
     # what a bare name means when --weights/--num-classes/--width replace the trained weights
     arch = {a: t for a, t in sorted(architecture_defaults().items()) if alias_map.get(a) != t
             and a in alias_map}
     if args.json:
-        print(json.dumps({"models": rows, "aliases": alias_map, "architecture_defaults": arch,
-                          "units": {"macs": "multiply-accumulates", "mac_cost": "elements"}},
-                         indent=2))
-        return 0
+        from deploy.cli_flags import write_json
+
+        write_json({"models": rows, "aliases": alias_map, "architecture_defaults": arch,
+                    "units": {"macs": "multiply-accumulates", "mac_cost": "elements",
+                              "top1": "percent, on the dataset's test split"}}, args.json)
+        if args.json == "-":
+            return 0
     print(table(
         ["name", "params", "MACs", "MAC cost", "input", "classes", "weights"],
         [[r["name"], f"{r['params']:,}", human(r["macs"]), human(r["mac_cost"]),
