@@ -40,6 +40,9 @@ def add_arguments(p) -> None:
                    help="thread count, or a comma-separated list to time each (default 1,2)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds: each "
+                   "times PyTorch and every file, --runs split over them; medians over rounds "
+                   "(default 3)")
     p.add_argument("--input-size", type=int, help="override every model's input size")
     p.add_argument("--weights", metavar="PATH", help="checkpoint for a single MODEL")
     p.add_argument("--num-classes", type=int, help="override every model's classifier outputs")
@@ -66,6 +69,7 @@ def run(args) -> int:
         data=Path(args.data) if args.data else None,
         calib=Path(args.calib) if args.calib else None, limit=args.limit,
         threads=args.threads, output_dir=Path(args.output), runs=args.runs, warmup=args.warmup,
+        rounds=args.rounds,
         evaluate=not args.no_eval, weights=Path(args.weights) if args.weights else None,
         input_size=args.input_size, num_classes=args.num_classes)
     argv = sys.argv[1:]
@@ -89,6 +93,11 @@ def run(args) -> int:
         emit(report, "-")
     else:
         print(text_table(head, body))
+        from deploy.benchmark_report import load_warning
+
+        warning = load_warning(report)
+        if warning:
+            print(f"\n{warning}")
     for line in report["warnings"]:  # under the table, where the numbers are read
         print(f"warning: {line}", file=sys.stderr)
     print(f"\nwrote {json_path}, {md}" + "".join(f", {p}" for p in plots.values()),
