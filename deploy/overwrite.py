@@ -78,3 +78,36 @@ def check_overwrite(path: Path, want: dict[str, Any], force: bool) -> None:
         what = "holds a different parent: " + ", ".join(diff)
     raise OverwriteError(f"{path} exists and {what}; pass --force to replace it, or choose "
                          f"another --output folder")
+
+
+def bundle_identity(name: str, classes: int, weights_sha: str | None, pre: dict) -> dict:
+    """What makes two release bundles of the same name and version different releases."""
+    return {"model": name, "classes": classes, "weights": weights_sha or "random init",
+            "preprocessing": (pre.get("resize"), pre.get("crop"),
+                              tuple(round(v, 6) for v in pre.get("mean", ())),
+                              tuple(round(v, 6) for v in pre.get("std", ())))}
+
+
+def check_bundle_overwrite(folder: Path, want: dict[str, Any], force: bool) -> None:
+    """A release version names one model: rebuilding it from the same parent replaces the
+    bundle (the build is reproducible), from another parent needs --force."""
+    import json
+
+    folder = Path(folder)
+    if force or not folder.exists():
+        return
+    try:
+        m = json.loads((folder / "manifest.json").read_text())
+        src = m["source"]
+        have = bundle_identity(src["model"], m["num_classes"],
+                               (src.get("weights") or {}).get("sha256"), m["preprocess"])
+    except (OSError, ValueError, KeyError, TypeError):
+        what = "has no readable manifest.json"
+    else:
+        diff = [f"{k} {_show(k, have.get(k))} -> {_show(k, v)}" for k, v in want.items()
+                if have.get(k) != v]
+        if not diff:
+            return
+        what = "holds a different model: " + ", ".join(diff)
+    raise OverwriteError(f"{folder} exists and {what}; pass --force to replace it, or give "
+                         f"another --version or --output")

@@ -56,6 +56,7 @@ class ReleaseConfig:
     width: float | None = None
     input_size: int | None = None
     labels_file: Path | None = None  # for models whose classes have no label set in the zoo
+    force: bool = False  # replace an existing bundle of this name and version from another parent
 
     def __post_init__(self):
         if not self.targets:
@@ -130,6 +131,12 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
                          width=cfg.width, input_size=cfg.input_size)
     if not source.weights.get("trained"):
         log(f"note: {source.name} has random-init weights; its accuracy figures mean nothing")
+    # before any export: a bundle of this name and version from another parent stays
+    from deploy.overwrite import bundle_identity, check_bundle_overwrite
+
+    check_bundle_overwrite(cfg.output / bundle_name(source.name, cfg.version), bundle_identity(
+        source.name, source.entry.num_classes, source.weights.get("sha256"),
+        dataclasses.asdict(source.entry.preprocess)), cfg.force)
     done: dict[tuple[str, str], Built] = {}
     # int8 first: the int8 stage exports its own fp32 parent, which the fp32 step then reuses
     for target, precision in sorted(pairs, key=lambda tp: tp[1] != "int8"):
@@ -221,6 +228,11 @@ def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Pat
             raise ConfigError(f"{b.path.name} comes from a different model than {built[0].path.name}")
     folder = bundle_name(name, cfg.version)
     final, zip_path = cfg.output / folder, cfg.output / f"{folder}.zip"
+    from deploy.overwrite import bundle_identity, check_bundle_overwrite
+
+    pre = dataclasses.asdict(first.preprocess) if first.preprocess else {}
+    check_bundle_overwrite(final, bundle_identity(
+        name, len(labels), (first.model.get("weights") or {}).get("sha256"), pre), cfg.force)
     cfg.output.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder}.", dir=cfg.output))
     stage.chmod(0o755)  # mkdtemp makes it private; the bundle is for sharing

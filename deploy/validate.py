@@ -7,7 +7,7 @@ similarity, top-1 agreement. Limits come from the target's capability entry
 (``exporters.capabilities.Tolerance``). The result is a plain dict for the manifest.
 
 Images: ``validation_batch`` reads a class-balanced, seeded subset of a real image set through
-``device_runners.images`` with the model's own preprocessing. Without ``--validate-data`` the
+``device_runners.images`` with the model's own preprocessing. Without ``--data`` the
 set is chosen by input size: CIFAR-10's test split for 32x32 nets, the ImageNet sample
 otherwise, both from the shared data folder (``EDGEDEPLOY_DATA`` or ``<repo>/../shared/data``).
 A missing folder is a DataError: validation never falls back to random inputs.
@@ -48,7 +48,7 @@ def data_dir() -> Path:
     if not path.is_dir():
         how = "$EDGEDEPLOY_DATA" if env else "the default (set EDGEDEPLOY_DATA to override)"
         raise DataError(f"validation data folder {path} does not exist ({how}); pass "
-                        f"--validate-data PATH to use another image folder or zip")
+                        f"--data PATH to use another image folder or zip")
     return path
 
 
@@ -58,7 +58,7 @@ def default_data(input_size: int) -> tuple[Path, str]:
     file, split = DATASETS[name]
     path = data_dir() / file
     if not path.exists():
-        raise DataError(f"validation images {path} are missing; pass --validate-data PATH")
+        raise DataError(f"validation images {path} are missing; pass --data PATH")
     return path, split
 
 

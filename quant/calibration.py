@@ -204,7 +204,7 @@ def eval_indices(images, calib: CalibrationSet | None, limit: int | None = None,
     rest = [i for i, s in enumerate(images.samples) if s.key not in used]
     if not rest:
         raise DataError(f"{images.path}: every image was used for calibration; none is left "
-                        f"to evaluate on (lower --calib-size or give another --eval set)")
+                        f"to evaluate on (lower --calib-size or give another --data set)")
     if limit is not None and limit < len(rest):
         rest = sorted(random.Random(seed).sample(rest, limit))
     return rest

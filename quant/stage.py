@@ -11,7 +11,7 @@
 3. the target's own PTQ pass (``quant.PTQ_PASSES``) on the fp32 file;
 4. validation of the int8 file against the PyTorch parent on real images (the export stage's
    images and checks, with the capability table's int8 tolerance);
-5. with ``--eval PATH``: fp32 file vs int8 file top-1/top-5, agreement and logit cosine on
+5. with ``--data PATH``: fp32 file vs int8 file top-1/top-5, agreement and logit cosine on
    labelled images (calibration images left out); with ``--max-drop D``: per-layer
    sensitivity and fall-back of the worst layers to float until the drop is within D;
 6. the int8 file and its manifest, written the same way the export stage writes (a failed

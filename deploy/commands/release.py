@@ -43,6 +43,9 @@ def add_arguments(p) -> None:
     p.add_argument("--output", type=Path, default=Path("release"), metavar="DIR",
                    help="where the bundle, its zip and the build folder go (default: release)")
     add_json(p, "the bundle's manifest.json (every file, its checks and measurements)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle of this "
+                   "name and version built from a different parent (weights, classes, "
+                   "preprocessing); rebuilding from the same parent needs no flag")
 
 
 def run(args) -> int:
@@ -59,7 +62,8 @@ def run(args) -> int:
                         eval_limit=args.limit, eval_split=args.eval_split,
                         output=args.output, threads=args.threads, bench_runs=args.bench_runs,
                         weights=args.weights, num_classes=args.num_classes, width=args.width,
-                        input_size=args.input_size, labels_file=args.labels_file)
+                        input_size=args.input_size, labels_file=args.labels_file,
+                        force=args.force)
     # with --json alone stdout is the JSON: progress goes to stderr
     log = (lambda m: print(m, file=sys.stderr)) if args.json == "-" else print
     folder, zip_path = release(cfg, log=log)
