@@ -118,7 +118,8 @@ def make_pipeline(spec: TensorSpec, manifest_pre, *, size=None, resize=None, mea
         for flag, (value, have) in given.items():
             if value is not None and not _same(value, have):
                 raise ConfigError(f"{flag} {value} contradicts the manifest ({have}); "
-                                  f"drop the flag or fix the manifest")
+                                  f"drop the flag, or re-export the model with `deploy export "
+                                  f"--preset/--mean/--std/--resize`")
         if shape_layout and p.layout != shape_layout:
             raise ConfigError(f"the manifest says {p.layout} but the input is "
                               f"{shape_str(spec.shape)}")
