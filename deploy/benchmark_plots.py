@@ -64,6 +64,17 @@ def readable_log_axis(ax, which: str = "x") -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _load_note(report: dict[str, Any]) -> str:
+    """A second title line when latencies were measured under load (see the report)."""
+    from deploy.benchmark_report import worst_load
+
+    worst = worst_load(report)
+    if worst is None:
+        return ""
+    return (f"\nmeasured under load: 1-min load average up to {worst:.1f} > "
+            f"{report['machine']['cpu']['cores']} usable cores, latencies uncertain")
+
+
 def _ok(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in report["cells"] if c["status"] == "ok" and c.get("latency")]
 
@@ -144,7 +155,7 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path | None:
                frameon=False, fontsize=8)
     rows = -(-len(handles) // per_row)
     fig.suptitle(f"top-1 vs latency, batch 1, {' and '.join(threads)} thread(s) "
-                 f"({report['models'][0].get('images', '?')} images)")
+                 f"({report['models'][0].get('images', '?')} images){_load_note(report)}")
     fig.tight_layout(rect=(0, 0.05 * rows + 0.02, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -164,7 +175,8 @@ def plot_macs(report: dict[str, Any], path: Path, precision: str = "fp32") -> Pa
         _plot_macs_row(plt, axes, report, models, top, precision)
     size = sorted({m["input_size"] for m in models.values()})
     fig.suptitle(f"FLOPs are not speed: measured latency vs MACs and memory access cost "
-                 f"({precision}, {'/'.join(map(str, size))}×{'/'.join(map(str, size))} input)")
+                 f"({precision}, {'/'.join(map(str, size))}×{'/'.join(map(str, size))} input)"
+                 f"{_load_note(report)}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -84,16 +84,21 @@ def _flag(lat: dict[str, Any]) -> str:
     return LOADED if lat.get("loaded") else ""
 
 
-def load_warning(report: dict[str, Any]) -> str | None:
-    """One line when any latency was measured under load (None otherwise)."""
+def worst_load(report: dict[str, Any]) -> float | None:
+    """The highest 1-min load average of a measurement flagged ``loaded`` (None: none was)."""
     lats = [lat for c in report["cells"] if c["status"] == "ok"
             for lat in (c.get("latency") or {}).values()]
     lats += [e for m in report["models"] for e in (m.get("eager") or {}).values()]
-    loaded = [lat for lat in lats if lat.get("loaded")]
-    if not loaded:
+    loaded = [lat["load"] for lat in lats if lat.get("loaded")]
+    return max(loaded) if loaded else None
+
+
+def load_warning(report: dict[str, Any]) -> str | None:
+    """One line when any latency was measured under load (None otherwise)."""
+    worst = worst_load(report)
+    if worst is None:
         return None
     cores = report["machine"]["cpu"]["cores"]
-    worst = max(lat["load"] for lat in loaded)
     return (f"{LOADED} measured while the 1-min load average (up to {worst:.1f}) exceeded the "
             f"{cores} usable cores: other work competed for the CPU, so these latencies and "
             f"speed-ups are uncertain; rerun on an idle machine for headline figures")
