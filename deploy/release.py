@@ -377,8 +377,10 @@ def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
 
         # isolate=False: the file was validated in this process already, and forking after
         # the converters started their threads (JAX) risks a deadlock in the child
+        log(f"{path.name}: evaluating {cfg.eval_limit} images of {Path(cfg.eval_data).name}")
+        # progress bar on stderr: 1,000 images take tens of seconds per file
         r = evaluate(path, cfg.eval_data, limit=cfg.eval_limit, split=cfg.eval_split, seed=0,
-                     threads=threads, isolate=False)
+                     threads=threads, isolate=False, progress=True)
         accuracy = {"top1": r.top1, "top5": r.top5, "images": r.images,
                     "data": Path(cfg.eval_data).name, "split": cfg.eval_split, "seed": 0,
                     "runtime": r.runtime, "runtime_version": r.runtime_version,
