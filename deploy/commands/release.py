@@ -35,7 +35,7 @@ def add_arguments(p) -> None:
                         "every file of the bundle is measured, and `runner verify --data` "
                         "re-measures the same images)")
     old_name(p, "--eval-limit", "--limit", dest="limit", type=int)
-    p.add_argument("--split", dest="eval_split", default="test",
+    p.add_argument("--split", dest="eval_split", default="test", metavar="NAME",
                    help="split inside --data (default: test)")
     old_name(p, "--eval-split", "--split", dest="eval_split")
     p.add_argument("--threads", type=int, help="threads for eval and bench (default: all cores)")
