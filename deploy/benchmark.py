@@ -8,11 +8,16 @@ names the same parent and the bytes still match; then every evaluation image goe
 file with the runner's backends and preprocessing (so the runner and this table see the same
 pixels as PyTorch), and the runner's ``bench`` times it per thread count.
 
-A failing cell records its error and the others still run. Latency-derived columns all use the
-median (p50): speed-up = eager p50 / file p50 at the same thread count; achieved GMAC/s =
-MACs / p50; share of peak = GMAC/s over the peak of the arithmetic the file ran in (int8 for
-int8 files, else the float precision the runtime reported) on the cores the run may use
-(``device_runners.sysinfo``, scaled to the thread count).
+A failing cell records its error and the others still run. Latency is measured after every
+cell is exported, in ``rounds`` interleaved rounds (each round times PyTorch eager and every
+file once per thread count), so a burst of other work on a shared machine hits all of them
+alike instead of one. Latency-derived columns all use medians: p50 = median over rounds of
+each round's p50; speed-up = median over rounds of eager p50 / file p50 in the same round;
+achieved GMAC/s = MACs / p50; share of peak = GMAC/s over the peak of the arithmetic the file
+ran in (int8 for int8 files, else the float precision the runtime reported) on the cores the
+run may use (``device_runners.sysinfo``, scaled to the thread count). A measurement taken
+while the 1-min load average exceeded the usable cores is flagged ``loaded`` (other work
+competed).
 
 Float files run in f32, their declared precision. Where a runtime's own default on this CPU is
 another precision (OpenVINO: bf16 on AMX Xeons), the same file is measured a second time in
@@ -46,8 +51,9 @@ class BenchmarkConfig:
     limit: int | None = None  # evaluation images (class-balanced subset); None: all
     threads: tuple[int, ...] = (1, 2)
     output_dir: Path = Path("out/benchmark")
-    runs: int = 50
+    runs: int = 50  # timed runs per measurement, split over the rounds
     warmup: int = 10
+    rounds: int = 3  # interleaved latency rounds (medians over them)
     evaluate: bool = True  # False: latency only (no accuracy columns)
     input_size: int | None = None
     num_classes: int | None = None
@@ -77,6 +83,9 @@ class BenchmarkConfig:
             raise ConfigError("--weights needs exactly one MODEL (the checkpoint's architecture)")
         if self.runs < 1 or self.warmup < 0:
             raise ConfigError("--runs must be at least 1 and --warmup 0 or more")
+        if self.rounds < 1 or self.rounds > self.runs:
+            raise ConfigError(f"--rounds must be between 1 and --runs ({self.runs}), "
+                              f"got {self.rounds}")
         for what, p in (("--data", self.data), ("--calib", self.calib)):
             if p is not None and not Path(p).exists():
                 from edgebase.errors import DataError
@@ -216,6 +225,7 @@ def find_reusable(path: Path, source, target: str, precision: str):
 def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
     """(path, artifact, reused) for one cell; raises DeployError when it cannot be made."""
     from deploy.export import ExportConfig, export
+    from deploy.placement import file_stem
     from edgebase.capabilities import get_target
 
     entry = get_target(target)
@@ -224,17 +234,19 @@ def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
         if why:
             raise Int8Unavailable(why)
     entry.check_precision(precision)
-    out = config.output_dir / source.name
-    path = out / entry.file_name(source.name, precision)
+    # named as `deploy export` names them: folder and file by the model the file holds
+    out = config.output_dir / file_stem(source)
+    path = out / entry.file_name(file_stem(source), precision)
     art = find_reusable(path, source, target, precision)
     if art is not None:
         return path, art, True
     extra = {}
     if precision == INT8 and "calib" in {f.name for f in dataclasses.fields(ExportConfig)}:
         extra["calib"] = config.calib  # None: the export stage's own default (or its error)
+    # force: the output folder is this command's cache; find_reusable kept what still matches
     art = export(source, ExportConfig(target=target, precision=precision, output_dir=out,
                                       validate_data=config.data, threads=max(config.threads),
-                                      **extra))
+                                      force=True, **extra))
     return out / art.file, art, False
 
 
@@ -257,7 +269,6 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
     import torch
 
     from deploy.export import load_source
-    from device_runners.bench import bench
 
     torch.manual_seed(config.seed)
     source = load_source(name, weights=config.weights, input_size=config.input_size,
@@ -265,6 +276,10 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
     desc = source.describe()
     model = {k: desc[k] for k in ("name", "arch", "num_classes", "input_size", "params", "macs",
                                   "mac_cost", "weights")}
+    if not source.weights.get("trained"):  # every number below is then latency only
+        model["warnings"] = [f"{source.name} has random-init weights (trained: false): its "
+                             f"accuracy columns are chance level and mean nothing; latency only"]
+        log(f"warning: {model['warnings'][0]}")
     images = torch_pred = None
     if config.evaluate:
         images = load_eval_images(config.data, source.entry.preprocess, config.limit, config.seed)
@@ -272,13 +287,7 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
         torch_pred = torch_predictions(source.model, images, source.entry.preprocess)
         model.update(data=images.path.name, images=len(images.crops),
                      torch_top1=100.0 * float(np.mean(torch_pred == images.labels)))
-    model["eager"] = {}
-    for t in config.threads:
-        model["eager"][str(t)] = eager_latency(source.model, source.entry.input_size, t,
-                                               config.warmup, config.runs)
-        log(f"{name}: PyTorch eager {t} thread(s) p50 {model['eager'][str(t)]['p50_ms']:.3f} ms")
-
-    cells = []
+    cells, timed = [], []  # timed: (cell, path, runtime) of the files to time
     for target in config.targets:
         for precision in config.precisions:
             cell: dict[str, Any] = {"model": name, "target": target, "precision": precision}
@@ -291,7 +300,8 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
                             size_bytes=art.size_bytes + sum(c["size_bytes"] for c in art.companions),
                             validation=_validation(art.validation))
                 runtime = _runtime(target)
-                _measure(cell, path, runtime, art, images, model, torch_pred, config, cpu, log)
+                _evaluate(cell, path, runtime, art, images, model, torch_pred, config, log)
+                timed.append((cell, path, runtime))
                 default_cell = _runtime_default_cell(cell, path, runtime, art)
                 cell["status"] = "ok"
             except Int8Unavailable as err:
@@ -305,8 +315,9 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
             if default_cell is not None:  # the runtime's own default precision, as its own row
                 t0 = time.perf_counter()
                 try:
-                    _measure(default_cell, path, runtime, art, images, model, torch_pred, config,
-                             cpu, log)
+                    _evaluate(default_cell, path, runtime, art, images, model, torch_pred,
+                              config, log)
+                    timed.append((default_cell, path, runtime))
                     default_cell["status"] = "ok"
                 except Exception as err:  # noqa: BLE001 - as above
                     default_cell.update(status="failed", error=one_line(err))
@@ -314,6 +325,7 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
                         f"{default_cell['error']}")
                 default_cell["seconds"] = round(time.perf_counter() - t0, 2)
                 cells.append(default_cell)
+    model["eager"] = interleaved_latency(source, model, timed, config, cpu, log)
     return model, cells
 
 
@@ -329,38 +341,94 @@ def _runtime_default_cell(cell: dict[str, Any], path: Path, runtime: str, art
                 (art.validation or {}).get("runtime_default"))}
 
 
-def _measure(cell: dict[str, Any], path: Path, runtime: str, art, images, model, torch_pred,
-             config: BenchmarkConfig, cpu, log: Callable[[str], None]) -> None:
-    """Accuracy (when images are given) and latency per thread count of one file into
-    ``cell``, with the cell's precision hint (None: f32)."""
+def _what(model, cell: dict[str, Any]) -> str:
+    hint = cell.get("precision_hint")
+    return f"{model['name']} {cell['target']} {cell['precision']}" + (
+        f" (runtime default, hint {hint})" if hint else "")
+
+
+def _evaluate(cell: dict[str, Any], path: Path, runtime: str, art, images, model, torch_pred,
+              config: BenchmarkConfig, log: Callable[[str], None]) -> None:
+    """Accuracy of one file into ``cell`` (when images are given), with the cell's precision
+    hint (None: f32)."""
+    if images is None:
+        return
+    log(f"{_what(model, cell)}: evaluate {len(images.crops)} images")
+    pred = file_predictions(path, runtime, art, images, max(config.threads),
+                            cell.get("precision_hint"))
+    top1 = 100.0 * float(np.mean(pred == images.labels))
+    cell.update(top1=top1, delta_top1=top1 - model["torch_top1"],
+                agreement=100.0 * float(np.mean(pred == torch_pred)))
+
+
+def _median(v) -> float:
+    return float(np.median(np.asarray(v, dtype=np.float64)))
+
+
+def interleaved_latency(source, model, timed, config: BenchmarkConfig, cpu,
+                        log: Callable[[str], None] = _log) -> dict[str, Any]:
+    """PyTorch eager and every file in ``timed``, in interleaved rounds; fills each cell's
+    ``latency`` and returns the eager record per thread count."""
     from device_runners.bench import bench
 
-    hint = cell.get("precision_hint")
-    what = f"{model['name']} {cell['target']} {cell['precision']}" + (
-        f" (runtime default, hint {hint})" if hint else "")
-    if images is not None:
-        log(f"{what}: evaluate {len(images.crops)} images")
-        pred = file_predictions(path, runtime, art, images, max(config.threads), hint)
-        top1 = 100.0 * float(np.mean(pred == images.labels))
-        cell.update(top1=top1, delta_top1=top1 - model["torch_top1"],
-                    agreement=100.0 * float(np.mean(pred == torch_pred)))
-    cell["latency"] = {}
-    for t in config.threads:
-        r = bench(path, runtime=runtime, threads=t, warmup=config.warmup,
-                  runs=config.runs, isolate=False, precision_hint=hint)
-        cell["inference_precision"] = r.inference_precision
-        eager = model["eager"][str(t)]["p50_ms"]
-        gmacs, share = rates(model["macs"], r.p50_ms, t, cpu, r.arithmetic)
-        if share is not None and share > 1.0:
-            raise ValidationError(
-                f"{t} thread(s): p50 {r.p50_ms:.3f} ms would be {gmacs:.0f} GMAC/s, "
-                f"above the {t}-core {r.arithmetic} peak ({r.peak_unit}): the timed call "
-                f"did not run the whole model")
-        cell["latency"][str(t)] = {
-            "p50_ms": r.p50_ms, "p90_ms": r.p90_ms, "speedup": eager / r.p50_ms,
-            "gmacs": gmacs, "peak_share": share, "arithmetic": r.arithmetic,
-            "load": os.getloadavg()[0]}
-        log(f"{what}: {t} thread(s) p50 {r.p50_ms:.3f} ms")
+    name, runs = model["name"], max(1, config.runs // config.rounds)
+    eager = {str(t): [] for t in config.threads}
+    files = {id(c): {str(t): [] for t in config.threads} for c, _, _ in timed}
+    for r in range(config.rounds):
+        for t in config.threads:
+            load = os.getloadavg()[0]
+            e = eager_latency(source.model, source.entry.input_size, t, config.warmup, runs)
+            eager[str(t)].append({**e, "load": max(load, e["load"])})
+            for cell, path, runtime in timed:
+                if cell["status"] != "ok":
+                    continue
+                try:
+                    b = bench(path, runtime=runtime, threads=t, warmup=config.warmup,
+                              runs=runs, isolate=False, precision_hint=cell.get("precision_hint"))
+                except Exception as err:  # noqa: BLE001 - one failed cell must not stop the table
+                    cell.update(status="failed", error=one_line(err))
+                    log(f"{_what(model, cell)}: FAILED: {cell['error']}")
+                    continue
+                cell["inference_precision"] = b.inference_precision
+                files[id(cell)][str(t)].append({
+                    "p50_ms": b.p50_ms, "p90_ms": b.p90_ms, "arithmetic": b.arithmetic,
+                    "peak_unit": b.peak_unit, "load": max(load, os.getloadavg()[0])})
+        log(f"{name}: latency round {r + 1}/{config.rounds} done")
+    record = {t: _summary(rounds, cpu) for t, rounds in eager.items()}
+    for t, rec in record.items():
+        log(f"{name}: PyTorch eager {t} thread(s) p50 {rec['p50_ms']:.3f} ms"
+            + (f" (load {rec['load']:.1f} > {cpu.cores} cores)" if rec["loaded"] else ""))
+    for cell, _, _ in timed:
+        if cell["status"] != "ok":
+            continue
+        cell["latency"] = {}
+        for t, rounds in files[id(cell)].items():
+            lat = _summary(rounds, cpu)
+            arithmetic, unit = rounds[-1]["arithmetic"], rounds[-1]["peak_unit"]
+            lat["speedup"] = _median([e["p50_ms"] / f["p50_ms"]
+                                      for e, f in zip(eager[t], rounds)])
+            lat["gmacs"], lat["peak_share"] = rates(model["macs"], lat["p50_ms"], int(t), cpu,
+                                                    arithmetic)
+            lat["arithmetic"] = arithmetic
+            if lat["peak_share"] is not None and lat["peak_share"] > 1.0:
+                cell.update(status="failed", error=one_line(ValidationError(
+                    f"{t} thread(s): p50 {lat['p50_ms']:.3f} ms would be {lat['gmacs']:.0f} "
+                    f"GMAC/s, above the {t}-core {arithmetic} peak ({unit}): the timed call "
+                    f"did not run the whole model")))
+            cell["latency"][t] = lat
+            log(f"{_what(model, cell)}: {t} thread(s) p50 {lat['p50_ms']:.3f} ms, "
+                f"{lat['speedup']:.2f}x eager")
+    return record
+
+
+def _summary(rounds: list[dict[str, Any]], cpu) -> dict[str, Any]:
+    """Medians over rounds; ``loaded`` when the 1-min load average ever exceeded the cores the
+    run may use (the other work then took CPU time from this measurement)."""
+    load = max(r["load"] for r in rounds)
+    return {"p50_ms": _median([r["p50_ms"] for r in rounds]),
+            "p90_ms": _median([r["p90_ms"] for r in rounds]),
+            "rounds": [round(r["p50_ms"], 4) for r in rounds], "load": load,
+            "loaded": load > cpu.cores}
 
 
 def _runtime(target: str) -> str:
@@ -406,4 +474,14 @@ def run_benchmark(config: BenchmarkConfig, command: str = "",
         "config": {k: (str(v) if isinstance(v, Path) else v)
                    for k, v in dataclasses.asdict(config).items()},
         "models": models, "cells": cells,
+        "warnings": [w for m in models for w in m.get("warnings", ())],
     }
+
+
+def worst_load(report: dict[str, Any]) -> float | None:
+    """The highest 1-min load average of a measurement flagged ``loaded`` (None: none was)."""
+    lats = [lat for c in report["cells"] if c["status"] == "ok"
+            for lat in (c.get("latency") or {}).values()]
+    lats += [e for m in report["models"] for e in (m.get("eager") or {}).values()]
+    loaded = [lat["load"] for lat in lats if lat.get("loaded")]
+    return max(loaded) if loaded else None

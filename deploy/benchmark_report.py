@@ -43,7 +43,8 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         gm = eager_rates(m, report, top)
         out.append([name, EAGER, "fp32", "ok", "—", _pct(m.get("torch_top1")),
                     "0.00" if "torch_top1" in m else "—", "100.00" if "torch_top1" in m else "—"]
-                   + [f"{_ms(eager[t]['p50_ms'])} / {_ms(eager[t]['p90_ms'])}" for t in threads]
+                   + [f"{_ms(eager[t]['p50_ms'])} / {_ms(eager[t]['p90_ms'])}{_flag(eager[t])}"
+                      for t in threads]
                    + ["1.00×" for _ in threads]
                    + [_rate(gm[0]), _share(gm[1]), weights_note(m)])
     for c in report["cells"]:
@@ -54,9 +55,10 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         out.append([c["model"], c["target"], precision_label(c), status, _size(c.get("size_bytes")),
                     _pct(c.get("top1")), _pct(c.get("delta_top1"), sign=True),
                     _pct(c.get("agreement"))]
-                   + [f"{_ms(lat[t]['p50_ms'])} / {_ms(lat[t]['p90_ms'])}" if t in lat else "—"
+                   + [f"{_ms(lat[t]['p50_ms'])} / {_ms(lat[t]['p90_ms'])}{_flag(lat[t])}"
+                      if t in lat else "—" for t in threads]
+                   + [f"{lat[t]['speedup']:.2f}×{_flag(lat[t])}" if t in lat else "—"
                       for t in threads]
-                   + [f"{lat[t]['speedup']:.2f}×" if t in lat else "—" for t in threads]
                    + [_rate(last.get("gmacs")), _share(last.get("peak_share")),
                       c.get("error", "")])
     order = {m["name"]: i for i, m in enumerate(report["models"])}
@@ -73,6 +75,26 @@ def precision_label(cell: dict[str, Any]) -> str:
     if ran and ran != "f32" and cell["precision"] != "int8":
         return f"{cell['precision']} as {ran}"
     return cell["precision"]
+
+
+LOADED = "*"  # marks a measurement taken while the load average exceeded the usable cores
+
+
+def _flag(lat: dict[str, Any]) -> str:
+    return LOADED if lat.get("loaded") else ""
+
+
+def load_warning(report: dict[str, Any]) -> str | None:
+    """One line when any latency was measured under load (None otherwise)."""
+    from deploy.benchmark import worst_load
+
+    worst = worst_load(report)
+    if worst is None:
+        return None
+    cores = report["machine"]["cpu"]["cores"]
+    return (f"{LOADED} measured while the 1-min load average (up to {worst:.1f}) exceeded the "
+            f"{cores} usable cores: other work competed for the CPU, so these latencies and "
+            f"speed-ups are uncertain; rerun on an idle machine for headline figures")
 
 
 def _rate(v: float | None) -> str:
@@ -127,12 +149,17 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         f"- load average (1/5/15 min) at start {_load(mach['load_average_start'])}, at end "
         f"{_load(mach['load_average_end'])}; per-measurement 1-min load is in the JSON",
         f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- latency: batch 1, {cfg['warmup']} warm-up + {cfg['runs']} timed runs per thread "
-        f"count, inference call only (runner bench); PyTorch eager fp32 timed the same way in "
-        f"the same run; speed-up = eager p50 / file p50; GMAC/s = MACs / p50; % peak against "
-        f"the peak of the arithmetic the file ran in (int8 files: int8; float files: the "
-        f"precision the runtime computed in, f32 unless a row says otherwise) on the cores used",
+        f"- latency: batch 1, {cfg['runs']} timed runs per thread count in "
+        f"{cfg.get('rounds', 1)} interleaved round(s) (each: {cfg['warmup']} warm-up runs, then "
+        f"PyTorch eager fp32 and every file, inference call only, runner bench); p50 = median "
+        f"of the rounds' p50s; speed-up = median over rounds of eager p50 / file p50; GMAC/s = "
+        f"MACs / p50; % peak against the peak of the arithmetic the file ran in (int8 files: "
+        f"int8; float files: the precision the runtime computed in, f32 unless a row says "
+        f"otherwise) on the cores used",
     ]
+    warning = load_warning(report)
+    if warning:
+        lines.append(f"- {warning}")
     if "int8" in cfg["precisions"]:
         lines.append(f"- int8 calibration: {cfg.get('calib') or 'none given: the export stage default'}")
     if imgs:
@@ -186,7 +213,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             best = min(timed, key=lambda c: c["latency"][threads]["p50_ms"])
             lat = best["latency"][threads]
             parts.append(f"fastest at {threads} thread(s): {best['target']} {best['precision']} "
-                         f"{_ms(lat['p50_ms'])} ms ({lat['speedup']:.1f}× PyTorch eager)")
+                         f"{_ms(lat['p50_ms'])} ms ({lat['speedup']:.1f}× PyTorch eager"
+                         f"{', measured under load ' + LOADED if lat.get('loaded') else ''})")
         for c in mine:
             if c["precision"] != "int8":
                 continue

@@ -8,7 +8,8 @@ and writes the manifest last (the manifest is what marks a result finished).
 A failed validation never ships silently: the files are kept, for inspection, under a name that
 says so (``<model>.failed.tflite`` with its ``.json`` manifest whose validation status is
 "failed"), any earlier good result of the same name is left untouched, and ValidationError is
-raised (exit 3). A conversion error leaves nothing behind.
+raised (exit 3). A conversion error leaves nothing behind. A finished file made from a
+different parent is never replaced without ``force`` (``deploy.overwrite``).
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgebase.errors import ConfigError, ValidationError
-from deploy.placement import file_stem, place
 from edgebase.manifest import Artifact
+from deploy.overwrite import check_overwrite, parent_identity
+from deploy.placement import file_stem, place
 from deploy.validate import MIN_IMAGES, RANDOM_INIT_NOTE, compare, precision_record, run_file
 from deploy.validate import runtime_default_mode, torch_logits, validation_batch
 
@@ -39,9 +41,10 @@ class ExportConfig:
     validate_images: int = MIN_IMAGES
     threads: int | None = None  # runtime threads during validation (None: its default)
     options: Mapping[str, Any] = field(default_factory=dict)  # target options (capabilities)
-    # int8 only (deploy.int8_stage): calibration images (None: ZeroQ), their count (None: the
+    # int8 only (deploy.int8_stage): calibration images, "zeroq" or "synthetic" (None: the
+    # model's default, see deploy.int8_stage.calibration_data), their count (None: the
     # default), calibration method, input/output type, held-out labelled images, allowed drop
-    calib: Path | None = None
+    calib: Path | str | None = None
     calib_size: int | None = None
     calib_method: str | None = None
     io: str = "float"
@@ -49,6 +52,7 @@ class ExportConfig:
     eval_limit: int | None = None
     max_drop: float | None = None
     seed: int = 0
+    force: bool = False  # replace a finished file of the same name made from another parent
 
     def __post_init__(self):
         t = self.target_entry  # raises UnknownNameError with the valid names
@@ -75,10 +79,24 @@ class ModelSource:
     entry: Any  # zoo.registry.ModelEntry, with overrides applied
     model: Any  # nn.Module in eval mode
     weights: dict[str, Any]  # {"trained": bool, "source": ..., "sha256": ..., ...}
+    alias_note: str | None = None  # "shufflenet_v2 -> shufflenet_v2_x0_5.cifar10: ..." for aliases
+    label_names: tuple[str, ...] | None = None  # --labels FILE; None: the entry's label set
 
     @property
     def name(self) -> str:
         return self.entry.name
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        from zoo.labels import labels
+
+        return self.label_names if self.label_names is not None else labels(self.entry.labels)
+
+    def identity(self, precision: str) -> dict[str, Any]:
+        """What the no-overwrite rule compares with an existing file's manifest."""
+        model = {"name": self.entry.name, "num_classes": self.entry.num_classes,
+                 "input_size": self.entry.input_size, "weights": self.weights}
+        return parent_identity(model, precision, self.entry.preprocess, self.labels)
 
     def describe(self) -> dict[str, Any]:
         from zoo.facts import model_facts
@@ -97,11 +115,12 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
                 num_classes: int | None = None, width: float | None = None,
                 input_size: int | None = None) -> ModelSource:
     """Build zoo model ``name`` with overrides; load ``weights`` (a checkpoint) if given."""
-    from zoo import get_entry
+    from zoo.registry import resolve_entry
     from zoo.weights import build_kwargs_for, entry_overrides_for, load_weights
 
-    entry = get_entry(name).with_overrides(num_classes=num_classes, width=width,
-                                           input_size=input_size)
+    resolved = resolve_entry(name, weights_given=weights is not None, num_classes=num_classes,
+                             width=width, input_size=input_size)
+    entry, note = resolved.entry, resolved.note
     if weights is None:
         model = entry.build()
         if entry.weights is not None:
@@ -110,7 +129,7 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
                     "top1": entry.weights.top1}
         else:
             info = {"trained": False, "source": "random init", "note": RANDOM_INIT_NOTE}
-        return ModelSource(entry, model.eval(), info)
+        return ModelSource(entry, model.eval(), info, note)
     extra = build_kwargs_for(entry.arch, weights)
     entry = dataclasses.replace(entry, weights=None, kwargs={**entry.kwargs, **extra},
                                 **entry_overrides_for(entry.arch, weights))
@@ -118,7 +137,7 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
     loaded = load_weights(model, weights, entry.arch)
     info = {"trained": True, "source": "checkpoint", **loaded.to_dict()}
     info["path"] = Path(loaded.path).name  # the name, not the user's folder layout
-    return ModelSource(entry, model.eval(), info)
+    return ModelSource(entry, model.eval(), info, note)
 
 
 def export(source: ModelSource, config: ExportConfig) -> Artifact:
@@ -133,10 +152,13 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
     target = config.target_entry
     out_dir = config.output_dir
     final = out_dir / target.file_name(file_stem(source), config.precision)
+    check_overwrite(final, source.identity(config.precision), config.force)
     # real images first: a missing data folder fails before a slow conversion
+    t0 = time.perf_counter()
     x, data_info = validation_batch(source.entry.preprocess, config.validate_images,
                                     config.validate_data)
     reference = torch_logits(source.model, x)
+    seconds = {"conversion": 0.0, "validation": time.perf_counter() - t0}
     example = torch.from_numpy(x[:1]).repeat(config.batch, 1, 1, 1)
     model_info = source.describe()
     options = dict(config.options)
@@ -145,10 +167,13 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
     try:
+        progress(f"converting {source.name} to {target.name} {config.precision}")
         t0 = time.perf_counter()
         conversion = target.convert_fn()(source.model, example, work / final.name,
                                          precision=config.precision, **options)
-        seconds = time.perf_counter() - t0
+        seconds["conversion"] = time.perf_counter() - t0
+        progress(f"converted in {seconds['conversion']:.1f} s; validating on {len(x)} images")
+        t0 = time.perf_counter()
         layout = conversion.details.get("input_layout", target.input_layout)  # options may change it
         out, backend = run_file(conversion.file, target.runtime, x, layout, config.threads)
         tolerance = target.tolerance(config.precision)
@@ -162,6 +187,7 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
             validation["runtime_default"] = default_mode
         if not source.weights.get("trained"):
             validation["note"] = RANDOM_INIT_NOTE
+        seconds["validation"] += time.perf_counter() - t0
         artifact = _artifact(source, model_info, config, conversion, backend, validation,
                              seconds)
         backend.close()
@@ -175,6 +201,13 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def progress(message: str) -> None:
+    """A line on stderr before and after each step that can take seconds (stdout: the result)."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
 def _artifact(source, model_info, config, conversion, backend, validation, seconds) -> Artifact:
     from deploy.toolchain import versions
 
@@ -183,17 +216,17 @@ def _artifact(source, model_info, config, conversion, backend, validation, secon
     inputs = tuple(dataclasses.replace(t, layout=layout) for t in backend.inputs)
     outputs = tuple(backend.outputs)
     preprocess = dataclasses.replace(source.entry.preprocess, layout=layout)
-    from zoo.labels import labels
-
     option_record = {k: v for k, v in config.options.items() if k != "metadata"}
     passes = ({"name": "export", "target": target.name, "precision": config.precision,
                "batch": config.batch, "options": option_record, **conversion.details},)
-    extra = {"conversion_seconds": round(seconds, 3), "input_layout": layout,
+    # conversion_seconds: the converter alone; seconds: every step of this export, apart
+    extra = {"conversion_seconds": round(seconds["conversion"], 3),
+             "seconds": {k: round(v, 3) for k, v in seconds.items()}, "input_layout": layout,
              **conversion.graph}
     return Artifact(
         file=conversion.file.name, format=target.name, precision=config.precision,
         sha256="", size_bytes=0, model=model_info, inputs=inputs, outputs=outputs,
-        preprocess=preprocess, labels=labels(source.entry.labels), passes=passes,
+        preprocess=preprocess, labels=source.labels, passes=passes,
         toolchain=versions(target.tools), validation=validation, extra=extra,
     )
 
@@ -208,7 +241,9 @@ def _embedded(source, model_info, target, config) -> dict[str, str]:
                                        | {"weights_sha256": model_info["weights"].get("sha256"),
                                           "trained": model_info["weights"]["trained"]}),
         "edgedeploy.preprocess": json.dumps(pre),
-        "edgedeploy.labels": source.entry.labels or "",
+        # the zoo's label set name, or the names of --labels FILE one a line
+        "edgedeploy.labels": (source.entry.labels if source.label_names is None
+                              else "\n".join(source.label_names)) or "",
         "edgedeploy.precision": config.precision,
     }
 

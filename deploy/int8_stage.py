@@ -3,13 +3,15 @@
 ``export_int8(source, config)`` is what ``deploy export --int8`` (and ``deploy benchmark`` /
 ``deploy release`` with precision int8) run:
 
-1. calibration data: ``--calib PATH`` (seeded, class-balanced), or, without it, inputs
-   distilled from the model's BatchNorm statistics (ZeroQ) -- said on screen and recorded;
+1. calibration data (``calibration_data``): ``--calib PATH`` (seeded, class-balanced),
+   ``zeroq`` (distilled from BatchNorm statistics) or ``synthetic`` (noise: latency only);
+   without it, the training images that ship with a packaged model -- said on screen and
+   recorded;
 2. the fp32 export (validated as always), the parent of the int8 file;
 3. the target's own PTQ pass (the capability table's ``Target.ptq``) on the fp32 file;
 4. validation of the int8 file against the PyTorch parent on real images (the export stage's
    images and checks, with the capability table's int8 tolerance);
-5. with ``--eval PATH``: fp32 file vs int8 file top-1/top-5, agreement and logit cosine on
+5. with ``--data PATH``: fp32 file vs int8 file top-1/top-5, agreement and logit cosine on
    labelled images (calibration images left out); with ``--max-drop D``: per-layer
    sensitivity and fall-back of the worst layers to float until the drop is within D;
 6. the int8 file and its manifest, written the same way the export stage writes (a failed
@@ -38,21 +40,46 @@ def input_range(preprocess) -> tuple[float, float]:
 
 
 def calibration_data(source, config, log: Callable[[str], None] = progress):
-    """The CalibrationSet for ``config`` (real images, or ZeroQ when none are given)."""
-    from quant.calibration import DEFAULT_SIZE, load_calibration
+    """The CalibrationSet for ``config``: ``--calib PATH``, ``zeroq`` or ``synthetic``; without
+    it, the packaged training images of a packaged model, ZeroQ for a trained checkpoint, and
+    an error for random-init weights (synthetic ranges only when asked for)."""
+    from quant.calibration import (DEFAULT_SIZE, SYNTHETIC, ZEROQ, load_calibration,
+                                   packaged_calibration, synthetic)
 
-    pre = source.entry.preprocess
-    if config.calib is not None:
-        calib = load_calibration(config.calib, pre, size=config.calib_size or DEFAULT_SIZE,
-                                 seed=config.seed)
-        log(f"calibration: {calib.describe()}")
-        return calib
+    pre, calib, w = source.entry.preprocess, config.calib, source.weights
+    if calib == SYNTHETIC:
+        result = synthetic(pre, size=config.calib_size, seed=config.seed)
+        log(f"calibration: WARNING: {result.describe()}")
+        return result
+    if calib == ZEROQ:
+        return _zeroq(source, config, log, "--calib zeroq")
+    if calib is not None:
+        result = load_calibration(calib, pre, size=config.calib_size or DEFAULT_SIZE,
+                                  seed=config.seed)
+        log(f"calibration: {result.describe()}")
+        return result
+    if w.get("source") == "packaged":
+        result = packaged_calibration(w["dataset"], pre, size=config.calib_size, seed=config.seed)
+        if result is not None:
+            log(f"calibration: no --calib given: {result.describe()}")
+            return result
+    if not w.get("trained"):
+        raise ConfigError(
+            f"{source.name} has random-init weights: int8 ranges need calibration inputs; pass "
+            f"--calib PATH (images of its domain) or --calib synthetic (noise; the file is then "
+            f"marked latency only)")
+    return _zeroq(source, config, log, "no --calib given")
+
+
+def _zeroq(source, config, log, why: str):
     from quant import zeroq
 
     n = config.calib_size or zeroq.DEFAULT_IMAGES
-    log(f"calibration: no --calib given, distilling {n} inputs from the model's BatchNorm "
-        f"statistics (ZeroQ); real images usually calibrate better (--calib PATH)")
-    calib = zeroq.distill(source.model, pre.crop, n=n, seed=config.seed, progress=log)
+    log(f"calibration: {why}, distilling {n} inputs from the model's BatchNorm statistics "
+        f"(ZeroQ, {zeroq.ITERATIONS} iterations); real images usually calibrate better "
+        f"(--calib PATH)")
+    calib = zeroq.distill(source.model, source.entry.preprocess.crop, n=n, seed=config.seed,
+                          progress=log, bar=True)
     log(f"calibration: {calib.describe()} in {calib.source['seconds']:.0f} s")
     return calib
 
@@ -62,28 +89,42 @@ def export_int8(source, config, fp32_stage: Callable, log: Callable[[str], None]
 
     ``fp32_stage(source, config)`` writes the validated fp32 parent (the export stage)."""
     import quant
+    from deploy.overwrite import check_overwrite
     from deploy.placement import file_stem, place
 
     target = config.target_entry
     ptq = quant.get_pass(target.name)
     options = ptq.make_options(config.calib_method, config.io,
                                input_range=input_range(source.entry.preprocess))
+    final = config.output_dir / target.file_name(file_stem(source), PRECISION)
+    # both files this writes, before anything slow (the fp32 parent is replaced too)
+    check_overwrite(final, source.identity(PRECISION), config.force)
+    check_overwrite(config.output_dir / target.file_name(file_stem(source), "fp32"),
+                    source.identity("fp32"), config.force)
     eval_set = _eval_images(config)  # read before anything slow: bad paths fail fast
+    t0 = time.perf_counter()
     calib = calibration_data(source, config, log)
+    seconds = {"calibration": time.perf_counter() - t0}
     fp32 = fp32_stage(source, dataclasses.replace(config, precision="fp32"))
     fp32_path = config.output_dir / fp32.file
     log(f"fp32 parent: {fp32_path} ({fp32.validation['status']})")
-    final = config.output_dir / target.file_name(file_stem(source), PRECISION)
+    seconds.update({f"fp32 {k}": v for k, v in fp32.extra.get("seconds", {}).items()})
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=config.output_dir))
     try:
+        log(f"quantizing with {target.name}'s quantizer")
         t0 = time.perf_counter()
         file = work / final.name
         facts = ptq.quantize(fp32_path, file, calib, options, parent=source.model)
-        seconds = time.perf_counter() - t0
-        log(f"quantized with {facts['quantizer']} in {seconds:.0f} s")
+        seconds["quantization"] = time.perf_counter() - t0
+        log(f"quantized with {facts['quantizer']} in {seconds['quantization']:.1f} s; "
+            f"validating against the PyTorch parent")
+        t0 = time.perf_counter()
         checked = _check(source, config, target, file)
+        seconds["validation"] = time.perf_counter() - t0
         accuracy, sensitivity = None, None
         if eval_set is not None:
+            log("measuring fp32 vs int8 accuracy")
+            t0 = time.perf_counter()
             accuracy, evaluation = _evaluate(fp32_path, file, target, config, eval_set, calib,
                                              source.entry.preprocess)
             log(f"accuracy on {accuracy['images']} held-out images: fp32 top-1 "
@@ -95,6 +136,7 @@ def export_int8(source, config, fp32_stage: Callable, log: Callable[[str], None]
                 sensitivity, facts, accuracy = fall_back(
                     ptq, fp32_path, file, calib, options, source, config, evaluation, log)
                 checked = _check(source, config, target, file)
+            seconds["accuracy"] = time.perf_counter() - t0
         artifact = _artifact(source, config, fp32, file, calib, facts, seconds, checked,
                              accuracy, sensitivity)
         from exporters.common import Conversion
@@ -122,7 +164,7 @@ def export_int8(source, config, fp32_stage: Callable, log: Callable[[str], None]
 def _eval_images(config):
     if config.eval_data is None:
         if config.max_drop is not None:
-            raise ConfigError("--max-drop needs --eval PATH (labelled images to measure the drop)")
+            raise ConfigError("--max-drop needs --data PATH (labelled images to measure the drop)")
         return None
     from edgebase.images import ImageSet
 
@@ -199,14 +241,22 @@ def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, 
     int8_pass = {"name": "int8_ptq", "target": target.name,
                  "calibration": calib.source,
                  **{k: v for k, v in facts.items() if k not in graph and k != "ops"}}
-    extra = {"conversion_seconds": round(seconds, 3), "input_layout": layout, **graph,
+    # conversion_seconds is the fp32 parent's converter; quantization is timed apart
+    extra = {"conversion_seconds": fp32.extra.get("conversion_seconds"),
+             "seconds": {k: round(v, 3) for k, v in seconds.items()},
+             "input_layout": layout, **graph,
              "fp32_parent": {"file": fp32.file, "sha256": fp32.sha256,
                              "size_bytes": fp32_size},
              "size_ratio_vs_fp32": round(fp32_size / size, 3),
              "accuracy": accuracy, "sensitivity": sensitivity}
+    validation = checked["validation"]
+    if calib.latency_only:  # loud in the manifest too: readers (runner) warn on it
+        extra["latency_only"] = calib.source["note"]
+        note = "; ".join(n for n in (validation.get("note"), calib.source["note"]) if n)
+        validation = {**validation, "note": note}
     tools = tuple(dict.fromkeys(target.tools + target.ptq_tools))
     return fp32.replace(
         file=file.name, precision=PRECISION, sha256="", size_bytes=0, inputs=inputs,
         outputs=tuple(checked["outputs"]), passes=tuple(fp32.passes) + (int8_pass,),
-        toolchain=versions(tools), validation=checked["validation"], benchmarks=(),
+        toolchain=versions(tools), validation=validation, benchmarks=(),
         companions=(), extra=extra)

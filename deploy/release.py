@@ -56,12 +56,13 @@ class ReleaseConfig:
     width: float | None = None
     input_size: int | None = None
     labels_file: Path | None = None  # for models whose classes have no label set in the zoo
+    force: bool = False  # replace an existing bundle of this name and version from another parent
 
     def __post_init__(self):
         if not self.targets:
-            raise ConfigError("--targets needs at least one target")
+            raise ConfigError("--target needs at least one target")
         if len(set(self.targets)) != len(self.targets):
-            raise ConfigError(f"--targets lists a target twice: {','.join(self.targets)}")
+            raise ConfigError(f"--target lists a target twice: {','.join(self.targets)}")
         if not NAME_OK.match(self.version):
             raise ConfigError(f"--version {self.version!r}: use letters, digits and . _ + - only")
         if self.int8 and self.calib is None:
@@ -73,8 +74,8 @@ class ReleaseConfig:
         if self.int8_io != "float" and not (self.int8 and "tflite" in self.targets):
             raise ConfigError("--int8-io applies to int8 TFLite files: it needs --int8 and the tflite target")
         if self.eval_limit < 1 or self.bench_runs < 1 or self.bench_warmup < 0:
-            raise ConfigError("--eval-limit and --bench-runs must be at least 1, --bench-warmup 0 or more")
-        for what, p in (("--calib", self.calib), ("--eval", self.eval_data),
+            raise ConfigError("--limit and --bench-runs must be at least 1, --bench-warmup 0 or more")
+        for what, p in (("--calib", self.calib), ("--data", self.eval_data),
                         ("--weights", self.weights), ("--labels", self.labels_file)):
             if p is not None and not Path(p).exists():
                 raise DataError(f"{what} {p}: no such file or folder")
@@ -130,14 +131,22 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
                          width=cfg.width, input_size=cfg.input_size)
     if not source.weights.get("trained"):
         log(f"note: {source.name} has random-init weights; its accuracy figures mean nothing")
+    # before any export: a bundle of this name and version from another parent stays
+    from deploy.overwrite import bundle_identity, check_bundle_overwrite
+
+    check_bundle_overwrite(cfg.output / bundle_name(source.name, cfg.version), bundle_identity(
+        source.name, source.entry.num_classes, source.weights.get("sha256"),
+        dataclasses.asdict(source.entry.preprocess)), cfg.force)
     done: dict[tuple[str, str], Built] = {}
     # int8 first: the int8 stage exports its own fp32 parent, which the fp32 step then reuses
     for target, precision in sorted(pairs, key=lambda tp: tp[1] != "int8"):
         extra = {"calib": cfg.calib} if precision == "int8" else {}
         if precision == "int8" and target == "tflite":
             extra["io"] = cfg.int8_io
+        # force: the build folder is this command's cache (find_reusable keeps what matches);
+        # the bundle's own files are named by model, version and precision
         config = ExportConfig(target=target, precision=precision, output_dir=build_dir,
-                              threads=cfg.threads, **extra)
+                              threads=cfg.threads, force=True, **extra)
         found = find_reusable(build_dir, source, config)
         if found is not None:
             log(f"reusing {found.name} (same parent, passes and toolchain)")
@@ -219,6 +228,11 @@ def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Pat
             raise ConfigError(f"{b.path.name} comes from a different model than {built[0].path.name}")
     folder = bundle_name(name, cfg.version)
     final, zip_path = cfg.output / folder, cfg.output / f"{folder}.zip"
+    from deploy.overwrite import bundle_identity, check_bundle_overwrite
+
+    pre = dataclasses.asdict(first.preprocess) if first.preprocess else {}
+    check_bundle_overwrite(final, bundle_identity(
+        name, len(labels), (first.model.get("weights") or {}).get("sha256"), pre), cfg.force)
     cfg.output.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder}.", dir=cfg.output))
     stage.chmod(0o755)  # mkdtemp makes it private; the bundle is for sharing
@@ -264,13 +278,15 @@ def release_labels(art: Artifact, labels_file: Path | None) -> list[str]:
 
 def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, log) -> dict[str, Any]:
     art, src = b.artifact, b.path
-    stem = f"{folder.rsplit('-', 1)[0]}-{art.precision}"
-    dst = stage / f"{stem}{src.suffix}"
+    # the export stage's name (<model>[.<precision>]<suffix>): one scheme for export, release
+    # and benchmark. Bundles of 0.1.0 named files <model>-<precision><suffix>; runner verify
+    # reads names from manifest.json, so it checks both.
+    dst = stage / src.name
     if dst.exists():
         raise ConfigError(f"two artifacts would both be {dst.name} in the bundle")
     companions = []
     for c in art.companions:
-        cdst = f"{stem}{Path(c['file']).suffix}"
+        cdst = c["file"]
         shutil.copyfile(src.parent / c["file"], stage / cdst)
         companions.append({**c, "file": cdst})
     passes = list(art.passes)
@@ -361,8 +377,10 @@ def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
 
         # isolate=False: the file was validated in this process already, and forking after
         # the converters started their threads (JAX) risks a deadlock in the child
+        log(f"{path.name}: evaluating {cfg.eval_limit} images of {Path(cfg.eval_data).name}")
+        # progress bar on stderr: 1,000 images take tens of seconds per file
         r = evaluate(path, cfg.eval_data, limit=cfg.eval_limit, split=cfg.eval_split, seed=0,
-                     threads=threads, isolate=False)
+                     threads=threads, isolate=False, progress=True)
         accuracy = {"top1": r.top1, "top5": r.top5, "images": r.images,
                     "data": Path(cfg.eval_data).name, "split": cfg.eval_split, "seed": 0,
                     "runtime": r.runtime, "runtime_version": r.runtime_version,

@@ -22,6 +22,7 @@ from edgebase.manifest import read_manifest
 from device_runners import sysinfo
 from device_runners.backends import backend_class, resolve
 from device_runners.backends.base import shape_hints, shape_str, spec_dict
+from device_runners.caveats import caveats, weights_trained
 
 TIMING = "inference call only; inputs bound once before timing (as benchmark_model does)"
 
@@ -66,6 +67,9 @@ class BenchResult:
     profile_note: str | None = None
     op_counts: dict[str, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # from the manifest (device_runners.caveats): None when unknown; warnings go to stderr too
+    weights_trained: bool | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,7 +231,8 @@ def _bench_file(model: str | os.PathLike, *, runtime: str | None = None, threads
         peak_gmacs=peak, peak_share=share, peak_rss_mb=sysinfo.peak_rss_mb(), cpu=cpu.to_dict(),
         precision_hint=backend.precision_hint, inference_precision=backend.inference_precision,
         arithmetic=arithmetic, peak_unit=unit.unit if unit else None, profile=rows, profile_note=note, op_counts=counts,
-        extra={"mac_note": mac_note} if mac_note else {})
+        extra={"mac_note": mac_note} if mac_note else {},
+        weights_trained=weights_trained(artifact), warnings=caveats(artifact, path.name))
 
 
 def bench(model: str | os.PathLike, **options) -> BenchResult:

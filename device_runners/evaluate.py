@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +23,7 @@ from edgebase.errors import ConfigError
 from edgebase.manifest import TensorSpec, read_manifest
 from device_runners.backends import backend_class, resolve
 from device_runners.backends.base import guess_layout, shape_str
+from device_runners.caveats import caveats, weights_trained
 from edgebase.images import ImageSet, resize_crop
 
 
@@ -74,6 +75,9 @@ class EvalResult:
     images_per_s: float
     precision_hint: str = "f32"  # asked of the runtime
     inference_precision: str = "f32"  # what its float kernels ran in
+    # from the manifest (device_runners.caveats): None when unknown; warnings go to stderr too
+    weights_trained: bool | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,7 +118,8 @@ def make_pipeline(spec: TensorSpec, manifest_pre, *, size=None, resize=None, mea
         for flag, (value, have) in given.items():
             if value is not None and not _same(value, have):
                 raise ConfigError(f"{flag} {value} contradicts the manifest ({have}); "
-                                  f"drop the flag or fix the manifest")
+                                  f"drop the flag, or re-export the model with `deploy export "
+                                  f"--preset/--mean/--std/--resize`")
         if shape_layout and p.layout != shape_layout:
             raise ConfigError(f"the manifest says {p.layout} but the input is "
                               f"{shape_str(spec.shape)}")
@@ -320,7 +325,9 @@ def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: 
                       preprocess=pre, seconds=seconds,
                       images_per_s=n / seconds if seconds else 0.0,
                       precision_hint=backend.precision_hint,
-                      inference_precision=backend.inference_precision)
+                      inference_precision=backend.inference_precision,
+                      weights_trained=weights_trained(artifact),
+                      warnings=caveats(artifact, path.name))
 
 
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, **options) -> EvalResult:

@@ -7,6 +7,10 @@ Sources (``--calib PATH``):
   * a ``.npz`` holding one array (or ``x``/``inputs``/``images``): either float32 inputs already
     preprocessed ``[N, C, H, W]`` or raw RGB pixels uint8 ``[N, H, W, 3]`` (preprocessed here).
 Data distilled from the model itself (no images) comes from ``quant.zeroq`` as the same type.
+Without ``--calib``, a model whose trained weights ship in the package calibrates on the
+training images that ship with them (``zoo.calib``, ``packaged``). ``--calib synthetic`` is
+seeded noise (``synthetic``): the only choice for random-init weights, and it marks the file
+"latency only" (int8 ranges taken on noise say nothing about accuracy on images).
 """
 from __future__ import annotations
 
@@ -23,6 +27,11 @@ from edgebase.errors import ConfigError, DataError, ShapeError
 
 DEFAULT_SIZE = 300
 NPZ_KEYS = ("x", "inputs", "images")
+# --calib words that are not paths
+ZEROQ, SYNTHETIC = "zeroq", "synthetic"
+KEYWORDS = (ZEROQ, SYNTHETIC)
+SYNTHETIC_SIZE = 64
+LATENCY_ONLY = "latency only: int8 ranges calibrated on synthetic noise, accuracy unknown"
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,16 @@ class CalibrationSet:
         if s.get("kind") == "zeroq":
             return (f"{len(self)} images distilled from the model's BatchNorm statistics "
                     f"(ZeroQ, no real data; {s.get('iterations')} iterations)")
+        if s.get("kind") == "packaged":
+            return (f"{len(self)} {s['source']} images, {s['classes']} classes balanced "
+                    f"(seed {s['seed']}; {s['file']})")
+        if s.get("kind") == SYNTHETIC:
+            return f"{len(self)} synthetic noise inputs (seed {s['seed']}): {LATENCY_ONLY}"
         return f"{len(self)} images from {s.get('path')} (seed {s.get('seed')})"
+
+    @property
+    def latency_only(self) -> bool:
+        return bool(self.source.get("latency_only"))
 
 
 def load_calibration(path: str | os.PathLike, preprocess, size: int = DEFAULT_SIZE,
@@ -65,6 +83,43 @@ def load_calibration(path: str | os.PathLike, preprocess, size: int = DEFAULT_SI
     images = _image_set(path, split)
     indices = images.subset(size, seed=seed, balanced=True)
     return from_image_set(images, indices, preprocess, seed=seed)
+
+
+def packaged_calibration(dataset: str, preprocess, size: int | None = None,
+                         seed: int = 0) -> CalibrationSet | None:
+    """The training images that ship for weights trained on ``dataset`` (None: none ship)."""
+    from zoo.calib import packaged_set
+
+    pack = packaged_set(dataset)
+    if pack is None:
+        return None
+    have = pack.record["images"]
+    size = have if size is None else size
+    if not 1 <= size <= have:
+        raise ConfigError(f"--calib-size {size}: the packaged {dataset} calibration set holds "
+                          f"{have} images; give 1..{have}, or --calib PATH for more")
+    # the packaged order is the build's seeded choice; a different seed re-draws from it
+    calib = load_calibration(pack.path, preprocess, size=size, seed=seed, split="train")
+    source = {"kind": "packaged", "source": pack.label, "images": len(calib),
+              "size": len(calib), "seed": seed, "classes": calib.source["classes"],
+              "file": pack.record["file"], "sha256": pack.record["sha256"],
+              "path": str(pack.path), "origin": pack.record["source"],
+              "origin_seed": pack.record["seed"]}
+    return CalibrationSet(calib.inputs, source, calib.keys)
+
+
+def synthetic(preprocess, size: int | None = None, seed: int = 0) -> CalibrationSet:
+    """Seeded standard-normal inputs clipped to the preprocessed pixel range: latency only."""
+    n = SYNTHETIC_SIZE if size is None else size
+    if n < 1:
+        raise ConfigError(f"--calib-size must be >= 1, got {n}")
+    lo = min((0.0 - m) / s for m, s in zip(preprocess.mean, preprocess.std))
+    hi = max((1.0 - m) / s for m, s in zip(preprocess.mean, preprocess.std))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 3, preprocess.crop, preprocess.crop)).clip(lo, hi)
+    source = {"kind": SYNTHETIC, "source": "synthetic noise", "size": n, "images": n,
+              "seed": seed, "latency_only": True, "note": LATENCY_ONLY}
+    return CalibrationSet(x.astype(np.float32), source)
 
 
 def _image_set(path: Path, split: str):
@@ -143,13 +198,13 @@ def eval_indices(images, calib: CalibrationSet | None, limit: int | None = None,
     When calibration and evaluation read the same set, the calibration images are left out so
     the reported accuracy is on held-out images."""
     used = set()
-    if calib is not None and calib.source.get("kind") == "images" and \
+    if calib is not None and calib.source.get("kind") in ("images", "packaged") and \
             Path(calib.source["path"]).resolve() == Path(images.path).resolve():
         used = set(calib.keys)
     rest = [i for i, s in enumerate(images.samples) if s.key not in used]
     if not rest:
         raise DataError(f"{images.path}: every image was used for calibration; none is left "
-                        f"to evaluate on (lower --calib-size or give another --eval set)")
+                        f"to evaluate on (lower --calib-size or give another --data set)")
     if limit is not None and limit < len(rest):
         rest = sorted(random.Random(seed).sample(rest, limit))
     return rest

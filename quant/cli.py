@@ -6,15 +6,17 @@ from typing import Any
 
 from edgebase.errors import ConfigError
 
-INT8_ONLY = ("calib", "calib_size", "calib_method", "eval", "eval_limit", "max_drop")
+# dest -> flag; --eval is the hidden old name of --data's accuracy half
+INT8_ONLY = {"calib": "--calib", "calib_size": "--calib-size", "calib_method": "--calib-method",
+             "eval": "--eval", "limit": "--limit", "max_drop": "--max-drop"}
 
 
 def int8_precision(args) -> str | None:
     """"int8" for --int8; int8-only flags without it, or --int8 with --fp16, are errors."""
     if not args.int8:
-        given = [f"--{a.replace('_', '-')}" for a in INT8_ONLY if getattr(args, a) is not None]
-        if args.io != "float":
-            given.append("--io")
+        given = [flag for a, flag in INT8_ONLY.items() if getattr(args, a, None) is not None]
+        if args.int8_io != "float":
+            given.append("--int8-io")
         if given:
             raise ConfigError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} "
                               f"--int8")
@@ -28,15 +30,22 @@ def int8_config(args) -> dict[str, Any]:
     """ExportConfig fields from the int8 flags (checked here, before anything slow)."""
     if args.calib_size is not None and args.calib_size < 1:
         raise ConfigError(f"--calib-size must be >= 1, got {args.calib_size}")
-    if args.eval_limit is not None and args.eval_limit < 1:
-        raise ConfigError(f"--eval-limit must be >= 1, got {args.eval_limit}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     if args.max_drop is not None and args.max_drop < 0:
         raise ConfigError(f"--max-drop must be >= 0 (points of top-1), got {args.max_drop}")
-    if args.max_drop is not None and args.eval is None:
-        raise ConfigError("--max-drop needs --eval PATH (labelled images to measure the drop)")
-    return {"calib": Path(args.calib) if args.calib else None, "calib_size": args.calib_size,
-            "calib_method": args.calib_method, "io": args.io,
-            "eval_data": Path(args.eval) if args.eval else None, "eval_limit": args.eval_limit,
+    # --data measures int8 accuracy too (the old --eval did only that)
+    eval_data = getattr(args, "eval", None) or (args.data if args.int8 else None)
+    if args.max_drop is not None and eval_data is None:
+        raise ConfigError("--max-drop needs --data PATH (labelled images to measure the drop)")
+    if args.limit is not None and eval_data is None:
+        raise ConfigError("--limit needs --data PATH (the labelled images it counts)")
+    from quant.calibration import KEYWORDS
+
+    calib = args.calib if args.calib in KEYWORDS else Path(args.calib) if args.calib else None
+    return {"calib": calib, "calib_size": args.calib_size,
+            "calib_method": args.calib_method, "io": args.int8_io,
+            "eval_data": Path(eval_data) if eval_data else None, "eval_limit": args.limit,
             "max_drop": args.max_drop}
 
 
@@ -48,11 +57,17 @@ def report_lines(a) -> list[str]:
     if c.get("kind") == "zeroq":
         calib = (f"{c['size']} inputs distilled from BatchNorm statistics (ZeroQ, "
                  f"{c['iterations']} iterations), no real images")
+    elif c.get("kind") == "packaged":
+        calib = f"{c['images']} {c['source']} images ({c['file']}, seed {c['seed']})"
+    elif c.get("kind") == "synthetic":
+        calib = f"{c['size']} synthetic noise inputs (seed {c['seed']})"
     else:
         calib = f"{c['size']} images from {c['path']} (seed {c['seed']})"
     lines = [f"  int8:        {p['quantizer']}, calibration {calib}",
              f"  size:        {x['size_ratio_vs_fp32']:.2f}x smaller than fp32 "
              f"({x['fp32_parent']['file']})"]
+    if x.get("latency_only"):
+        lines.append(f"  WARNING:     {x['latency_only'].upper()}")
     t = a.inputs[0]
     if t.scale:
         lines.append(f"  input quant: {t.dtype} scale {t.scale:.6g} zero point {t.zero_point}: "

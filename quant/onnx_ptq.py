@@ -58,7 +58,7 @@ class OnnxPTQOptions:
 def make_options(method: str | None = None, io: str = "float", exclude=(),
                  input_range: tuple[float, float] | None = None) -> OnnxPTQOptions:
     if io != "float":
-        raise ConfigError(f"--io {io}: onnx int8 models take float input and quantize it inside "
+        raise ConfigError(f"--int8-io {io}: onnx int8 models take float input and quantize it inside "
                           f"the graph (QDQ); int8/uint8 input is offered by --target tflite")
     return OnnxPTQOptions(method=method or METHODS[0], exclude=tuple(exclude))
 

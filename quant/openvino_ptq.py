@@ -70,7 +70,7 @@ class OpenVINOPTQOptions:
 def make_options(method: str | None = None, io: str = "float", exclude=(),
                  input_range: tuple[float, float] | None = None) -> OpenVINOPTQOptions:
     if io != "float":
-        raise ConfigError(f"--io {io}: OpenVINO int8 models take float input (NNCF quantizes "
+        raise ConfigError(f"--int8-io {io}: OpenVINO int8 models take float input (NNCF quantizes "
                           f"it inside); int8/uint8 input is offered by --target tflite")
     return OpenVINOPTQOptions(method=method or METHODS[0], exclude=tuple(exclude))
 

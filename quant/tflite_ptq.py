@@ -55,7 +55,7 @@ class TflitePTQOptions:
             raise ConfigError(f"calibration method {self.method!r} is not supported for tflite; "
                               f"valid: {', '.join(METHODS)}")
         if self.io not in IO_TYPES:
-            raise ConfigError(f"--io {self.io!r}; valid: {', '.join(IO_TYPES)}")
+            raise ConfigError(f"--int8-io {self.io!r}; valid: {', '.join(IO_TYPES)}")
 
 
 def make_options(method: str | None = None, io: str = "float", exclude=(),

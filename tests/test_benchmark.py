@@ -4,10 +4,13 @@ another offers (one real export): the files it writes, and that its numbers agre
 `runner eval` / the capability table."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deploy.cli import main
@@ -36,13 +39,16 @@ def run(tmp_path_factory):
     refused_target, precision, other = _refused()
     out = tmp_path_factory.mktemp("bench")
     argv = ["benchmark", MODEL, "--input-size", "32", "--num-classes", "10",
-            "--targets", f"{refused_target},{other}", "--precisions", precision,
-            "--limit", str(LIMIT), "--threads", "1", "--runs", "5", "--warmup", "1",
+            "--target", f"{refused_target},{other}", "--precisions", precision,
+            "--limit", str(LIMIT), "--threads", "1", "--runs", "6", "--rounds", "2",
+            "--warmup", "1",
             "--output", str(out / "work"), "--json", str(out / "report" / "bench.json")]
-    code = main(argv)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
     report = json.loads((out / "report" / "bench.json").read_text())
     return {"code": code, "out": out, "report": report, "refused": (refused_target, precision),
-            "other": other}
+            "other": other, "stderr": err.getvalue()}
 
 
 def test_writes_json_markdown_and_plot(run):
@@ -80,9 +86,14 @@ def test_numbers_are_consistent(run):
     for c in (c for c in report["cells"] if c["status"] == "ok"):
         assert c["delta_top1"] == pytest.approx(c["top1"] - model["torch_top1"])
         assert 0 <= c["agreement"] <= 100
-        lat = c["latency"]["1"]
+        lat, eager = c["latency"]["1"], model["eager"]["1"]
         assert lat["p90_ms"] >= lat["p50_ms"] > 0
-        assert lat["speedup"] == pytest.approx(model["eager"]["1"]["p50_ms"] / lat["p50_ms"])
+        # medians of interleaved rounds: the speed-up pairs eager and file round by round
+        assert len(lat["rounds"]) == len(eager["rounds"]) == 2
+        assert lat["p50_ms"] == pytest.approx(float(np.median(lat["rounds"])), rel=1e-3)
+        assert lat["speedup"] == pytest.approx(
+            float(np.median([e / f for e, f in zip(eager["rounds"], lat["rounds"])])), rel=1e-3)
+        assert lat["loaded"] == (lat["load"] > cpu["cores"])
         assert lat["gmacs"] == pytest.approx(model["macs"] / (lat["p50_ms"] / 1e3) / 1e9)
         # the share is of the peak of the arithmetic the file ran in (f32 here unless the
         # runtime's default row on a bf16 CPU)
@@ -160,3 +171,85 @@ def test_summary_names_the_best_file_and_slower_int8_per_thread_count():
     assert "fastest at 2 thread(s): onnx int8 0.4" in line
     assert "onnx int8 top-1 -0.25 points" in line
     assert "onnx int8 slower than fp32 (1.20 vs 1.00 ms at 1 thread(s))" in line
+
+
+def test_random_init_weights_are_flagged(run):
+    """The model is random-init: a warning line on stderr under the table, and in the JSON."""
+    report = run["report"]
+    assert report["models"][0]["weights"]["trained"] is False
+    assert len(report["warnings"]) == 1 and "random-init weights" in report["warnings"][0]
+    assert report["models"][0]["warnings"] == report["warnings"]
+    last = [line for line in run["stderr"].splitlines() if line.startswith("warning: ")]
+    assert last and last[-1] == f"warning: {report['warnings'][0]}"
+
+
+def test_latency_under_load_is_flagged_in_table_and_markdown():
+    from deploy.benchmark_report import LOADED, load_warning, rows
+    from device_runners.sysinfo import cpu_info
+
+    cpu = cpu_info().to_dict()
+    busy = cpu["cores"] + 1.4
+    lat = {"p50_ms": 2.0, "p90_ms": 3.0, "speedup": 5.0, "gmacs": None, "peak_share": None}
+    report = {"config": {"threads": [1]}, "machine": {"cpu": cpu},
+              "models": [{"name": "m", "eager": {"1": {"p50_ms": 10.0, "p90_ms": 11.0,
+                                                       "load": 0.5, "loaded": False}}}],
+              "cells": [{"model": "m", "target": "onnx", "precision": "fp32", "status": "ok",
+                         "latency": {"1": {**lat, "load": busy, "loaded": True}}}]}
+    warning = load_warning(report)
+    assert warning.startswith(f"{LOADED} measured while the 1-min load average (up to "
+                              f"{busy:.1f}) exceeded the {cpu['cores']} usable cores")
+    head, body = rows(report)
+    onnx = next(r for r in body if r[1] == "onnx")
+    assert onnx[head.index("speed-up @1t")] == f"5.00×{LOADED}"
+    report["cells"][0]["latency"]["1"]["loaded"] = False
+    assert load_warning(report) is None
+
+
+@pytest.mark.parametrize("lo, hi", [(0.6, 1.6), (0.3, 40.0), (1.21, 1.39)])
+def test_log_axes_carry_several_plain_number_labels(lo, hi):
+    """A range narrower than a decade must not be labelled at one power of ten only."""
+    from deploy.benchmark_plots import _plt, readable_log_axis
+
+    plt = _plt()
+    fig, ax = plt.subplots()
+    ax.scatter([lo, hi], [1, 2])
+    ax.set_xscale("log")
+    readable_log_axis(ax, "x")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels()
+              if t.get_text() and lo <= t.get_position()[0] <= hi]
+    plt.close(fig)
+    assert len(labels) >= 3, labels
+    assert all("^" not in x and "$" not in x for x in labels)  # plain numbers, not 10^k
+
+
+def test_accuracy_plot_shows_every_thread_count(tmp_path):
+    from deploy.benchmark_plots import plot_accuracy
+
+    def lat(ms):
+        return {"p50_ms": ms, "p90_ms": ms * 1.1}
+
+    report = {"config": {"threads": [1, 2], "targets": ["onnx"], "precisions": ["fp32"]},
+              "models": [{"name": "m", "torch_top1": 80.0, "images": 10,
+                          "eager": {"1": lat(10.0), "2": lat(6.0)}}],
+              "cells": [{"model": "m", "target": "onnx", "precision": "fp32", "status": "ok",
+                         "top1": 79.5, "latency": {"1": lat(1.0), "2": lat(0.7)}}]}
+    import matplotlib.pyplot as plt
+
+    captured = {}
+    orig = plt.Figure.savefig
+
+    def keep(fig, *a, **k):  # read the figure's own artists before it is closed
+        captured["legend"] = [t.get_text() for t in fig.legends[0].get_texts()]
+        captured["points"] = sum(len(c.get_offsets()) for ax in fig.axes
+                                 for c in ax.collections)
+        return orig(fig, *a, **k)
+
+    plt.Figure.savefig = keep
+    try:
+        assert plot_accuracy(report, tmp_path / "a.png") is not None
+    finally:
+        plt.Figure.savefig = orig
+    assert {"1 thread(s)", "2 thread(s)", "PyTorch eager fp32", "fp32", "m"} <= set(
+        captured["legend"])
+    assert captured["points"] == 4  # eager and the file, at 1 and at 2 threads

@@ -35,7 +35,8 @@ def test_models_json_lists_the_whole_zoo(capsys):
     for name, row in rows.items():
         assert row["trained"] == get_entry(name).trained
         assert (row["weights"] == "random") == (not row["trained"])
-    assert out["aliases"]["shufflenet_v2"] == "shufflenet_v2_x1_0"
+    assert out["aliases"]["shufflenet_v2"] == "shufflenet_v2_x0_5.cifar10"
+    assert out["architecture_defaults"]["shufflenet_v2"] == "shufflenet_v2_x1_0"
 
 
 def test_models_table_with_pattern(capsys):
@@ -60,7 +61,8 @@ def test_models_unknown_pattern(capsys):
 
 
 def test_inspect_table_shares_and_random_notice(capsys):
-    assert deploy("inspect", "shufflenet_v2", "--input-size", "64", "--num-classes", "10") == 0
+    assert deploy("inspect", "shufflenet_v2_x1_0", "--input-size", "64",
+                  "--num-classes", "10") == 0
     out = capsys.readouterr().out
     assert out.startswith("shufflenet_v2_x1_0: ")
     assert "stage2.0.branch1.0" in out and "stage4.3.shuffle" in out
@@ -69,6 +71,21 @@ def test_inspect_table_shares_and_random_notice(capsys):
     kinds = [line.split()[0] for line in out.split("MAC cost %")[1].splitlines()[2:]
              if line.strip() and not line.startswith("total")]
     assert {"pointwise", "depthwise", "shuffle", "split", "concat"} <= set(kinds)
+
+
+def test_inspect_bare_name_says_which_model(capsys):
+    """A bare family name is the trained default; with a class count its weights do not fit,
+    the architecture default. Either way the first line on stderr says which."""
+    assert deploy("inspect", "shufflenet_v2") == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0].startswith(
+        "shufflenet_v2 -> shufflenet_v2_x0_5.cifar10: the family's default trained entry")
+    assert captured.out.startswith("shufflenet_v2_x0_5.cifar10: ")
+    assert deploy("inspect", "shufflenet_v2", "--num-classes", "7") == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0].startswith(
+        "shufflenet_v2 -> shufflenet_v2_x1_0: the architecture default, since --num-classes")
+    assert captured.out.startswith("shufflenet_v2_x1_0: ")
 
 
 def test_inspect_json_with_weights(tmp_path, capsys):

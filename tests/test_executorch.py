@@ -246,7 +246,7 @@ def test_checkpoint_fp32_and_int8(name, tmp_path):
     from exporters.executorch import torch_to_executorch
     from quant import executorch_ptq
     from quant.calibration import load_calibration
-    from quant.stage import input_range
+    from deploy.int8_stage import input_range
 
     source = load_source(name)
     pre = source.entry.preprocess

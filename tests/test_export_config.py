@@ -161,7 +161,7 @@ def test_compare_forgives_only_flips_between_near_tied_logits():
 
 
 @pytest.mark.parametrize("name, width, stem", [
-    ("mobilenet_v1", None, "mobilenet_v1_x1_0"),
+    ("mobilenet_v1", None, "mobilenet_v1_x0_5.cifar10"),  # the bare name: trained default
     ("mobilenet_v1", 0.25, "mobilenet_v1_x0_25"),
     ("mobilenet_v1_x0_5", 1.0, "mobilenet_v1_x1_0"),
     ("mobilenet_v2", 1.0, "mobilenet_v2"),

@@ -130,7 +130,7 @@ def test_cli_end_to_end_with_a_checkpoint(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0
     assert f"{out / 'shufflenet_v1_g3.xml'}" in printed and "validation:  passed" in printed
-    assert "transposes" in printed and "conversion:" in printed
+    assert "transposes" in printed and "time:        conversion " in printed
     m = read_manifest(out / "shufflenet_v1_g3.xml")
     assert m.passed and m.companions[0]["file"] == "shufflenet_v1_g3.bin"
     assert m.passes[0]["compress_to_fp16"] is False

@@ -18,11 +18,13 @@ def run(argv, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--calib", "x"], "--calib needs --int8"),
     (["--max-drop", "1"], "--max-drop needs --int8"),
-    (["--io", "uint8"], "--io needs --int8"),
+    (["--int8-io", "uint8"], "--int8-io needs --int8"),
+    (["--limit", "5"], "--limit needs --int8"),
     (["--int8", "--fp16"], "--int8 and --fp16 exclude each other"),
-    (["--int8", "--max-drop", "0.5"], "--max-drop needs --eval PATH"),
+    (["--int8", "--max-drop", "0.5"], "--max-drop needs --data PATH"),
+    (["--int8", "--limit", "5"], "--limit needs --data PATH"),
     (["--int8", "--calib-size", "0"], "--calib-size must be >= 1"),
-    (["--int8", "--max-drop", "-1", "--eval", "x"], "--max-drop must be >= 0"),
+    (["--int8", "--max-drop", "-1", "--data", "x"], "--max-drop must be >= 0"),
 ])
 def test_flag_errors(flags, message, capsys, tmp_path):
     code, err = run(["export", "shufflenet_v2_x0_5.cifar10", "--target", "onnx",
@@ -32,7 +34,7 @@ def test_flag_errors(flags, message, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("target, flags, message", [
-    ("onnx", ["--io", "uint8"], "onnx int8 models take float input"),
+    ("onnx", ["--int8-io", "uint8"], "onnx int8 models take float input"),
     ("openvino", ["--io", "int8"], "OpenVINO int8 models take float input"),
     ("onnx", ["--calib-method", "ema"], "valid: image-percentile, percentile, minmax, entropy"),
     ("tflite", ["--calib-method", "entropy"], "valid: image-percentile, minmax, ema"),
@@ -94,6 +96,7 @@ def test_int8_export_end_to_end(shared_data, capsys, tmp_path):
     out = tmp_path / "out"
     from deploy.cli import main
 
+    # the old flag names (--io, --eval, --eval-limit) still work for one release
     code = main(["export", "shufflenet_v2_x0_5.cifar10", "--weights", str(ckpt),
                  "--target", "tflite", "--int8", "--io", "uint8", "--calib", str(data),
                  "--calib-size", "8", "--eval", str(data), "--eval-limit", "32",
@@ -112,6 +115,11 @@ def test_int8_export_end_to_end(shared_data, capsys, tmp_path):
     assert calib["kind"] == "images" and calib["size"] == 8 and calib["path"] == str(data)
     acc = a.extra["accuracy"]
     assert acc["images"] == 32 and 0 <= acc["agreement"] <= 100
+    # each step timed on its own: the converter is not charged with quantization
+    seconds = a.extra["seconds"]
+    assert {"calibration", "fp32 conversion", "fp32 validation", "quantization", "validation",
+            "accuracy"} <= set(seconds) and all(v >= 0 for v in seconds.values())
+    assert a.extra["conversion_seconds"] == pytest.approx(seconds["fp32 conversion"], abs=1e-3)
     assert a.extra["fp32_parent"]["file"] == "shufflenet_v2_x0_5.cifar10.tflite"
     assert (out / a.extra["fp32_parent"]["file"]).is_file()
     assert a.extra["size_ratio_vs_fp32"] > 2.5
@@ -127,10 +135,11 @@ def test_int8_screen_report(target, shared_data, capsys, tmp_path):
 
     data = shared_data / "cifar10.zip"
     code = main(["export", "squeezenet1_1.cifar10", "--target", target, "--int8",
-                 "--calib", str(data), "--calib-size", "8", "--eval", str(data),
-                 "--eval-limit", "32", "--threads", "1", "--output", str(tmp_path)])
+                 "--calib", str(data), "--calib-size", "8", "--data", str(data),
+                 "--limit", "32", "--threads", "1", "--output", str(tmp_path)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     out = captured.out
     assert "bias corr.:" in out and "layers against the PyTorch parent" in out, out
     assert "accuracy:    32 held-out images" in out, out
+    assert "time:        calibration " in out and "quantization " in out, out

@@ -2,6 +2,8 @@
 statistics than noise; models without statistics are refused (never a silent noise fallback)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,39 @@ def test_models_without_statistics_are_refused(shared_data):
                          weights=shared_data / "models/mobilenet_v1_0.25_224_float.tflite")
     with pytest.raises(ConfigError, match="folded into the weights"):
         distill(folded.model, 224, n=2, iterations=1)
+
+
+def test_zeroq_on_request_with_progress_bar_and_settled_loss(capsys):
+    """`--calib zeroq`: the default budget, a progress bar with ETA on stderr, and a loss that
+    ends below its midway value (at a constant rate it once ended above it, 0.03 -> 1.16)."""
+    import torch
+
+    from deploy.export import ExportConfig, load_source
+    from quant import zeroq
+    from deploy.int8_stage import calibration_data
+
+    torch.set_num_threads(1)
+    source = load_source("shufflenet_v2_x0_5.cifar10")
+    config = ExportConfig(target="tflite", precision="int8", calib="zeroq", calib_size=4)
+    calib = calibration_data(source, config)
+    err = capsys.readouterr().err
+    s = calib.source
+    assert s["kind"] == "zeroq" and s["iterations"] == zeroq.ITERATIONS and len(calib) == 4
+    assert "--calib zeroq, distilling 4 inputs" in err
+    # tqdm's bar: "ZeroQ:  41%|████ | 41/100 [00:06<00:08,  6.85it/s, batch 1/1, BN loss .."
+    bar = re.compile(rf"ZeroQ: +\d+%\|.*\| \d+/{zeroq.ITERATIONS} \[\d\d:\d\d<\d\d:\d\d, "
+                     rf"+[\d.]+(it/s|s/it), batch 1/1, BN loss [\d.]+\]")
+    redrawn = [seg for seg in err.split("\r") if bar.search(seg)]
+    assert len(redrawn) >= 2, err  # redrawn in place as it runs, the ETA after "<"
+    assert s["final_loss"][0] < s["midway_loss"][0] < s["initial_loss"][0]
+    assert s["schedule"] == "cosine to 0"
+
+
+def test_zeroq_on_request_for_random_init_weights_is_refused():
+    from deploy.export import ExportConfig, load_source
+    from deploy.int8_stage import calibration_data
+
+    source = load_source("shufflenet_v2_x1_0", input_size=32)
+    config = ExportConfig(target="tflite", precision="int8", calib="zeroq", calib_size=2)
+    with pytest.raises(ConfigError, match="no BatchNorm running statistics.*--calib synthetic"):
+        calibration_data(source, config)

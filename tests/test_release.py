@@ -221,3 +221,23 @@ def test_phone_snippets_follow_the_quantized_input_dtype():
     kotlin, swift = card("int8")
     assert "maxOf(-128, minOf(127," in kotlin and "toInt() and 0xFF" not in kotlin
     assert "Int8(max(-128, min(127," in swift and "UInt8" not in swift
+
+
+def test_release_cli_json_rebuilds_the_same_parent(released, capsys):
+    """`deploy release --json`: stdout is the bundle manifest (progress on stderr). The same
+    parent, version and output rebuild the bundle without --force, reusing the build."""
+    from deploy.cli import main
+
+    cfg, folder, _ = released
+    argv = ["release", cfg.model, "--target", "tflite", "--version", cfg.version,
+            "--data", str(CIFAR), "--limit", "100", "--output", str(cfg.output),
+            "--threads", "1", "--bench-runs", "5", "--json"]
+    if cfg.weights:
+        argv += ["--weights", str(cfg.weights)]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bundle"] == str(folder) and out["version"] == cfg.version
+    (model,) = out["models"]
+    assert model["reused"] is True and model["accuracy"]["images"] == 100
+    # the export stage's name, not the 0.1.0 <model>-<precision> one
+    assert model["path"] == f"{out['name']}.tflite"

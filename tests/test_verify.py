@@ -180,3 +180,58 @@ def test_verify_reads_no_torch(bundle):
             f"r = verify({str(bundle[0])!r}); assert r.ok; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_verify_reports_json(bundle, tmp_path, capsys):
+    from device_runners.cli import main as runner
+
+    out = tmp_path / "verify.json"
+    assert runner(["verify", str(bundle[1]), "--no-load", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["ok"] is True and report["checked_files"] == 4 and report["problems"] == []
+    assert "verified: all files match" in capsys.readouterr().out  # the table prints too
+    root = copy_bundle(bundle, tmp_path)
+    flip(root / "labels.txt")
+    assert runner(["verify", str(root), "--no-load", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)  # --json alone: stdout is only the JSON
+    assert report["ok"] is False and report["problems"][0].startswith("labels.txt: sha256")
+
+
+def test_bundles_with_the_old_file_names_still_verify(bundle, tmp_path):
+    """Bundles of 0.1.0 named model files <model>-<precision><suffix>; verify reads the names
+    from manifest.json, so they keep verifying after the naming scheme became export's."""
+    from device_runners.verify import verify
+
+    root = copy_bundle(bundle, tmp_path)
+    m = json.loads((root / "manifest.json").read_text())
+    model = m["models"][0]
+    old = f"{m['name']}-fp32.tflite"
+    assert model["path"] != old
+    renames = {model["path"]: old, model["manifest"]: old + ".json"}
+    for new_name, old_name in renames.items():
+        (root / new_name).rename(root / old_name)
+    model["path"], model["manifest"] = old, old + ".json"
+    for entry in m["files"]:
+        entry["path"] = renames.get(entry["path"], entry["path"])
+    (root / "manifest.json").write_text(json.dumps(m))
+    report = verify(root)
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.models[0]["path"] == old and report.models[0].get("loaded")
+
+
+def test_a_bundle_from_another_parent_is_not_replaced_silently(bundle):
+    """`deploy release` of an existing name and version: the same parent rebuilds it, another
+    parent (weights, classes, preprocessing) needs --force."""
+    from edgebase.errors import DeployError
+    from deploy.overwrite import bundle_identity, check_bundle_overwrite
+
+    folder = bundle[0]
+    m = json.loads((folder / "manifest.json").read_text())
+    same = bundle_identity(m["source"]["model"], m["num_classes"],
+                           m["source"]["weights"]["sha256"], m["preprocess"])
+    check_bundle_overwrite(folder, same, force=False)
+    other = {**same, "weights": "0" * 64}
+    with pytest.raises(DeployError, match=r"exists and holds a different model: weights sha256 "
+                                          r"\w+ -> sha256 000000000000; pass --force"):
+        check_bundle_overwrite(folder, other, force=False)
+    check_bundle_overwrite(folder, other, force=True)

@@ -35,16 +35,32 @@ def test_registry_has_every_family_and_variant():
 
 @pytest.mark.parametrize("alias,target", sorted(ALIASES.items()))
 def test_bare_family_names_map_to_documented_defaults(alias, target):
-    assert aliases()[alias] == target
-    assert get_entry(alias).name == target
-    assert target in get_entry(alias).name
+    """timm's convention: the family's trained entry when one ships, else the architecture
+    default; the architecture default is what replaced weights (--weights) resolve to."""
+    from zoo.registry import architecture_defaults, resolve_entry
+
+    assert architecture_defaults()[alias] == target
+    trained = [n for n in list_models(f"{alias}*.cifar10") if get_entry(n).trained]
+    meant = aliases()[alias]
+    assert get_entry(alias).name == meant
+    if trained:
+        assert meant in trained and get_entry(alias).trained
+    else:
+        assert meant == target
+    replaced = resolve_entry(alias, weights_given=True)
+    assert replaced.entry.name == target and "--weights" in replaced.note
 
 
 def test_alias_defaults():
-    assert get_entry("shufflenet_v1").kwargs["groups"] == 3
-    assert get_entry("shufflenet_v1").kwargs["width"] == 1.0
-    assert get_entry("mobilenet_v1").kwargs["width_mult"] == 1.0
-    assert get_entry("squeezenet").name == "squeezenet1_1"
+    from zoo.registry import architecture_defaults
+
+    arch = {a: get_entry(t) for a, t in architecture_defaults().items()}
+    assert arch["shufflenet_v1"].kwargs["groups"] == 3
+    assert arch["shufflenet_v1"].kwargs["width"] == 1.0
+    assert arch["mobilenet_v1"].kwargs["width_mult"] == 1.0
+    assert arch["squeezenet"].name == "squeezenet1_1"
+    assert get_entry("shufflenet_v2").name == "shufflenet_v2_x0_5.cifar10"
+    assert get_entry("mobilenet_v2").name == "mobilenet_v2"  # a model name, not an alias
 
 
 def test_unknown_name_lists_valid_names():

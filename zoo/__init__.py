@@ -16,9 +16,10 @@ import zoo.importers  # noqa: E402,F401
 def create_model(name: str, *, num_classes: int | None = None, width: float | None = None,
                  input_size: int | None = None):
     """Build ``name`` (with overrides) and return ``(model, entry)``; model is in eval mode."""
-    entry = get_entry(name).with_overrides(
-        num_classes=num_classes, width=width, input_size=input_size
-    )
+    from zoo.registry import resolve_entry
+
+    entry = resolve_entry(name, num_classes=num_classes, width=width,
+                          input_size=input_size).entry
     return entry.build(), entry
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.models import small_input_adaptation
-from zoo.registry import CIFAR10, ModelEntry, Weights, get_entry, register, register_alias
+from zoo.registry import (CIFAR10, ModelEntry, Weights, architecture_defaults, get_entry, register,
+                          register_alias, register_trained_default)
 
 # name -> (base zoo entry, builder kwargs over the base's, family alias)
 VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -80,6 +81,11 @@ def _register() -> None:
                     if weights else "untrained") + ")").replace("  ", " "),
         ))
         register_alias(alias, name)
+        family = alias.removesuffix(".cifar10")
+        # timm's convention: a bare family name means its default trained entry when one
+        # ships (mobilenet_v2 is a model name, not an alias: it keeps meaning that model)
+        if weights is not None and family in architecture_defaults():
+            register_trained_default(family, name)
 
 
 def results_table() -> str:

@@ -1,8 +1,14 @@
 """The model registry: names -> builders plus the metadata that travels with each model.
 
 Names are ``arch`` or ``arch.tag`` (``shufflenet_v2_x0_5.cifar10``). A bare family name
-(``shufflenet_v2``) is an alias for a documented default. Builders register themselves with
-``@register_model``; a duplicate name raises. Lookups that fail list the valid names.
+(``shufflenet_v2``) is an alias. timm's convention: it means the family's default *trained*
+entry when one ships (``shufflenet_v2`` -> ``shufflenet_v2_x0_5.cifar10``), else the family's
+architecture default (``shufflenet_v2_x1_0``). ``resolve_entry`` also takes the user's
+overrides: when they replace the trained entry's weights (``--weights``, or a class count or
+width its weights do not fit) the bare name means the architecture default, whose shape
+(ImageNet input, 1000 classes) is what checkpoints and imports are made for. Either way it
+says which (``Resolved.note``). Builders register themselves with ``@register_model``; a
+duplicate name raises. Lookups that fail list the valid names.
 """
 from __future__ import annotations
 
@@ -106,7 +112,8 @@ def _labels_for(num_classes: int, current: str | None) -> str | None:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-_ALIASES: dict[str, str] = {}
+_ALIASES: dict[str, str] = {}  # bare family name -> architecture default
+_TRAINED_DEFAULTS: dict[str, str] = {}  # bare family name -> default trained entry
 
 
 def register(entry: ModelEntry) -> ModelEntry:
@@ -122,6 +129,17 @@ def register_alias(alias: str, target: str) -> None:
     _ALIASES[alias] = target
 
 
+def register_trained_default(alias: str, target: str) -> None:
+    """Make bare ``alias`` mean the trained entry ``target`` (it must ship weights)."""
+    if alias not in _ALIASES:
+        raise ValueError(f"{alias!r} is not a family alias")
+    if alias in _TRAINED_DEFAULTS:
+        raise ValueError(f"family {alias!r} has two default trained entries")
+    if not _REGISTRY[target].trained:
+        raise ValueError(f"{target!r} ships no weights; it cannot be a trained default")
+    _TRAINED_DEFAULTS[alias] = target
+
+
 def list_models(pattern: str | None = None) -> list[str]:
     import fnmatch
 
@@ -130,12 +148,51 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def aliases() -> dict[str, str]:
-    return dict(_ALIASES)
+    """What each alias means with no overrides (the trained default where one ships)."""
+    return {**_ALIASES, **_TRAINED_DEFAULTS}
+
+
+def architecture_defaults() -> dict[str, str]:
+    """Bare family name -> the family's architecture default (used when weights are replaced)."""
+    return {a: _ALIASES[a] for a in _ALIASES if "." not in a}
 
 
 def get_entry(name: str) -> ModelEntry:
-    target = _ALIASES.get(name, name)
+    target = _TRAINED_DEFAULTS.get(name) or _ALIASES.get(name, name)
     try:
         return _REGISTRY[target]
     except KeyError:
         raise UnknownNameError("model", name, list(_REGISTRY) + list(_ALIASES)) from None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    entry: ModelEntry  # with the overrides applied
+    requested: str  # the name as given
+    note: str | None  # set when ``requested`` was an alias: which entry it meant and why
+
+
+def resolve_entry(name: str, *, weights_given: bool = False, num_classes: int | None = None,
+                  width: float | None = None, input_size: int | None = None) -> Resolved:
+    """The entry ``name`` means with these overrides applied (see the module docstring)."""
+    entry = get_entry(name)  # raises UnknownNameError for unknown names
+    why = None
+    if name in _TRAINED_DEFAULTS:
+        replaced = [flag for flag, hit in (
+            ("--weights", weights_given),
+            ("--num-classes", num_classes is not None and num_classes != entry.num_classes),
+            ("--width", width is not None and width != entry.kwargs.get(entry.width_kwarg or "")),
+        ) if hit]
+        if replaced:
+            entry = _REGISTRY[_ALIASES[name]]
+            why = (f"the architecture default, since {', '.join(replaced)} replaces the weights "
+                   f"of the trained default {_TRAINED_DEFAULTS[name]}")
+        else:
+            w = entry.weights
+            why = (f"the family's default trained entry ({w.top1:.2f} % top-1 on {w.dataset}; "
+                   f"{_ALIASES[name]} is the untrained ImageNet-shape model)")
+    elif name in _ALIASES:
+        why = "the family's default" + ("" if entry.trained else " (no trained weights ship)")
+    note = f"{name} -> {entry.name}: {why}" if why else None
+    entry = entry.with_overrides(num_classes=num_classes, width=width, input_size=input_size)
+    return Resolved(entry, name, note)

@@ -6,26 +6,27 @@ HELP = ("size / top-1 / latency of models across targets and precisions, against
         "fp32 measured in the same run")
 
 
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
-
-
 def _ints(text: str) -> tuple[int, ...]:
     import argparse
 
+    from edgebase.cli_flags import csv
+
     try:
-        return tuple(int(x) for x in _csv(text))
+        return tuple(int(x) for x in csv(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
 def add_arguments(p) -> None:
+    from edgebase.cli_flags import add_json, csv, old_name
     from edgebase.capabilities import target_names
 
     p.add_argument("models", nargs="+", metavar="MODEL", help="zoo names (see `deploy models`)")
-    p.add_argument("--targets", type=_csv, metavar="LIST",
-                   help=f"comma-separated targets (default: all: {','.join(target_names())})")
-    p.add_argument("--precisions", type=_csv, default=("fp32",), metavar="LIST",
+    p.add_argument("--target", type=csv, metavar="LIST",
+                   help=f"target, or a comma-separated list (default: all: "
+                        f"{','.join(target_names())})")
+    old_name(p, "--targets", "--target", dest="target", type=csv)
+    p.add_argument("--precisions", type=csv, default=("fp32",), metavar="LIST",
                    help="comma-separated precisions: fp32,fp16,int8 (default fp32)")
     p.add_argument("--data", metavar="PATH",
                    help="labelled evaluation images, folder or zip (default: CIFAR-10 test split "
@@ -35,19 +36,21 @@ def add_arguments(p) -> None:
                    help="evaluate on N class-balanced images (default: all)")
     p.add_argument("--no-eval", action="store_true",
                    help="latency only: skip the accuracy columns (e.g. random-init weights)")
-    p.add_argument("--threads", type=_ints, default=(1, 2), metavar="LIST",
-                   help="thread counts to time (default 1,2)")
+    p.add_argument("--threads", type=_ints, default=(1, 2), metavar="N[,N]",
+                   help="thread count, or a comma-separated list to time each (default 1,2)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds: each "
+                   "times PyTorch and every file, --runs split over them; medians over rounds "
+                   "(default 3)")
     p.add_argument("--input-size", type=int, help="override every model's input size")
     p.add_argument("--weights", metavar="PATH", help="checkpoint for a single MODEL")
     p.add_argument("--num-classes", type=int, help="override every model's classifier outputs")
     p.add_argument("--output", metavar="DIR", default="out/benchmark",
                    help="exported files (reused when still valid) and, without --json, the "
                         "report files (default out/benchmark)")
-    p.add_argument("--json", metavar="PATH",
-                   help="JSON report; the Markdown (same stem) and PNG plots go beside it "
-                        "(default DIR/benchmark.json)")
+    add_json(p, "the report (written to DIR/benchmark.json without FILE); the Markdown (same "
+                "stem) and PNG plots go beside it")
     p.add_argument("--title", default="deploy benchmark", help="title of the Markdown report")
 
 
@@ -62,10 +65,11 @@ def run(args) -> int:
     from edgebase.files import write_text_atomic
 
     config = BenchmarkConfig(
-        models=tuple(args.models), targets=args.targets, precisions=args.precisions,
+        models=tuple(args.models), targets=args.target, precisions=args.precisions,
         data=Path(args.data) if args.data else None,
         calib=Path(args.calib) if args.calib else None, limit=args.limit,
         threads=args.threads, output_dir=Path(args.output), runs=args.runs, warmup=args.warmup,
+        rounds=args.rounds,
         evaluate=not args.no_eval, weights=Path(args.weights) if args.weights else None,
         input_size=args.input_size, num_classes=args.num_classes)
     argv = sys.argv[1:]
@@ -73,7 +77,8 @@ def run(args) -> int:
                else "deploy benchmark " + shlex.join(args.models))
     report = run_benchmark(config, command=command)
     out = config.output_dir
-    json_path = Path(args.json) if args.json else out / "benchmark.json"
+    to_stdout = args.json == "-"
+    json_path = Path(args.json) if args.json and not to_stdout else out / "benchmark.json"
     out = json_path.parent  # the Markdown and the plots go beside the JSON
     out.mkdir(parents=True, exist_ok=True)
     write_json(report, json_path)
@@ -82,7 +87,19 @@ def run(args) -> int:
     rel = {c: Path(p).name for c, p in plots.items()}  # plots sit beside the Markdown
     write_text_atomic(md, to_markdown(report, args.title, rel) + "\n")
     head, body = rows(report)
-    print(text_table(head, body))
+    if to_stdout:
+        from edgebase.cli_flags import write_json as emit
+
+        emit(report, "-")
+    else:
+        print(text_table(head, body))
+        from deploy.benchmark_report import load_warning
+
+        warning = load_warning(report)
+        if warning:
+            print(f"\n{warning}")
+    for line in report["warnings"]:  # under the table, where the numbers are read
+        print(f"warning: {line}", file=sys.stderr)
     print(f"\nwrote {json_path}, {md}" + "".join(f", {p}" for p in plots.values()),
           file=sys.stderr)
     # a failed cell is in the table and the files, and makes the exit status non-zero

@@ -2,7 +2,6 @@
 against PyTorch on real images, write the model file(s) and the manifest."""
 from __future__ import annotations
 
-import json
 import sys
 
 HELP = "export a zoo model or checkpoint to ONNX, TFLite or OpenVINO IR, validated on real images"
@@ -13,6 +12,8 @@ OPTION_FLAGS = {"no_simplify": ("simplify", False), "nchw_input": ("nhwc_input",
 
 
 def add_arguments(p) -> None:
+    from deploy import preprocess_flags
+    from edgebase.cli_flags import add_json, old_name
     from edgebase.capabilities import target_names
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
@@ -26,11 +27,17 @@ def add_arguments(p) -> None:
     p.add_argument("--width", type=float, help="width multiplier / scale, where the model has one")
     p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
     p.add_argument("--batch", type=int, default=1, help="batch size baked into the file (default 1)")
-    p.add_argument("--output", metavar="DIR", help="output folder (default: out/MODEL)")
-    p.add_argument("--validate-data", metavar="PATH",
-                   help="image folder or zip to validate on (default: CIFAR-10 test split for "
-                        "32x32 nets, the ImageNet sample otherwise, from $EDGEDEPLOY_DATA or "
-                        "../shared/data)")
+    p.add_argument("--output", metavar="DIR", help="output folder (default: out/<file's "
+                   "model name>, e.g. out/shufflenet_v2_x0_5.cifar10)")
+    p.add_argument("--force", action="store_true", help="replace an existing file of the same "
+                   "name that was made from a different parent (classes, weights, input size, "
+                   "preprocessing); without it the export refuses")
+    p.add_argument("--data", metavar="PATH",
+                   help="labelled images, folder or zip: validation against PyTorch and, with "
+                        "--int8, fp32 vs int8 accuracy (default for validation: CIFAR-10 test "
+                        "split for 32x32 nets, the ImageNet sample otherwise, from "
+                        "$EDGEDEPLOY_DATA or ../shared/data)")
+    old_name(p, "--validate-data", "--data", dest="validate_data", metavar="PATH")
     p.add_argument("--threads", type=int, help="runtime threads during validation")
     p.add_argument("--no-simplify", action="store_true",
                    help="onnx: skip onnxslim simplification")
@@ -38,57 +45,86 @@ def add_arguments(p) -> None:
                    help="tflite: keep PyTorch's NCHW input instead of NHWC")
     p.add_argument("--no-rewrite", action="store_true",
                    help="tflite: skip the NHWC-friendly rewrites (channel shuffle, global mean)")
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_json(p, "the manifest")
+    preprocess_flags.add_arguments(p)
     q = p.add_argument_group("int8 post-training quantization (quant/)")
     q.add_argument("--int8", action="store_true",
                    help="int8 with the target's own quantizer (also writes the fp32 parent)")
-    q.add_argument("--calib", metavar="PATH", help="calibration images: folder, zip or .npz "
-                   "(default: inputs distilled from BatchNorm statistics, ZeroQ)")
+    q.add_argument("--calib", metavar="PATH|zeroq|synthetic",
+                   help="calibration images (folder, zip or .npz), or zeroq (inputs distilled "
+                   "from BatchNorm statistics), or synthetic (noise: the file is marked latency "
+                   "only). Default: the training images that ship with a packaged model; ZeroQ "
+                   "for a trained --weights checkpoint; random-init weights must choose")
     q.add_argument("--calib-size", type=int, metavar="N",
-                   help="calibration images (default 300; 64 with ZeroQ)")
+                   help="calibration images (default 300, all the packaged ones; 32 with zeroq, "
+                   "64 synthetic)")
     q.add_argument("--calib-method", metavar="M", help="activation range estimation: onnx "
                    "image-percentile|percentile|minmax|entropy, tflite "
                    "image-percentile|minmax|ema, openvino image-percentile|minmax|nncf (first: "
                    "default)")
-    q.add_argument("--io", choices=("float", "int8", "uint8"), default="float",
+    q.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
                    help="input/output type of the int8 file (int8/uint8: tflite)")
-    q.add_argument("--eval", metavar="PATH", help="labelled images for fp32 vs int8 accuracy "
-                   "(calibration images are left out)")
-    q.add_argument("--eval-limit", type=int, metavar="N", help="evaluate on N images (default all)")
+    old_name(q, "--io", "--int8-io", dest="int8_io", choices=("float", "int8", "uint8"))
+    # the old --eval set the accuracy images only (validation kept its default images)
+    old_name(q, "--eval", "--data", dest="eval", metavar="PATH")
+    q.add_argument("--limit", type=int, metavar="N", help="measure accuracy on N images of "
+                   "--data, class-balanced, calibration images left out (default all)")
+    old_name(q, "--eval-limit", "--limit", dest="limit", type=int, metavar="N")
     q.add_argument("--max-drop", type=float, metavar="D", help="largest top-1 drop (points) "
-                   "allowed; worse layers fall back to float until it holds (needs --eval)")
+                   "allowed; worse layers fall back to float until it holds (needs --data)")
 
 
 def run(args) -> int:
+    import dataclasses
     from pathlib import Path
 
     import torch
 
-    from deploy.export import ExportConfig, export, load_source
+    from deploy import preprocess_flags
+    from edgebase.cli_flags import write_json
+    from deploy.export import ExportConfig, export, file_stem, load_source
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     options = dict(OPTION_FLAGS[flag] for flag in OPTION_FLAGS if getattr(args, flag))
     from quant.cli import int8_config
 
+    validate = getattr(args, "validate_data", None) or args.data
     config = ExportConfig(
         target=args.target, precision=precision(args), batch=args.batch, **int8_config(args),
-        output_dir=Path(args.output) if args.output else Path("out") / args.model,
-        validate_data=Path(args.validate_data) if args.validate_data else None,
-        threads=args.threads, options=options,
+        output_dir=Path(args.output) if args.output else Path("out"),
+        validate_data=Path(validate) if validate else None,
+        threads=args.threads, options=options, force=args.force,
     )  # checks target, precision and options before anything slow
+    # cheap flag checks before the model is built
+    preprocess_flags.normalization(args.preset, args.mean, args.std)
+    if args.resize is not None and args.resize < 1:
+        from edgebase.errors import ConfigError
+        raise ConfigError(f"--resize must be a positive number of pixels, got {args.resize}")
     source = load_source(args.model, weights=args.weights, num_classes=args.num_classes,
                          width=args.width, input_size=args.input_size)
+    if source.alias_note:  # first line: which model a bare family name meant
+        print(source.alias_note, file=sys.stderr)
+    source = preprocess_flags.apply(source, args)
+    if not args.output:  # the folder is named as the file: by the model it holds
+        config = dataclasses.replace(config, output_dir=Path("out") / file_stem(source))
     if not source.weights["trained"]:
         print(f"note: {source.name} has random-init weights: latency work only, no accuracy "
               f"claims (recorded in the manifest)", file=sys.stderr)
+    elif args.weights and not preprocess_flags.given(args):
+        pre = source.entry.preprocess
+        print(f"note: preprocessing is {source.entry.arch}'s own (resize {pre.resize}, crop "
+              f"{pre.crop}, mean {pre.mean}, std {pre.std}); pass --preset or --mean/--std/"
+              f"--resize if the checkpoint was trained otherwise", file=sys.stderr)
     artifact = export(source, config)
+    if args.json == "-":
+        write_json(artifact.to_dict(), "-")
+        return 0
+    print(report(artifact, config.output_dir))
+    if artifact.precision == "int8":
+        from quant.cli import report_lines
+        print("\n".join(report_lines(artifact)))
     if args.json:
-        print(json.dumps(artifact.to_dict(), indent=2))
-    else:
-        print(report(artifact, config.output_dir))
-        if artifact.precision == "int8":
-            from quant.cli import report_lines
-            print("\n".join(report_lines(artifact)))
+        write_json(artifact.to_dict(), args.json)
     return 0
 
 
@@ -116,8 +152,14 @@ def report(a, out_dir) -> str:
     x = a.extra
     top = ", ".join(f"{k} {v}" for k, v in list(x["op_histogram"].items())[:6])
     lines.append(f"  graph:       {x['op_count']} ops, {x['transpose_count']} transposes ({top}, ...)")
-    lines.append(f"  conversion:  {x['conversion_seconds']:.1f} s")
+    lines.append(f"  time:        {timings(x)}")
     return "\n".join(lines)
+
+
+def timings(extra) -> str:
+    """Each step on its own: conversion is the converter alone, never quantization."""
+    steps = extra.get("seconds") or {"conversion": extra["conversion_seconds"]}
+    return ", ".join(f"{k} {v:.1f} s" for k, v in steps.items())
 
 
 def _size(n: int) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from deploy.commands.models import RANDOM_NOTE, human, table
 
@@ -16,17 +15,24 @@ def add_arguments(p) -> None:
     p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
     p.add_argument("--weights", metavar="PATH",
                    help="checkpoint to load (state dict or checkpoint dict; other formats by importer)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    from edgebase.cli_flags import add_json
+
+    add_json(p, "the per-layer facts")
 
 
 def load(args):
     """(model, entry, loaded weights or None) for the command-line options."""
-    from zoo import get_entry
+    import sys
+
+    from zoo.registry import resolve_entry
     from zoo.weights import build_kwargs_for, load_weights
 
-    entry = get_entry(args.model).with_overrides(
-        num_classes=args.num_classes, width=args.width, input_size=args.input_size,
-    )
+    resolved = resolve_entry(args.model, weights_given=bool(args.weights),
+                             num_classes=args.num_classes, width=args.width,
+                             input_size=args.input_size)
+    entry = resolved.entry
+    if resolved.note:
+        print(resolved.note, file=sys.stderr)
     loaded = None
     if args.weights:
         extra = build_kwargs_for(entry.arch, args.weights)
@@ -59,7 +65,9 @@ def run(args) -> int:
     kinds = facts.by_kind()
     random_init = loaded is None and not entry.trained
     if args.json:
-        print(json.dumps({
+        from edgebase.cli_flags import write_json
+
+        write_json({
             "name": entry.name, "arch": entry.arch, "kwargs": dict(entry.kwargs),
             "input_size": entry.input_size, "num_classes": entry.num_classes,
             "adaptation": entry.adaptation, "random_init": random_init,
@@ -67,8 +75,9 @@ def run(args) -> int:
                 dataclasses.asdict(entry.weights) if entry.trained else None),
             "note": RANDOM_NOTE if random_init else None,
             "facts": facts.to_dict(),
-        }, indent=2, default=str))
-        return 0
+        }, args.json)
+        if args.json == "-":
+            return 0
     kw = ", ".join(f"{k}={v}" for k, v in entry.kwargs.items())
     print(f"{entry.name}: {entry.doc}")
     print(f"build: {entry.builder.__name__}({kw}); input 1x3x{entry.input_size}x{entry.input_size}")

@@ -1,8 +1,6 @@
 """`deploy models`: the zoo as a table (or JSON) with parameters, MACs and memory access cost."""
 from __future__ import annotations
 
-import json
-
 HELP = "list the model zoo: params, MACs, memory access cost, input size, classes, weights"
 RANDOM_NOTE = "random initialisation — latency only, no accuracy claims"
 
@@ -10,7 +8,9 @@ RANDOM_NOTE = "random initialisation — latency only, no accuracy claims"
 def add_arguments(p) -> None:
     p.add_argument("pattern", nargs="?", metavar="PATTERN",
                    help="glob (shufflenet_v2_*) or substring (mobilenet) of model names")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from edgebase.cli_flags import add_json
+
+    add_json(p, "the zoo (top-1 a number in percent, null without trained weights)")
 
 
 def human(n: float) -> str:
@@ -55,6 +55,7 @@ def run(args) -> int:
 
     from zoo import aliases, get_entry
     from zoo.facts import entry_facts
+    from zoo.registry import architecture_defaults
 
     torch.set_num_threads(1)  # counting needs no speed; extra threads only contend
     rows = []
@@ -65,14 +66,22 @@ def run(args) -> int:
             "name": name, "arch": entry.arch, "params": facts.params, "macs": facts.macs,
             "mac_cost": facts.mac_cost, "input_size": entry.input_size,
             "num_classes": entry.num_classes, "trained": entry.trained,
-            "weights": weights_label(entry), "doc": entry.doc,
+            "weights": weights_label(entry),
+            "top1": entry.weights.top1 if entry.trained else None,
+            "dataset": entry.weights.dataset if entry.trained else None, "doc": entry.doc,
         })
     alias_map = {a: t for a, t in sorted(aliases().items()) if t in {r["name"] for r in rows}}
+    # what a bare name means when --weights/--num-classes/--width replace the trained weights
+    arch = {a: t for a, t in sorted(architecture_defaults().items()) if alias_map.get(a) != t
+            and a in alias_map}
     if args.json:
-        print(json.dumps({"models": rows, "aliases": alias_map,
-                          "units": {"macs": "multiply-accumulates", "mac_cost": "elements"}},
-                         indent=2))
-        return 0
+        from edgebase.cli_flags import write_json
+
+        write_json({"models": rows, "aliases": alias_map, "architecture_defaults": arch,
+                    "units": {"macs": "multiply-accumulates", "mac_cost": "elements",
+                              "top1": "percent, on the dataset's test split"}}, args.json)
+        if args.json == "-":
+            return 0
     print(table(
         ["name", "params", "MACs", "MAC cost", "input", "classes", "weights"],
         [[r["name"], f"{r['params']:,}", human(r["macs"]), human(r["mac_cost"]),
@@ -83,6 +92,10 @@ def run(args) -> int:
     print()
     if alias_map:
         print("aliases: " + ", ".join(f"{a} -> {t}" for a, t in alias_map.items()))
+    if arch:
+        print("bare family names mean the trained entry above; with --weights, or a "
+              "--num-classes/--width its weights do not fit: "
+              + ", ".join(f"{a} -> {t}" for a, t in arch.items()))
     if any(not r["trained"] for r in rows):
         print(f"random = {RANDOM_NOTE}")
     print("MACs: multiply-accumulates of conv/linear layers; MAC cost: memory access cost in "

@@ -6,11 +6,9 @@ from pathlib import Path
 HELP = "build a versioned, verifiable release bundle (folder + zip) for mobile apps and boards"
 
 
-def _targets(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
 def add_arguments(p) -> None:
+    from edgebase.cli_flags import add_json, csv, old_name
+
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
     p.add_argument("--weights", type=Path, metavar="PATH", help="checkpoint to release (default: the model's packaged weights)")
     p.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
@@ -18,8 +16,9 @@ def add_arguments(p) -> None:
     p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
     p.add_argument("--labels", dest="labels_file", type=Path, metavar="FILE",
                    help="class names, one a line, for models whose classes the zoo cannot name")
-    p.add_argument("--targets", type=_targets, default=("tflite",), metavar="T1,T2",
-                   help="comma-separated export targets (default: tflite)")
+    p.add_argument("--target", type=csv, default=("tflite",), metavar="T1,T2",
+                   help="export target, or a comma-separated list (default: tflite)")
+    old_name(p, "--targets", "--target", dest="target", type=csv)
     p.add_argument("--int8", action="store_true", help="add int8 (post-training quantized) files; needs --calib")
     p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
                    help="input/output type of the int8 TFLite files (default: float; mobile "
@@ -28,28 +27,51 @@ def add_arguments(p) -> None:
     p.add_argument("--version", dest="release_version", default="1.0.0", metavar="V",
                    help="release version written into the bundle name, manifest and metadata (default: 1.0.0)")
     p.add_argument("--calib", type=Path, metavar="PATH", help="calibration images for --int8 (folder or zip)")
-    p.add_argument("--eval", dest="eval_data", type=Path, metavar="PATH",
+    p.add_argument("--data", dest="eval_data", type=Path, metavar="PATH",
                    help="labelled images to measure top-1/top-5 of every file (folder or zip)")
-    p.add_argument("--eval-limit", type=int, default=1000, metavar="N",
-                   help="images to evaluate, class-balanced, seed 0 (default: 1000)")
-    p.add_argument("--eval-split", default="test", help="split inside --eval (default: test)")
+    old_name(p, "--eval", "--data", dest="eval_data", type=Path)
+    p.add_argument("--limit", type=int, default=1000, metavar="N",
+                   help="images of --data to evaluate, class-balanced, seed 0 (default: 1000: "
+                        "every file of the bundle is measured, and `runner verify --data` "
+                        "re-measures the same images)")
+    old_name(p, "--eval-limit", "--limit", dest="limit", type=int)
+    p.add_argument("--split", dest="eval_split", default="test", metavar="NAME",
+                   help="split inside --data (default: test)")
+    old_name(p, "--eval-split", "--split", dest="eval_split")
     p.add_argument("--threads", type=int, help="threads for eval and bench (default: all cores)")
     p.add_argument("--bench-runs", type=int, default=100, help="timed runs per file (default: 100)")
     p.add_argument("--output", type=Path, default=Path("release"), metavar="DIR",
                    help="where the bundle, its zip and the build folder go (default: release)")
+    add_json(p, "the bundle's manifest.json (every file, its checks and measurements)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle of this "
+                   "name and version built from a different parent (weights, classes, "
+                   "preprocessing); rebuilding from the same parent needs no flag")
 
 
 def run(args) -> int:
+    import json
+    import sys
+
+    from edgebase.bundle import MANIFEST
+    from edgebase.cli_flags import write_json
     from deploy.release import ReleaseConfig, release
 
-    cfg = ReleaseConfig(model=args.model, targets=args.targets, int8=args.int8,
+    cfg = ReleaseConfig(model=args.model, targets=args.target, int8=args.int8,
                         int8_io=args.int8_io, fp16=args.fp16, version=args.release_version,
                         calib=args.calib, eval_data=args.eval_data,
-                        eval_limit=args.eval_limit, eval_split=args.eval_split,
+                        eval_limit=args.limit, eval_split=args.eval_split,
                         output=args.output, threads=args.threads, bench_runs=args.bench_runs,
                         weights=args.weights, num_classes=args.num_classes, width=args.width,
-                        input_size=args.input_size, labels_file=args.labels_file)
-    folder, zip_path = release(cfg)
+                        input_size=args.input_size, labels_file=args.labels_file,
+                        force=args.force)
+    # with --json alone stdout is the JSON: progress goes to stderr
+    log = (lambda m: print(m, file=sys.stderr)) if args.json == "-" else print
+    folder, zip_path = release(cfg, log=log)
+    if args.json:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        write_json({"bundle": str(folder), "zip": str(zip_path), **manifest}, args.json)
+        if args.json == "-":
+            return 0
     print(f"bundle  {folder}")
     print(f"zip     {zip_path}")
     print(f"check   runner verify {zip_path}")

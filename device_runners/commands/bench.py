@@ -5,6 +5,8 @@ HELP = "benchmark a .tflite, .onnx or OpenVINO .xml file: latency, throughput, M
 
 
 def add_arguments(p) -> None:
+    from edgebase.cli_flags import add_json
+
     p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
     p.add_argument("--runtime", help="litert | onnxruntime | openvino (default: by suffix)")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
@@ -20,15 +22,15 @@ def add_arguments(p) -> None:
                    "e.g. 1,3,224,224 (default: the manifest's)")
     p.add_argument("--profile", action="store_true", help="per-operator times where the "
                    "runtime exposes them")
-    p.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    add_json(p, "the result")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="skip the load-and-run check in a child process")
 
 
 def run(args) -> int:
-    import json
+    import sys
 
-    from edgebase.files import write_text_atomic
+    from edgebase.cli_flags import write_json
     from device_runners.bench import bench, format_table
 
     result = bench(args.model, runtime=args.runtime, threads=args.threads, warmup=args.warmup,
@@ -36,9 +38,12 @@ def run(args) -> int:
                    shape=args.shape,
                    profile=args.profile, isolate=args.isolate,
                    precision_hint=args.precision_hint)
-    print(format_table(result))
+    if args.json != "-":
+        print(format_table(result))
+    for line in result.warnings:  # after the table, so it is read with the numbers
+        print(f"warning: {line}", file=sys.stderr)
     if args.json:
-        write_text_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+        write_json(result.to_dict(), args.json)
     return 0
 
 

@@ -5,6 +5,7 @@ HELP = "top-1/top-5 accuracy of a classifier file over an image folder, zip or I
 
 
 def add_arguments(p) -> None:
+    from edgebase.cli_flags import add_json
     from device_runners.commands.bench import add_precision_hint
 
     p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
@@ -30,16 +31,16 @@ def add_arguments(p) -> None:
                    "margins: round (torchvision, default) or floor (TensorFlow's central crop)")
     g.add_argument("--label-offset", type=int, help="add to each label (1 for 1001-class "
                    "models with background at 0)")
-    p.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    add_json(p, "the result")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="skip the load-and-run check in a child process")
 
 
 def run(args) -> int:
-    import json
+    import sys
 
-    from edgebase.files import write_text_atomic
+    from edgebase.cli_flags import write_json
     from device_runners.evaluate import evaluate, format_table
 
     result = evaluate(args.model, args.data, limit=args.limit, split=args.split,
@@ -50,7 +51,10 @@ def run(args) -> int:
                       seed=args.seed,
                       progress=args.progress, isolate=args.isolate,
                       precision_hint=args.precision_hint)
-    print(format_table(result))
+    if args.json != "-":
+        print(format_table(result))
+    for line in result.warnings:  # after the table, so it is read with the numbers
+        print(f"warning: {line}", file=sys.stderr)
     if args.json:
-        write_text_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+        write_json(result.to_dict(), args.json)
     return 0

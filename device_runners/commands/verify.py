@@ -6,6 +6,7 @@ HELP = "check a release bundle (folder or zip): every file's size and sha256, th
 
 
 def add_arguments(p) -> None:
+    from edgebase.cli_flags import add_json
     from device_runners.verify import DEFAULT_TOLERANCE
 
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder or its .zip")
@@ -17,15 +18,23 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
     p.add_argument("--no-load", dest="load", action="store_false",
                    help="check sizes and checksums only (no runtime needed)")
+    add_json(p, "the report (files checked, models, problems)")
 
 
 def run(args) -> int:
+    import dataclasses
+
+    from edgebase.cli_flags import write_json
     from edgebase.errors import ValidationError
     from device_runners.verify import format_report, verify
 
     report = verify(args.bundle, data=args.data, tolerance=args.tolerance, limit=args.limit,
                     threads=args.threads, load=args.load)
-    print(format_report(report))
+    if args.json != "-":
+        print(format_report(report))
+    if args.json:
+        write_json({"ok": report.ok, **dataclasses.asdict(report),
+                    "problems": [str(p) for p in report.problems]}, args.json)
     if not report.ok:
         raise ValidationError(f"{args.bundle}: {len(report.problems)} problem(s) in "
                               f"{', '.join(report.bad_files())}")
