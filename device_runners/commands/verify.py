@@ -17,6 +17,8 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
     p.add_argument("--no-load", dest="load", action="store_false",
                    help="check sizes and checksums only (no runtime needed)")
+    p.add_argument("--json", metavar="PATH", help="also write the report as JSON (written "
+                   "also when problems are found)")
 
 
 def run(args) -> int:
@@ -26,6 +28,14 @@ def run(args) -> int:
     report = verify(args.bundle, data=args.data, tolerance=args.tolerance, limit=args.limit,
                     threads=args.threads, load=args.load)
     print(format_report(report))
+    if args.json:
+        import dataclasses
+        import json
+
+        from edgebase.files import write_text_atomic
+
+        doc = dict(dataclasses.asdict(report), ok=report.ok)
+        write_text_atomic(args.json, json.dumps(doc, indent=2, default=str) + "\n")
     if not report.ok:
         raise ValidationError(f"{args.bundle}: {len(report.problems)} problem(s) in "
                               f"{', '.join(report.bad_files())}")
