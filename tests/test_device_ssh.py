@@ -255,3 +255,32 @@ def test_fresh_board_gets_the_runner_from_pushed_wheels(board, python, model, tm
     installed = json.loads(out_json.read_text())["device"]["installed"]
     names = {i.split()[0].lower() for i in installed}
     assert {"edgedeploy", "numpy", "onnxruntime"} <= names
+
+
+@pytest.mark.slow
+def test_verify_a_release_bundle_on_the_board(board, python, remote_dir, tmp_path_factory,
+                                              tmp_path, capsys):
+    """runner verify on the device: the bundle's folder goes over, the LiteRT runner is
+    installed, the report comes back as JSON; a flipped byte is a one-line error."""
+    import shutil
+
+    from tests.test_verify import FLOAT, bundle as make_bundle
+
+    if not FLOAT.exists():
+        pytest.skip(f"{FLOAT} is missing")
+    folder, _zip = make_bundle.__wrapped__(tmp_path_factory)
+    out_json = tmp_path / "v.json"
+    rc, out, err = deploy(["device", "verify", str(folder), "--json", str(out_json),
+                           *device(board, python, remote_dir)], capsys)
+    assert rc == 0, err
+    doc = json.loads(out_json.read_text())
+    assert doc["ok"] and doc["models"] and doc["device"]["fingerprint"]["machine"]
+    bad = tmp_path / "bad" / folder.name
+    shutil.copytree(folder, bad)
+    model = next(bad.glob("*.tflite"))
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    rc, out, err = deploy(["device", "verify", str(bad), "--no-load",
+                           *device(board, python, remote_dir)], capsys)
+    assert rc == 3 and "problem" in one_error(err), err
