@@ -53,6 +53,8 @@ class BenchmarkConfig:
     num_classes: int | None = None
     seed: int = 0  # random-init weights are seeded so their exports are reproducible
     weights: Path | None = None  # a checkpoint for the (single) model
+    device: str | None = None  # ssh address: file latencies measured there (deploy.device)
+    device_options: dict | None = None  # python, remote_dir, ssh_config, connect_timeout, install
 
     def __post_init__(self):
         from edgebase.capabilities import all_precisions, get_target, target_names
@@ -345,6 +347,9 @@ def _measure(cell: dict[str, Any], path: Path, runtime: str, art, images, model,
         cell.update(top1=top1, delta_top1=top1 - model["torch_top1"],
                     agreement=100.0 * float(np.mean(pred == torch_pred)))
     cell["latency"] = {}
+    if config.device:
+        _measure_on_device(cell, path, runtime, hint, config, what, log)
+        return
     for t in config.threads:
         r = bench(path, runtime=runtime, threads=t, warmup=config.warmup,
                   runs=config.runs, isolate=False, precision_hint=hint)
@@ -361,6 +366,51 @@ def _measure(cell: dict[str, Any], path: Path, runtime: str, art, images, model,
             "gmacs": gmacs, "peak_share": share, "arithmetic": r.arithmetic,
             "load": os.getloadavg()[0]}
         log(f"{what}: {t} thread(s) p50 {r.p50_ms:.3f} ms")
+
+
+_DEVICES: dict[str, Any] = {}  # address -> (Device, {extra: RunnerEnv}) for one process
+
+
+def device_session(config: BenchmarkConfig):
+    from deploy.device.address import parse_address
+    from deploy.device.session import Device
+
+    if config.device not in _DEVICES:
+        _DEVICES[config.device] = (Device(parse_address(config.device),
+                                          **(config.device_options or {})), {})
+    return _DEVICES[config.device]
+
+
+def _measure_on_device(cell: dict[str, Any], path: Path, runtime: str, hint, config,
+                       what: str, log: Callable[[str], None]) -> None:
+    """Latency per thread count of one file on the device (runner bench over SSH); the
+    file's manifest goes along, so the device's runner reports MAC/s and its own peak share.
+    No speed-up: PyTorch eager ran on this host, not on the device."""
+    from deploy.commands.device import _group
+    from edgebase.capabilities import get_runtime
+
+    device, envs = device_session(config)
+    extra = get_runtime(runtime).extra
+    if extra not in envs:
+        envs[extra] = device.ensure_runner(extra)
+    remote = device.push(_group(path)[0])[0]
+    for t in config.threads:
+        argv = ["bench", remote, "--runtime", runtime, "--threads", str(t), "--warmup",
+                str(config.warmup), "--runs", str(config.runs), "--no-isolate"]
+        if hint:
+            argv += ["--precision-hint", hint]
+        out = device.run_runner(envs[extra], argv)
+        if out.get("rc") or not out.get("result"):
+            raise DeployError(f"on {device.address}: {out.get('error') or 'runner failed'}")
+        r = out["result"]
+        cell["inference_precision"] = r.get("inference_precision")
+        cell["device"] = str(device.address)
+        cell["device_fingerprint"] = out.get("fingerprint")
+        cell["latency"][str(t)] = {
+            "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "speedup": None,
+            "gmacs": r.get("achieved_gmacs"), "peak_share": r.get("peak_share"),
+            "arithmetic": r.get("arithmetic"), "device": str(device.address)}
+        log(f"{what}: {t} thread(s) p50 {r['p50_ms']:.3f} ms on {device.address}")
 
 
 def _runtime(target: str) -> str:
@@ -397,7 +447,13 @@ def run_benchmark(config: BenchmarkConfig, command: str = "",
                            for t in config.targets for p in config.precisions]
         models.append(model)
         cells.extend(model_cells)
+    report_device = None
+    if config.device and config.device in _DEVICES:
+        dev = _DEVICES[config.device][0]
+        fps = [c.get("device_fingerprint") for c in cells if c.get("device_fingerprint")]
+        report_device = {"address": str(dev.address), "fingerprint": fps[-1] if fps else None}
     return {
+        "device": report_device,
         "command": command, "started": started,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": {"cpu": cpu.to_dict(), "load_average_start": list(load_start),

@@ -78,7 +78,7 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 4.6), sharey=True,
                              squeeze=False)
     for ax, target in zip(axes[0], targets):
-        for m in models:
+        for m in ([] if report.get("device") else models):  # eager ran on the host
             ax.scatter(m["eager"][top]["p50_ms"], m["torch_top1"], marker="x", s=40,
                        color=colors[m["name"]], alpha=0.6)
         for c in (c for c in cells if c["target"] == target):
@@ -96,10 +96,12 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path | None:
     handles = [plt.Line2D([], [], marker=MARKERS.get(p, "D"), linestyle="", color="gray",
                           markeredgecolor="k", label=p)
                for p in report["config"]["precisions"]]
-    handles.append(plt.Line2D([], [], marker="x", linestyle="", color="gray",
-                              label="PyTorch eager fp32"))
+    if not report.get("device"):
+        handles.append(plt.Line2D([], [], marker="x", linestyle="", color="gray",
+                                  label="PyTorch eager fp32"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
-    fig.suptitle(f"top-1 vs latency, batch 1 ({report['models'][0].get('images', '?')} images)")
+    fig.suptitle(f"top-1 vs latency, batch 1 ({report['models'][0].get('images', '?')} images)"
+                 + _on_device(report))
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -113,7 +115,7 @@ def plot_macs(report: dict[str, Any], path: Path, precision: str = "fp32") -> Pa
         return None
     plt = _plt()
     top = plot_threads(report)
-    series: dict[str, list[tuple[str, float]]] = {
+    series: dict[str, list[tuple[str, float]]] = {} if report.get("device") else {
         "PyTorch eager": [(n, m["eager"][top]["p50_ms"]) for n, m in models.items()]}
     for c in _ok(report):
         if c["precision"] == precision and c["model"] in models:
@@ -140,11 +142,17 @@ def plot_macs(report: dict[str, Any], path: Path, precision: str = "fp32") -> Pa
     axes[0].set_ylabel(f"p50 latency, ms, {top} thread(s), batch 1 (log scale)")
     size = sorted({m["input_size"] for m in models.values()})
     fig.suptitle(f"FLOPs are not speed: measured latency vs MACs and memory access cost "
-                 f"({precision}, {'/'.join(map(str, size))}×{'/'.join(map(str, size))} input)")
+                 f"({precision}, {'/'.join(map(str, size))}×{'/'.join(map(str, size))} input)"
+                 + _on_device(report))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def _on_device(report: dict[str, Any]) -> str:
+    dev = report.get("device")
+    return f"\nfiles timed on the device {dev['address']}" if dev else ""
 
 
 def write_plots(report: dict[str, Any], folder: Path) -> dict[str, str]:

@@ -284,3 +284,22 @@ def test_verify_a_release_bundle_on_the_board(board, python, remote_dir, tmp_pat
     rc, out, err = deploy(["device", "verify", str(bad), "--no-load",
                            *device(board, python, remote_dir)], capsys)
     assert rc == 3 and "problem" in one_error(err), err
+
+
+@pytest.mark.slow
+def test_benchmark_with_a_device(board, python, remote_dir, tmp_path, capsys):
+    """deploy benchmark --device: files timed on the board, labelled so in JSON and Markdown;
+    no speed-up against the host's PyTorch eager."""
+    out = tmp_path / "bench"
+    rc, _, err = deploy(["benchmark", "shufflenet_v2_x0_5.cifar10", "--targets", "onnx",
+                         "--no-eval", "--threads", "1", "--runs", "5", "--warmup", "1",
+                         "--output", str(out), *device(board, python, remote_dir)], capsys)
+    assert rc == 0, err
+    report = json.loads((out / "benchmark.json").read_text())
+    assert report["device"]["address"] == "ssh://board"
+    assert report["device"]["fingerprint"]["machine"]
+    (cell,) = report["cells"]
+    assert cell["device"] == "ssh://board" and cell["latency"]["1"]["speedup"] is None
+    assert cell["latency"]["1"]["p50_ms"] > 0
+    md = (out / "benchmark.md").read_text()
+    assert "DEVICE: file latencies" in md and "pytorch eager (host)" in md

@@ -28,7 +28,6 @@ def add_device_arguments(p, required: bool = True) -> None:
                    help="seconds to wait for the connection (default 10)")
     g.add_argument("--no-install", dest="install", action="store_false",
                    help="never push the runner; fail when the device's Python lacks it")
-    g.add_argument("--timeout", type=float, metavar="S", help="give up on the remote run after S s")
 
 
 def add_arguments(p) -> None:
@@ -41,6 +40,8 @@ def add_arguments(p) -> None:
                             description=f"runner {name} on the device: {module.HELP}")
         module.add_arguments(sp)  # the runner's own flags, passed through
         add_device_arguments(sp)
+        sp.add_argument("--timeout", type=float, metavar="S",
+                        help="give up on the remote run after S seconds")
         sp.set_defaults(_runner_parser=sp)
 
 

@@ -43,16 +43,23 @@ def _source_files(root: Path) -> list[Path]:
     return files
 
 
+RUNNER_PARTS = ("pyproject.toml", "edgebase", "device_runners")  # what runs on the device
+
+
 def source_hash(root: Path) -> str:
+    """Of the parts the runner is made of: the device's venv is remade when they change."""
     h = hashlib.sha256()
     for p in _source_files(root):
+        if p.relative_to(root).parts[0] not in RUNNER_PARTS:
+            continue
         h.update(str(p.relative_to(root)).encode() + b"\0")
         h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()
 
 
 def runner_wheel() -> tuple[Path, str]:
-    """The edgedeploy wheel of this source tree (built once per source hash) and that hash."""
+    """The edgedeploy wheel of this source tree (built once per runner source hash) and that
+    hash."""
     root = source_root()
     key = source_hash(root)
     out = host_cache() / "runner" / key[:16]
