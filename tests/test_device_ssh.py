@@ -303,3 +303,18 @@ def test_benchmark_with_a_device(board, python, remote_dir, tmp_path, capsys):
     assert cell["latency"]["1"]["p50_ms"] > 0
     md = (out / "benchmark.md").read_text()
     assert "DEVICE: file latencies" in md and "pytorch eager (host)" in md
+
+
+def test_names_with_shell_characters_stay_names(board, python, model, remote_dir, tmp_path,
+                                                capsys):
+    """Every remote word is quoted: a file name full of shell syntax is just a name there."""
+    import shutil
+
+    odd = tmp_path / "my model;$(touch PWNED)`id`'x.onnx"
+    shutil.copy(model, odd)
+    rc, out, err = deploy(["device", "bench", str(odd), "--runs", "2", "--warmup", "0",
+                           *device(board, python, remote_dir)], capsys)
+    assert rc == 0, err
+    assert "my model;$(touch PWNED)`id`'x.onnx" in out
+    assert not list(Path(remote_dir).rglob("PWNED")) and not Path("PWNED").exists()
+    assert not (Path.home() / "PWNED").exists()

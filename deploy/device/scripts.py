@@ -39,6 +39,16 @@ HAVE = r'''
 import json, os, sys
 root = os.path.expanduser(sys.argv[1])
 files = json.loads(sys.argv[2])
+# copies cut off by a dropped connection leave a dotted .part file: clear those a day old
+import time
+for d in set(os.path.dirname(os.path.join(root, rel)) for rel, _ in files):
+    try:
+        for name in os.listdir(d):
+            p = os.path.join(d, name)
+            if name.startswith(".") and name.endswith(".part") and time.time() - os.path.getmtime(p) > 86400:
+                os.unlink(p)
+    except OSError:
+        pass
 missing = [i for i, (rel, size) in enumerate(files)
            if not (os.path.isfile(os.path.join(root, rel))
                    and os.path.getsize(os.path.join(root, rel)) == size)]
