@@ -449,7 +449,8 @@ def run_benchmark(config: BenchmarkConfig, command: str = "",
         cells.extend(model_cells)
     report_device = None
     if config.device and config.device in _DEVICES:
-        dev = _DEVICES[config.device][0]
+        dev = _DEVICES.pop(config.device)[0]
+        dev.ssh.close()
         fps = [c.get("device_fingerprint") for c in cells if c.get("device_fingerprint")]
         report_device = {"address": str(dev.address), "fingerprint": fps[-1] if fps else None}
     return {

@@ -100,22 +100,29 @@ def _group(path):
 
 
 def run(args) -> int:
-    import json
-    import sys
-    from pathlib import Path
-
     from deploy.device.address import parse_address
     from deploy.device.session import Device
+
+    address = parse_address(args.device)
+    device = Device(address, python=args.python, remote_dir=args.remote_dir,
+                    ssh_config=args.ssh_config, connect_timeout=args.connect_timeout,
+                    install=args.install)
+    try:
+        return _run(args, address, device)
+    finally:
+        device.ssh.close()
+
+
+def _run(args, address, device) -> int:
+    import json
+    from pathlib import Path
+
     from deploy.device.ssh import DeviceError
     from deploy.device.summary import fingerprint_line
     from edgebase.capabilities import get_runtime, runtime_for_suffix
     from edgebase.errors import ConfigError
     from edgebase.files import write_text_atomic
 
-    address = parse_address(args.device)
-    device = Device(address, python=args.python, remote_dir=args.remote_dir,
-                    ssh_config=args.ssh_config, connect_timeout=args.connect_timeout,
-                    install=args.install)
     main_path = args.bundle if args.action == "verify" else args.model
     if getattr(args, "runtime", None):
         runtime = get_runtime(args.runtime)

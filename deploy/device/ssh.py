@@ -6,11 +6,14 @@ password prompt), a connect timeout and keep-alives are always on; the user's ``
 """
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgebase.errors import DeployError
@@ -29,8 +32,47 @@ class SSH:
     address: DeviceAddress
     ssh_config: str | None = None
     connect_timeout: int = 10
+    multiplex: bool = True  # one connection (ControlMaster) for all the commands of a run
+    _control: str | None = field(default=None, init=False, repr=False)
 
     def base_argv(self) -> list[str]:
+        self.connect()
+        return self._argv()
+
+    def connect(self) -> None:
+        """Open the shared connection once (``ssh -M -N -f``): the handshake and key exchange
+        happen once per run instead of once per command. Errors are mapped like any other."""
+        if not self.multiplex or self._control:
+            return
+        folder = tempfile.mkdtemp(prefix="edgedeploy-ssh-")
+        control = os.path.join(folder, "cm")
+        argv = self._argv(master=control)
+        with tempfile.TemporaryFile() as log:
+            try:
+                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=log, timeout=self.connect_timeout + 30)
+            except subprocess.TimeoutExpired:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise DeviceError(f"{self.address}: unreachable (no answer within "
+                                  f"{self.connect_timeout + 30} s)") from None
+            log.seek(0)
+            stderr = log.read().decode(errors="replace")
+        if proc.returncode or not os.path.exists(control):
+            shutil.rmtree(folder, ignore_errors=True)
+            raise ssh_error(self.address, stderr)
+        self._control = control
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """End the shared connection (also run at exit)."""
+        control, self._control = self._control, None
+        if control:
+            subprocess.run(self._argv(control=control, exit=True), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=15)
+            shutil.rmtree(os.path.dirname(control), ignore_errors=True)
+
+    def _argv(self, master: str | None = None, control: str | None = None,
+              exit: bool = False) -> list[str]:
         ssh = shutil.which("ssh")
         if ssh is None:
             raise DeviceError("the ssh client is not installed on this host; install OpenSSH "
@@ -42,6 +84,13 @@ class SSH:
             argv += ["-F", str(self.ssh_config)]
         if self.address.port:
             argv += ["-p", str(self.address.port)]
+        control = control or self._control
+        if master:
+            argv += ["-o", "ControlMaster=yes", "-o", f"ControlPath={master}", "-N", "-f"]
+        elif control:
+            argv += ["-o", "ControlMaster=no", "-o", f"ControlPath={control}"]
+            if exit:
+                argv += ["-O", "exit"]
         return argv + ["--", self.address.destination()]
 
     def run(self, words: list[str], *, stdin=None, timeout: float | None = None
