@@ -7,7 +7,7 @@ script prints one JSON document on stdout, which is all the host reads. They run
 from __future__ import annotations
 
 # sys.argv[1]: JSON list of distribution names the runner needs (numpy, the runtime, ...);
-# [2]: the cached venv's python (reported as present or not)
+# [2]: the cached venv's python, [3]: the cached --target dir (each reported as present or not)
 PROBE = r'''
 import json, os, platform, sys, sysconfig
 out = {"python": platform.python_version(), "executable": sys.executable,
@@ -25,6 +25,8 @@ except Exception:
     pass
 venv = sys.argv[2] if len(sys.argv) > 2 else ""
 out["venv"] = bool(venv) and os.path.isfile(os.path.expanduser(venv))
+site = sys.argv[3] if len(sys.argv) > 3 else ""
+out["site"] = bool(site) and os.path.isdir(os.path.expanduser(site))
 for name in json.loads(sys.argv[1]):
     try:
         metadata.version(name)
@@ -98,10 +100,13 @@ finally:
 '''
 
 # sys.argv[1]: venv path, [2]: JSON list of --find-links dirs, [3]: requirement
-# (edgedeploy[extra]). Builds the venv under a temporary name, renames it when complete.
+# (edgedeploy[extra]), [4]: a pip wheel (for Pythons without venv/ensurepip). Builds the venv
+# under a temporary name and renames it when complete; where `python -m venv` cannot work
+# (Debian without python3-venv), pip run from its wheel installs into VENV-site with --target.
 INSTALL = r'''
 import json, os, shutil, subprocess, sys
 venv, links, req = os.path.expanduser(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+pip_wheel = os.path.expanduser(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else ""
 links = [os.path.expanduser(l) for l in links]
 tmp = venv + ".part-%d" % os.getpid()
 def fail(kind, msg):
@@ -110,27 +115,41 @@ def fail(kind, msg):
 def run(cmd):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     return p.returncode, p.stdout
+def last(log, default):
+    lines = [l for l in log.strip().splitlines() if l.strip()]
+    return lines[-1] if lines else default
+flags = ["--no-index", "--disable-pip-version-check", "--no-cache-dir"]
+for l in links:
+    flags += ["--find-links", l]
 os.makedirs(os.path.dirname(venv), exist_ok=True)
 rc, log = run([sys.executable, "-m", "venv", tmp])
+final, mode = venv, "venv"
 if rc:
-    kind = "nospace" if "No space left" in log else "venv"
-    fail(kind, (log.strip().splitlines() or ["python -m venv failed"])[-1])
-py = os.path.join(tmp, "bin", "python")
-cmd = [py, "-m", "pip", "install", "--no-index", "--disable-pip-version-check", "--no-cache-dir"]
-for l in links:
-    cmd += ["--find-links", l]
-rc, log = run(cmd + [req])
+    shutil.rmtree(tmp, ignore_errors=True)
+    if "No space left" in log:
+        fail("nospace", last(log, "python -m venv failed"))
+    if not pip_wheel:
+        fail("venv", last(log, "python -m venv failed"))
+    final, mode = venv + "-site", "site"
+    pip = [sys.executable, os.path.join(pip_wheel, "pip")]
+    rc, log = run(pip + ["install", "--target", tmp] + flags + [req])
+    listing_cmd = pip + ["list", "--path", tmp, "--format", "json", "--disable-pip-version-check"]
+else:
+    py = os.path.join(tmp, "bin", "python")
+    rc, log = run([py, "-m", "pip", "install"] + flags + [req])
+    listing_cmd = [py, "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"]
 if rc:
-    kind = "nospace" if "No space left" in log else "pip"
-    lines = [l for l in log.strip().splitlines() if l.strip()]
-    fail(kind, lines[-1] if lines else "pip install failed")
-rc, listing = run([py, "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"])
-installed = json.loads(listing) if rc == 0 else []
-if os.path.exists(venv):
+    fail("nospace" if "No space left" in log else "pip", last(log, "pip install failed"))
+rc, listing = run(listing_cmd)
+try:
+    installed = json.loads(listing) if rc == 0 else []
+except ValueError:
+    installed = []
+if os.path.exists(final):
     shutil.rmtree(tmp, ignore_errors=True)
 else:
-    os.rename(tmp, venv)
-print(json.dumps({"ok": True, "installed": installed}))
+    os.rename(tmp, final)
+print(json.dumps({"ok": True, "installed": installed, "mode": mode, "path": final}))
 '''
 
 # Defines fingerprint(dists): what the board is, read where readable; nothing is required.
@@ -211,18 +230,25 @@ def fingerprint(dists):
     return fp
 '''
 
-# sys.argv[1]: working dir, [2]: JSON list of distributions to report, [3:]: runner arguments.
+# sys.argv[1]: working dir, [2]: JSON list of distributions to report, [3]: a directory to put
+# first on PYTHONPATH ('' for none), [4:]: runner arguments.
 # Runs ``python -m device_runners.cli ARGS`` in the working dir, then prints one envelope:
 # the fingerprint, the exit code, the runner's JSON result, its text and its last error line.
 RUN = FINGERPRINT + r'''
 import subprocess, shutil
-work, dists, argv = os.path.expanduser(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3:]
+work, dists, extra_path = os.path.expanduser(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+argv = sys.argv[4:]
+env = dict(os.environ)
+if extra_path:
+    extra_path = os.path.expanduser(extra_path)
+    sys.path.insert(0, extra_path)  # the fingerprint's versions: what the runner will import
+    env["PYTHONPATH"] = extra_path + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
 out = {"fingerprint": fingerprint(dists)}
 os.makedirs(work, exist_ok=True)
 result = os.path.join(work, "result.json")
 try:
     p = subprocess.run([sys.executable, "-m", "device_runners.cli"] + argv + ["--json", result],
-                       cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        universal_newlines=True)
     out["rc"], out["text"] = p.returncode, p.stdout
     errs = [l for l in p.stderr.splitlines() if l.strip()]

@@ -24,6 +24,7 @@ class RunnerEnv:
     python: str  # the interpreter that runs the runner on the device
     dists: list[str]  # distributions reported in the fingerprint
     installed: list[str] = field(default_factory=list)  # what this run installed, if anything
+    pythonpath: str = ""  # a --target install (Pythons without venv) goes first on the path
 
 
 class Device:
@@ -37,8 +38,8 @@ class Device:
         self._probe: dict | None = None
 
     # --- the device's Python -------------------------------------------------------------
-    def probe(self, dists: list[str], venv_python: str = "") -> dict:
-        out = self.ssh.python(self.python, scripts.PROBE, [json.dumps(dists), venv_python],
+    def probe(self, dists: list[str], venv_python: str = "", site: str = "") -> dict:
+        out = self.ssh.python(self.python, scripts.PROBE, [json.dumps(dists), venv_python, site],
                               timeout=60)
         version = tuple(int(x) for x in out["python"].split(".")[:2])
         if version < MIN_PYTHON:
@@ -59,10 +60,12 @@ class Device:
         dists = requirements(wheel, extra)
         venv = f"{self.root}/venv/{key[:16]}-{extra}"
         venv_python = f"{venv}/bin/python"
-        probe = self.probe(dists, venv_python)
+        probe = self.probe(dists, venv_python, f"{venv}-site")
         report = ["edgedeploy", *dists]
         if probe.get("venv"):
             return RunnerEnv(venv_python, report)
+        if probe.get("site"):
+            return RunnerEnv(self.python, report, pythonpath=f"{venv}-site")
         if probe["runner"] == __version__ and not probe["missing"]:
             return RunnerEnv(self.python, report)
         what = "the runner" if probe["runner"] is None else \
@@ -74,16 +77,19 @@ class Device:
         self.log(f"device: {what} missing on {self.address} (Python {probe['python']}, "
                  f"{probe['platform']}); pushing wheels from this host")
         wheels = [wheel] + runtime_wheels(wheel, extra, probe)
-        dirs = [str(Path(r).parent) for r in self.push([(w, w.name) for w in wheels],
-                                                       per_file=True)]
+        remote = self.push([(w, w.name) for w in wheels], per_file=True)
+        dirs = [str(Path(r).parent) for r in remote]
+        pip = next((r for r in remote if Path(r).name.startswith("pip-")), "")
         out = self.ssh.python(self.python, scripts.INSTALL,
-                              [venv, json.dumps(sorted(set(dirs))), f"edgedeploy[{extra}]"],
-                              timeout=1800)
+                              [venv, json.dumps(sorted(set(dirs))), f"edgedeploy[{extra}]", pip],
+                              timeout=3600)
         if out.get("error"):
             raise self._remote_error(out, "installing the runner")
         installed = [f"{p['name']} {p['version']}" for p in out["installed"]
                      if p["name"].lower() not in ("pip", "setuptools", "wheel")]
-        self.log(f"device: installed into {venv}: {', '.join(installed)}")
+        self.log(f"device: installed into {out.get('path', venv)}: {', '.join(installed)}")
+        if out.get("mode") == "site":
+            return RunnerEnv(self.python, report, installed, pythonpath=out["path"])
         return RunnerEnv(venv_python, report, installed)
 
     # --- files ---------------------------------------------------------------------------
@@ -124,7 +130,8 @@ class Device:
     # --- running -------------------------------------------------------------------------
     def run_runner(self, env: RunnerEnv, argv: list[str], timeout: float | None = None) -> dict:
         work = f"{self.root}/runs/{uuid.uuid4().hex}"
-        out = self.ssh.python(env.python, scripts.RUN, [work, json.dumps(env.dists), *argv],
+        out = self.ssh.python(env.python, scripts.RUN,
+                              [work, json.dumps(env.dists), env.pythonpath, *argv],
                               timeout=timeout)
         return out
 

@@ -138,10 +138,11 @@ def runtime_wheels(wheel: Path, extra: str, probe: dict) -> list[Path]:
     for t in tags:
         base += ["--platform", t]
     req = f"{wheel}[{extra}]"
-    proc = subprocess.run(base + ["--no-index", "--find-links", str(cache), req],
+    reqs = [req, "pip"]  # pip's own wheel installs on Pythons without venv/ensurepip
+    proc = subprocess.run(base + ["--no-index", "--find-links", str(cache), *reqs],
                           capture_output=True, text=True)
     if proc.returncode:
-        proc = online = subprocess.run(base + [req], capture_output=True, text=True)
+        proc = online = subprocess.run(base + reqs, capture_output=True, text=True)
         if online.returncode:
             err = _last(online.stderr)
             if "No matching distribution" in online.stderr or "from versions: none" in online.stderr:
