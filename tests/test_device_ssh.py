@@ -318,3 +318,4 @@ def test_names_with_shell_characters_stay_names(board, python, model, remote_dir
     assert "my model;$(touch PWNED)`id`'x.onnx" in out
     assert not list(Path(remote_dir).rglob("PWNED")) and not Path("PWNED").exists()
     assert not (Path.home() / "PWNED").exists()
+
