@@ -22,7 +22,8 @@ class DeviceAddress:
 
     def __str__(self) -> str:  # no secrets: a password in the URL is refused, never kept
         port = f":{self.port}" if self.port else ""
-        return f"ssh://{self.destination()}{port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ssh://{self.user + '@' if self.user else ''}{host}{port}"
 
 
 def parse_address(text: str) -> DeviceAddress:
@@ -48,12 +49,10 @@ def parse_address(text: str) -> DeviceAddress:
         host, user = parts.hostname, parts.username
         if not host:
             raise ConfigError(f"--device {text}: no host name")
-        host = f"[{host}]" if ":" in host else host
         if user is not None:
             _check(user, text)
-        _check(host.strip("[]"), text)
-        return DeviceAddress(host=host.strip("[]") if ":" not in host else host.strip("[]"),
-                             user=user, port=port)
+        _check(host, text)  # urlsplit drops an IPv6 address's brackets
+        return DeviceAddress(host=host, user=user, port=port)
     user, _, host = text.rpartition("@")
     _check(host, text)
     if user:
