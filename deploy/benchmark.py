@@ -59,6 +59,8 @@ class BenchmarkConfig:
     num_classes: int | None = None
     seed: int = 0  # random-init weights are seeded so their exports are reproducible
     weights: Path | None = None  # a checkpoint for the (single) model
+    device: str | None = None  # ssh address: file latencies measured there (deploy.device)
+    device_options: dict | None = None  # python, remote_dir, ssh_config, connect_timeout, install
 
     def __post_init__(self):
         from edgebase.capabilities import all_precisions, get_target, target_names
@@ -372,6 +374,18 @@ def interleaved_latency(source, model, timed, config: BenchmarkConfig, cpu,
     from device_runners.bench import bench
 
     name, runs = model["name"], max(1, config.runs // config.rounds)
+    if config.device:  # the files are timed on the device; PyTorch eager stays on this host
+        for cell, path, runtime in timed:
+            if cell["status"] != "ok":
+                continue
+            cell["latency"] = {}
+            try:
+                _measure_on_device(cell, path, runtime, cell.get("precision_hint"), config,
+                                   _what(model, cell), log)
+            except Exception as err:  # noqa: BLE001 - one failed cell must not stop the table
+                cell.update(status="failed", error=one_line(err))
+                log(f"{_what(model, cell)}: FAILED: {cell['error']}")
+        timed = []
     eager = {str(t): [] for t in config.threads}
     files = {id(c): {str(t): [] for t in config.threads} for c, _, _ in timed}
     for r in range(config.rounds):
@@ -431,6 +445,51 @@ def _summary(rounds: list[dict[str, Any]], cpu) -> dict[str, Any]:
             "loaded": load > cpu.cores}
 
 
+_DEVICES: dict[str, Any] = {}  # address -> (Device, {extra: RunnerEnv}) for one process
+
+
+def device_session(config: BenchmarkConfig):
+    from deploy.device.address import parse_address
+    from deploy.device.session import Device
+
+    if config.device not in _DEVICES:
+        _DEVICES[config.device] = (Device(parse_address(config.device),
+                                          **(config.device_options or {})), {})
+    return _DEVICES[config.device]
+
+
+def _measure_on_device(cell: dict[str, Any], path: Path, runtime: str, hint, config,
+                       what: str, log: Callable[[str], None]) -> None:
+    """Latency per thread count of one file on the device (runner bench over SSH); the
+    file's manifest goes along, so the device's runner reports MAC/s and its own peak share.
+    No speed-up: PyTorch eager ran on this host, not on the device."""
+    from deploy.commands.device import _group
+    from edgebase.capabilities import get_runtime
+
+    device, envs = device_session(config)
+    extra = get_runtime(runtime).extra
+    if extra not in envs:
+        envs[extra] = device.ensure_runner(extra)
+    remote = device.push(_group(path)[0])[0]
+    for t in config.threads:
+        argv = ["bench", remote, "--runtime", runtime, "--threads", str(t), "--warmup",
+                str(config.warmup), "--runs", str(config.runs), "--no-isolate"]
+        if hint:
+            argv += ["--precision-hint", hint]
+        out = device.run_runner(envs[extra], argv)
+        if out.get("rc") or not out.get("result"):
+            raise DeployError(f"on {device.address}: {out.get('error') or 'runner failed'}")
+        r = out["result"]
+        cell["inference_precision"] = r.get("inference_precision")
+        cell["device"] = str(device.address)
+        cell["device_fingerprint"] = out.get("fingerprint")
+        cell["latency"][str(t)] = {
+            "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "speedup": None,
+            "gmacs": r.get("achieved_gmacs"), "peak_share": r.get("peak_share"),
+            "arithmetic": r.get("arithmetic"), "device": str(device.address)}
+        log(f"{what}: {t} thread(s) p50 {r['p50_ms']:.3f} ms on {device.address}")
+
+
 def _runtime(target: str) -> str:
     from edgebase.capabilities import get_target
 
@@ -465,7 +524,14 @@ def run_benchmark(config: BenchmarkConfig, command: str = "",
                            for t in config.targets for p in config.precisions]
         models.append(model)
         cells.extend(model_cells)
+    report_device = None
+    if config.device and config.device in _DEVICES:
+        dev = _DEVICES.pop(config.device)[0]
+        dev.ssh.close()
+        fps = [c.get("device_fingerprint") for c in cells if c.get("device_fingerprint")]
+        report_device = {"address": str(dev.address), "fingerprint": fps[-1] if fps else None}
     return {
+        "device": report_device,
         "command": command, "started": started,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": {"cpu": cpu.to_dict(), "load_average_start": list(load_start),

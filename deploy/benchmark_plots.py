@@ -117,7 +117,7 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(targets), figsize=(5.4 * len(targets), 5.0), sharey=True,
                              squeeze=False)
     for ax, target in zip(axes[0], targets):
-        for m in models:
+        for m in ([] if report.get("device") else models):  # eager ran on the host
             xs = [m["eager"][t]["p50_ms"] for t in threads if t in m["eager"]]
             ax.plot(xs, [m["torch_top1"]] * len(xs), color=colors[m["name"]], lw=0.6, alpha=0.5)
             for i, t in enumerate(threads):
@@ -142,8 +142,9 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path | None:
     line = plt.Line2D
     handles = [line([], [], marker=MARKERS.get(p, "D"), linestyle="", color="gray",
                     markeredgecolor="k", label=p) for p in report["config"]["precisions"]]
-    handles.append(line([], [], marker="X", linestyle="", color="gray", markeredgecolor="k",
-                        label="PyTorch eager fp32"))
+    if not report.get("device"):
+        handles.append(line([], [], marker="X", linestyle="", color="gray",
+                            markeredgecolor="k", label="PyTorch eager fp32"))
     for i, t in enumerate(threads):
         handles.append(line([], [], marker="o", linestyle="", label=f"{t} thread(s)",
                             markerfacecolor="gray" if i == 0 else "none",
@@ -155,7 +156,8 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path | None:
                frameon=False, fontsize=8)
     rows = -(-len(handles) // per_row)
     fig.suptitle(f"top-1 vs latency, batch 1, {' and '.join(threads)} thread(s) "
-                 f"({report['models'][0].get('images', '?')} images){_load_note(report)}")
+                 f"({report['models'][0].get('images', '?')} images){_load_note(report)}"
+                 + _on_device(report))
     fig.tight_layout(rect=(0, 0.05 * rows + 0.02, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -176,7 +178,7 @@ def plot_macs(report: dict[str, Any], path: Path, precision: str = "fp32") -> Pa
     size = sorted({m["input_size"] for m in models.values()})
     fig.suptitle(f"FLOPs are not speed: measured latency vs MACs and memory access cost "
                  f"({precision}, {'/'.join(map(str, size))}×{'/'.join(map(str, size))} input)"
-                 f"{_load_note(report)}")
+                 f"{_load_note(report)}" + _on_device(report))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -184,7 +186,7 @@ def plot_macs(report: dict[str, Any], path: Path, precision: str = "fp32") -> Pa
 
 
 def _plot_macs_row(plt, axes, report, models, top: str, precision: str) -> None:
-    series: dict[str, list[tuple[str, float]]] = {
+    series: dict[str, list[tuple[str, float]]] = {} if report.get("device") else {
         "PyTorch eager": [(n, m["eager"][top]["p50_ms"]) for n, m in models.items()
                           if top in m.get("eager", {})]}
     for c in _ok(report):
@@ -212,6 +214,11 @@ def _plot_macs_row(plt, axes, report, models, top: str, precision: str) -> None:
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, title="ρ = Spearman rank correlation", title_fontsize=8)
     axes[0].set_ylabel(f"p50 latency, ms, {top} thread(s), batch 1 (log scale)")
+
+
+def _on_device(report: dict[str, Any]) -> str:
+    dev = report.get("device")
+    return f"\nfiles timed on the device {dev['address']}" if dev else ""
 
 
 def write_plots(report: dict[str, Any], folder: Path) -> dict[str, str]:

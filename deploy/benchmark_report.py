@@ -41,7 +41,7 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             continue  # its cells carry the error
         eager = m["eager"]
         gm = eager_rates(m, report, top)
-        out.append([name, EAGER, "fp32", "ok", "—", _pct(m.get("torch_top1")),
+        out.append([name, EAGER + (" (host)" if report.get("device") else ""), "fp32", "ok", "—", _pct(m.get("torch_top1")),
                     "0.00" if "torch_top1" in m else "—", "100.00" if "torch_top1" in m else "—"]
                    + [f"{_ms(eager[t]['p50_ms'])} / {_ms(eager[t]['p90_ms'])}{_flag(eager[t])}"
                       for t in threads]
@@ -57,8 +57,9 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     _pct(c.get("agreement"))]
                    + [f"{_ms(lat[t]['p50_ms'])} / {_ms(lat[t]['p90_ms'])}{_flag(lat[t])}"
                       if t in lat else "—" for t in threads]
-                   + [f"{lat[t]['speedup']:.2f}×{_flag(lat[t])}" if t in lat else "—"
-                      for t in threads]
+                   # no speed-up across machines: device rows have none
+                   + [f"{lat[t]['speedup']:.2f}×{_flag(lat[t])}" if lat.get(t, {}).get("speedup")
+                      else "—" for t in threads]
                    + [_rate(last.get("gmacs")), _share(last.get("peak_share")),
                       c.get("error", "")])
     order = {m["name"]: i for i, m in enumerate(report["models"])}
@@ -160,6 +161,16 @@ def header_lines(report: dict[str, Any]) -> list[str]:
     warning = load_warning(report)
     if warning:
         lines.append(f"- {warning}")
+    dev = report.get("device")
+    if dev:
+        from deploy.device.summary import fingerprint_line
+
+        lines.append(f"- DEVICE: file latencies, GMAC/s and % peak measured on "
+                     f"{dev['address']} (runner bench over SSH, its own peak); PyTorch eager, "
+                     f"accuracy and the machine line above are this host's; no speed-up "
+                     f"across machines")
+        if dev.get("fingerprint"):
+            lines.append("- " + fingerprint_line(dev["address"], dev["fingerprint"]))
     if "int8" in cfg["precisions"]:
         lines.append(f"- int8 calibration: {cfg.get('calib') or 'none given: the export stage default'}")
     if imgs:
@@ -212,8 +223,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             timed = [c for c in mine if threads in c["latency"]]
             best = min(timed, key=lambda c: c["latency"][threads]["p50_ms"])
             lat = best["latency"][threads]
+            versus = (f"{lat['speedup']:.1f}× PyTorch eager" if lat.get("speedup")
+                      else f"on {lat.get('device', 'the device')}")
             parts.append(f"fastest at {threads} thread(s): {best['target']} {best['precision']} "
-                         f"{_ms(lat['p50_ms'])} ms ({lat['speedup']:.1f}× PyTorch eager"
+                         f"{_ms(lat['p50_ms'])} ms ({versus}"
                          f"{', measured under load ' + LOADED if lat.get('loaded') else ''})")
         for c in mine:
             if c["precision"] != "int8":

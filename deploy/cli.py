@@ -18,6 +18,7 @@ COMMANDS = {
     "release": "deploy.commands.release",
     "benchmark": "deploy.commands.benchmark",
     "train": "deploy.commands.train",
+    "device": "deploy.commands.device",
 }
 
 

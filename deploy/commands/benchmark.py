@@ -52,6 +52,9 @@ def add_arguments(p) -> None:
     add_json(p, "the report (written to DIR/benchmark.json without FILE); the Markdown (same "
                 "stem) and PNG plots go beside it")
     p.add_argument("--title", default="deploy benchmark", help="title of the Markdown report")
+    from deploy.commands.device import add_device_arguments
+
+    add_device_arguments(p, required=False)  # --device: time the files on a board over SSH
 
 
 def run(args) -> int:
@@ -71,7 +74,10 @@ def run(args) -> int:
         threads=args.threads, output_dir=Path(args.output), runs=args.runs, warmup=args.warmup,
         rounds=args.rounds,
         evaluate=not args.no_eval, weights=Path(args.weights) if args.weights else None,
-        input_size=args.input_size, num_classes=args.num_classes)
+        input_size=args.input_size, num_classes=args.num_classes,
+        device=args.device, device_options=dict(
+            python=args.python, remote_dir=args.remote_dir, ssh_config=args.ssh_config,
+            connect_timeout=args.connect_timeout, install=args.install) if args.device else None)
     argv = sys.argv[1:]
     command = ("deploy " + shlex.join(argv) if "benchmark" in argv
                else "deploy benchmark " + shlex.join(args.models))

@@ -32,7 +32,7 @@ def run(args) -> int:
                     threads=args.threads, load=args.load)
     if args.json != "-":
         print(format_report(report))
-    if args.json:
+    if args.json:  # written also when problems are found
         write_json({"ok": report.ok, **dataclasses.asdict(report),
                     "problems": [str(p) for p in report.problems]}, args.json)
     if not report.ok:
