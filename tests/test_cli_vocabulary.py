@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from deploy.cli import COMMANDS, build_parser, main
+from deploy.cli import COMMANDS, main
+from edgebase.cli import build_parser
 from device_runners.cli import COMMANDS as RUNNER_COMMANDS
 from device_runners.cli import main as runner_main
 
