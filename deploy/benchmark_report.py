@@ -134,6 +134,20 @@ def text_table(head: list[str], body: list[list[str]]) -> str:
     return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in body])
 
 
+def latency_line(cfg: dict[str, Any]) -> str:
+    """How latency was measured: interleaved rounds since they exist; reports from before them
+    (no ``rounds`` in their config) timed PyTorch first, then each file, once."""
+    if "rounds" not in cfg:
+        return (f"- latency: batch 1, {cfg['warmup']} warm-up + {cfg['runs']} timed runs per "
+                f"thread count, inference call only (runner bench); PyTorch eager fp32 timed the "
+                f"same way in the same run, before the files (one pass, not interleaved); "
+                f"speed-up = eager p50 / file p50")
+    return (f"- latency: batch 1, {cfg['runs']} timed runs per thread count in "
+            f"{cfg['rounds']} interleaved round(s) (each: {cfg['warmup']} warm-up runs, then "
+            f"PyTorch eager fp32 and every file, inference call only, runner bench); p50 = "
+            f"median of the rounds' p50s; speed-up = median over rounds of eager p50 / file p50")
+
+
 def header_lines(report: dict[str, Any]) -> list[str]:
     cpu, mach = report["machine"]["cpu"], report["machine"]
     cfg = report["config"]
@@ -150,13 +164,11 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         f"- load average (1/5/15 min) at start {_load(mach['load_average_start'])}, at end "
         f"{_load(mach['load_average_end'])}; per-measurement 1-min load is in the JSON",
         f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- latency: batch 1, {cfg['runs']} timed runs per thread count in "
-        f"{cfg.get('rounds', 1)} interleaved round(s) (each: {cfg['warmup']} warm-up runs, then "
-        f"PyTorch eager fp32 and every file, inference call only, runner bench); p50 = median "
-        f"of the rounds' p50s; speed-up = median over rounds of eager p50 / file p50; GMAC/s = "
-        f"MACs / p50; % peak against the peak of the arithmetic the file ran in (int8 files: "
-        f"int8; float files: the precision the runtime computed in, f32 unless a row says "
-        f"otherwise) on the cores used",
+        latency_line(cfg) + "; GMAC/s = MACs / p50; % peak against " + (
+            "the peak of the arithmetic the file ran in (int8 files: int8; float files: the "
+            "precision the runtime computed in, f32 unless a row says otherwise) on the cores used"
+            if cpu.get("peaks") else  # reports from before per-arithmetic peaks
+            "the fp32 FMA peak of the cores used, int8 files included"),
     ]
     warning = load_warning(report)
     if warning:
