@@ -99,6 +99,7 @@ class Runtime:
     suffixes: tuple[str, ...]  # files it reads; a suffix's default runtime is the first listing it
     extra: str  # pip extra that installs it
     aliases: tuple[str, ...] = ()  # other names accepted for --runtime
+    torch_free: bool = True  # installs and runs without torch (what a board wants)
 
     def backend_class(self):
         module, _, cls = self.backend.partition(":")
@@ -216,4 +217,5 @@ register_runtime(Runtime(name="openvino", backend="device_runners.backends.openv
 # not torch-free: executorch.runtime imports torch (its pybindings link libtorch)
 register_runtime(Runtime(name="executorch",
                          backend="device_runners.backends.executorch:ExecuTorchBackend",
-                         suffixes=(".pte",), extra="executorch", aliases=("et",)))
+                         suffixes=(".pte",), extra="executorch", aliases=("et",),
+                         torch_free=False))

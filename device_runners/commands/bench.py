@@ -8,7 +8,7 @@ def add_arguments(p) -> None:
     from edgebase.cli_flags import add_json
 
     p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
-    p.add_argument("--runtime", help="litert | onnxruntime | openvino (default: by suffix)")
+    p.add_argument("--runtime", help=runtime_help())
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     add_precision_hint(p)
     p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing (default 5)")
@@ -45,6 +45,14 @@ def run(args) -> int:
     if args.json:
         write_json(result.to_dict(), args.json)
     return 0
+
+
+def runtime_help() -> str:
+    """The runtimes of the capability table, saying which one is not torch-free."""
+    from edgebase.capabilities import RUNTIMES
+
+    names = " | ".join(n + ("" if r.torch_free else " (imports torch)") for n, r in RUNTIMES.items())
+    return f"{names} (default: by suffix)"
 
 
 def add_precision_hint(p) -> None:

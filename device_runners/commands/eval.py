@@ -6,7 +6,7 @@ HELP = "top-1/top-5 accuracy of a classifier file over an image folder, zip or I
 
 def add_arguments(p) -> None:
     from edgebase.cli_flags import add_json
-    from device_runners.commands.bench import add_precision_hint
+    from device_runners.commands.bench import add_precision_hint, runtime_help
 
     p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
     p.add_argument("--data", required=True, help="ImageFolder dir or zip, or ImageNet files "
@@ -14,7 +14,7 @@ def add_arguments(p) -> None:
     p.add_argument("--split", default="test", help="split folder inside the data (default test)")
     p.add_argument("--limit", type=int, help="evaluate N images (class-balanced, seeded)")
     p.add_argument("--seed", type=int, default=0, help="seed for --limit's choice")
-    p.add_argument("--runtime", help="litert | onnxruntime | openvino (default: by suffix)")
+    p.add_argument("--runtime", help=runtime_help())
     p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
     add_precision_hint(p)
     p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
