@@ -17,7 +17,6 @@ measured drop is in the manifest and on screen.
 """
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import tempfile
@@ -65,7 +64,7 @@ def fold_batchnorm(model):
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(copy.deepcopy(model).eval())
+        return fuse(model)  # fuse deep-copies: the parent keeps its BatchNorm
     except Exception as e:  # noqa: BLE001 - tracing can fail on dynamic control flow
         raise ConfigError(f"cannot fold BatchNorm into the convolutions of this model "
                           f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
@@ -154,15 +153,12 @@ def _eval_images(config: CompressConfig, source):
 
 def _accuracy(source, model_file: Path, target, images, config) -> dict[str, Any]:
     """Top-1/top-5 of the dense PyTorch parent and of the exported (= decoded) file."""
-    import numpy as np
-
     from deploy.validate import torch_logits
     from quant.accuracy import EvalSet, Runner, compare_logits
 
     indices = images.subset(config.eval_limit, seed=0)
     evaluation = EvalSet(images, indices, source.entry.preprocess)
-    ref = np.concatenate([torch_logits(source.model, evaluation.x[s:s + 64])
-                          for s in range(0, len(evaluation.x), 64)])
+    ref = torch_logits(source.model, evaluation.x)  # it runs in chunks itself
     runner = Runner(model_file, target.runtime, target.input_layout, config.threads)
     cand = evaluation.logits(runner)
     runner.close()

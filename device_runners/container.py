@@ -121,10 +121,10 @@ def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
     return flat.reshape(shape)
 
 
-def unpack(path: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+def unpack(path: str | os.PathLike | Container, out_dir: str | os.PathLike) -> list[Path]:
     """Materialise the container's files in ``out_dir``; each is checked against its sha256
     before it appears under its name (written to a temporary name, then renamed)."""
-    c = read(path)
+    c = path if isinstance(path, Container) else read(path)
     out_dir = Path(out_dir)
     tensors = [decode_layer(c, layer).tobytes() for layer in c.header["layers"]]
     written = []
@@ -169,10 +169,10 @@ def _splice(skeleton: bytes, holes: list[tuple[int, bytes]], where: Path, name) 
     return b"".join(out)
 
 
-def describe(path: str | os.PathLike) -> dict[str, Any]:
+def describe(path: str | os.PathLike | Container) -> dict[str, Any]:
     """Sizes and layers, without decoding: what ``runner`` reports beside its timings."""
-    c = read(path)
-    return {"container_bytes": Path(path).stat().st_size,
+    c = path if isinstance(path, Container) else read(path)
+    return {"container_bytes": c.path.stat().st_size,
             "files": [{"name": f["name"], "size_bytes": f["size"], "sha256": f["sha256"]}
                       for f in c.header["files"]],
             "decoded_bytes": sum(int(f["size"]) for f in c.header["files"]),
@@ -191,7 +191,8 @@ def materialized(path: str | os.PathLike):
         return
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".edc-") as tmp:
-        files = unpack(path, tmp)
-        facts = {**describe(path), "decode_ms": (time.perf_counter() - t0) * 1e3}
+        c = read(path)  # once: decoded and described from the same bytes
+        files = unpack(c, tmp)
+        facts = {**describe(c), "decode_ms": (time.perf_counter() - t0) * 1e3}
         yield files[0], facts
 

@@ -28,9 +28,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    from edgebase.cli_flags import write_json
     from device_runners.bench import bench, format_table
 
     result = bench(args.model, runtime=args.runtime, threads=args.threads, warmup=args.warmup,
@@ -38,12 +35,22 @@ def run(args) -> int:
                    shape=args.shape,
                    profile=args.profile, isolate=args.isolate,
                    precision_hint=args.precision_hint)
-    if args.json != "-":
-        print(format_table(result))
+    return print_result(result, format_table(result), args.json)
+
+
+def print_result(result, table: str, json_dest: str | None) -> int:
+    """The table (unless ``--json`` alone asked for JSON on stdout), the result's warnings on
+    stderr after it, then the JSON; shared by bench and eval."""
+    import sys
+
+    from edgebase.cli_flags import write_json
+
+    if json_dest != "-":
+        print(table)
     for line in result.warnings:  # after the table, so it is read with the numbers
         print(f"warning: {line}", file=sys.stderr)
-    if args.json:
-        write_json(result.to_dict(), args.json)
+    if json_dest:
+        write_json(result.to_dict(), json_dest)
     return 0
 
 

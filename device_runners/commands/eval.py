@@ -38,9 +38,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    from edgebase.cli_flags import write_json
+    from device_runners.commands.bench import print_result
     from device_runners.evaluate import evaluate, format_table
 
     result = evaluate(args.model, args.data, limit=args.limit, split=args.split,
@@ -51,10 +49,4 @@ def run(args) -> int:
                       seed=args.seed,
                       progress=args.progress, isolate=args.isolate,
                       precision_hint=args.precision_hint)
-    if args.json != "-":
-        print(format_table(result))
-    for line in result.warnings:  # after the table, so it is read with the numbers
-        print(f"warning: {line}", file=sys.stderr)
-    if args.json:
-        write_json(result.to_dict(), args.json)
-    return 0
+    return print_result(result, format_table(result), args.json)

@@ -16,11 +16,12 @@ def run(args) -> int:
     import time
 
     from edgebase.files import write_text_atomic
-    from device_runners.container import describe, unpack
+    from device_runners.container import describe, read, unpack
 
     t0 = time.perf_counter()
-    files = unpack(args.container, args.output)
-    facts = {**describe(args.container), "decode_ms": (time.perf_counter() - t0) * 1e3,
+    container = read(args.container)
+    files = unpack(container, args.output)
+    facts = {**describe(container), "decode_ms": (time.perf_counter() - t0) * 1e3,
              "written": [str(f) for f in files]}
     for f in facts["files"]:
         print(f"{f['name']}  {f['size_bytes']:,} bytes  sha256 {f['sha256'][:16]}... ok")
