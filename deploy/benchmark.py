@@ -198,36 +198,12 @@ def rates(macs: int | None, p50_ms: float, threads: int, cpu, arithmetic: str = 
 
 
 # ---- artifacts ---------------------------------------------------------------------------
-def find_reusable(path: Path, source, target: str, precision: str):
-    """The Artifact at ``path`` if it is a passed export of the same trained parent, intact."""
-    from edgebase.files import sha256_file
-    from edgebase.manifest import read_manifest
-
-    sha = source.weights.get("sha256")
-    if sha is None or not path.is_file() or precision == INT8:
-        # random-init parents are rebuilt (reuse could mix two random draws), and so is int8
-        # (its calibration data is not compared)
-        return None
-    try:
-        art = read_manifest(path)
-    except DeployError:
-        return None
-    if art is None or not art.passed or art.format != target or art.precision != precision:
-        return None
-    m = art.model
-    if (m.get("name"), m.get("num_classes"), m.get("input_size"), m.get("weights", {}).get("sha256")
-            ) != (source.name, source.entry.num_classes, source.entry.input_size, sha):
-        return None
-    files = [(path, art.sha256)] + [(path.parent / c["file"], c["sha256"]) for c in art.companions]
-    if any(not f.is_file() or sha256_file(f) != want for f, want in files):
-        return None
-    return art
-
-
 def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
     """(path, artifact, reused) for one cell; raises DeployError when it cannot be made."""
     from deploy.export import ExportConfig, export
+    from deploy.int8_stage import Int8Config
     from deploy.placement import file_stem
+    from deploy.reuse import find_reusable
     from edgebase.capabilities import get_target
 
     entry = get_target(target)
@@ -238,17 +214,16 @@ def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
     entry.check_precision(precision)
     # named as `deploy export` names them: folder and file by the model the file holds
     out = config.output_dir / file_stem(source)
-    path = out / entry.file_name(file_stem(source), precision)
-    art = find_reusable(path, source, target, precision)
+    # force: the output folder is this command's cache; find_reusable keeps what still matches
+    export_config = ExportConfig(target=target, precision=precision, output_dir=out,
+                                 validate_data=config.data, threads=max(config.threads),
+                                 force=True)
+    art = find_reusable(source, export_config)
     if art is not None:
-        return path, art, True
-    extra = {}
-    if precision == INT8 and "calib" in {f.name for f in dataclasses.fields(ExportConfig)}:
-        extra["calib"] = config.calib  # None: the export stage's own default (or its error)
-    # force: the output folder is this command's cache; find_reusable kept what still matches
-    art = export(source, ExportConfig(target=target, precision=precision, output_dir=out,
-                                      validate_data=config.data, threads=max(config.threads),
-                                      force=True, **extra))
+        return out / art.file, art, True
+    # calib None: the int8 stage's own default (or its error)
+    int8 = Int8Config(calib=config.calib) if precision == INT8 else None
+    art = export(source, export_config, int8)
     return out / art.file, art, False
 
 
@@ -328,7 +303,33 @@ def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str]
                 default_cell["seconds"] = round(time.perf_counter() - t0, 2)
                 cells.append(default_cell)
     model["eager"] = interleaved_latency(source, model, timed, config, cpu, log)
+    record_benchmarks(timed, cpu)
     return model, cells
+
+
+def record_benchmarks(timed, cpu) -> None:
+    """Each timed file's latency into its manifest (``Artifact.benchmarks``), one record per
+    thread count; a later run of the same measurement (machine or device, runtime, threads,
+    precision hint) replaces the earlier record."""
+    from device_runners.sysinfo import machine_record
+    from edgebase.manifest import read_manifest, write_manifest
+
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for cell, path, runtime in timed:
+        art = read_manifest(path) if cell["status"] == "ok" and cell.get("latency") else None
+        if art is None:
+            continue
+        batch = art.input.shape[0] if art.inputs and art.input.shape[0] > 0 else 1
+        records = [{"tool": "deploy benchmark", "runtime": runtime, "threads": int(t),
+                    "batch": batch, "precision_hint": cell.get("precision_hint") or "f32",
+                    "inference_precision": cell.get("inference_precision"),
+                    "device": cell.get("device"),
+                    "machine": None if cell.get("device") else machine_record(cpu),
+                    "p50_ms": lat["p50_ms"], "p90_ms": lat.get("p90_ms"),
+                    "rounds": lat.get("rounds"), "load": lat.get("load"),
+                    "loaded": lat.get("loaded"), "measured": when}
+                   for t, lat in cell["latency"].items()]
+        write_manifest(art.with_benchmarks(*records), path)
 
 
 def _runtime_default_cell(cell: dict[str, Any], path: Path, runtime: str, art

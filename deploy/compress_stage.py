@@ -154,14 +154,14 @@ def _eval_images(config: CompressConfig, source):
 def _accuracy(source, model_file: Path, target, images, config) -> dict[str, Any]:
     """Top-1/top-5 of the dense PyTorch parent and of the exported (= decoded) file."""
     from deploy.validate import torch_logits
-    from quant.accuracy import EvalSet, Runner, compare_logits
+    from device_runners.file_logits import FileLogits
+    from quant.accuracy import EvalSet, compare_logits
 
     indices = images.subset(config.eval_limit, seed=0)
     evaluation = EvalSet(images, indices, source.entry.preprocess)
     ref = torch_logits(source.model, evaluation.x)  # it runs in chunks itself
-    runner = Runner(model_file, target.runtime, target.input_layout, config.threads)
-    cand = evaluation.logits(runner)
-    runner.close()
+    with FileLogits(model_file, target.runtime, target.input_layout, config.threads) as f:
+        cand = evaluation.logits(f)
     return {**compare_logits(ref, cand, evaluation.labels).to_dict(),
             "data": str(config.eval_data)}
 

@@ -1,10 +1,13 @@
 """``deploy release``: one versioned, self-describing, verifiable bundle for mobile apps.
 
-    artifacts (built by the export pipeline, or reused when a manifest with the same parent
-    and passes is already in the build folder)
-      -> copied into the bundle under stable names (.tflite files get TFLite metadata:
-         normalization, descriptions, labels.txt packed inside; outputs checked identical)
-      -> measured there with ``runner eval`` / ``runner bench`` (machine and command recorded)
+    artifacts (built by the export pipeline, or reused by ``deploy.reuse``'s rule when the
+    build folder already holds the same file)
+      -> copied into the bundle under stable names; a format that carries metadata gets the
+         bundle's labels and normalization packed in by its own hook (the capability table's
+         ``BundleHooks.pack``: TFLite Support metadata for .tflite), and its runtime must give
+         identical outputs before and after
+      -> measured there with ``runner eval`` / ``runner bench`` (machine and command recorded;
+         the latency also in the file's own manifest, ``benchmarks``)
       -> labels.txt, README.md (model card), manifest.json (every file's size and sha256)
       -> a deterministic zip of the folder (sorted entries, fixed times, relative paths).
 
@@ -25,11 +28,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgebase.capabilities import runtime_for_suffix
+from edgebase.capabilities import DEFAULT_RELEASE_TARGETS, get_target, runtime_for_suffix
 from edgebase.bundle import MANIFEST, SCHEMA, file_entry, list_files, write_zip
 from edgebase.errors import ConfigError, DataError, DeployError, ValidationError
 from edgebase.files import write_bytes_atomic, write_text_atomic
-from edgebase.manifest import Artifact, read_manifest, write_manifest
+from edgebase.manifest import Artifact, write_manifest
 
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -37,9 +40,9 @@ NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 @dataclass(frozen=True)
 class ReleaseConfig:
     model: str
-    targets: tuple[str, ...] = ("tflite",)
+    targets: tuple[str, ...] = DEFAULT_RELEASE_TARGETS
     int8: bool = False
-    int8_io: str = "float"  # input/output type of int8 TFLite files (ONNX/OpenVINO keep float)
+    int8_io: str = "float"  # input/output type of int8 files of targets that offer it
     fp16: bool = False
     version: str = "1.0.0"
     calib: Path | None = None
@@ -67,12 +70,14 @@ class ReleaseConfig:
             raise ConfigError(f"--version {self.version!r}: use letters, digits and . _ + - only")
         if self.int8 and self.calib is None:
             raise ConfigError("--int8 needs --calib PATH (calibration images)")
-        from quant.tflite_ptq import IO_TYPES
+        from edgebase.capabilities import TARGETS, all_int8_io
 
-        if self.int8_io not in IO_TYPES:
-            raise ConfigError(f"--int8-io {self.int8_io!r}: valid: {', '.join(IO_TYPES)}")
-        if self.int8_io != "float" and not (self.int8 and "tflite" in self.targets):
-            raise ConfigError("--int8-io applies to int8 TFLite files: it needs --int8 and the tflite target")
+        if self.int8_io not in all_int8_io():
+            raise ConfigError(f"--int8-io {self.int8_io!r}: valid: {', '.join(all_int8_io())}")
+        offering = [n for n, t in TARGETS.items() if self.int8_io in t.int8_io]
+        if self.int8_io != "float" and not (self.int8 and set(offering) & set(self.targets)):
+            raise ConfigError(f"--int8-io {self.int8_io} applies to int8 files of "
+                              f"{', '.join(offering)}: it needs --int8 and one of those targets")
         if self.eval_limit < 1 or self.bench_runs < 1 or self.bench_warmup < 0:
             raise ConfigError("--limit and --bench-runs must be at least 1, --bench-warmup 0 or more")
         for what, p in (("--calib", self.calib), ("--data", self.eval_data),
@@ -122,6 +127,8 @@ def plan(cfg: ReleaseConfig) -> tuple[list[tuple[str, str]], list[dict[str, str]
 def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Built]:
     """Every (target, precision) of the release through the export stage, reusing matches."""
     from deploy.export import ExportConfig, export, load_source
+    from deploy.int8_stage import Int8Config
+    from deploy.reuse import find_reusable
 
     pairs, skipped = plan(cfg)
     for s in skipped:
@@ -140,20 +147,22 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
     done: dict[tuple[str, str], Built] = {}
     # int8 first: the int8 stage exports its own fp32 parent, which the fp32 step then reuses
     for target, precision in sorted(pairs, key=lambda tp: tp[1] != "int8"):
-        extra = {"calib": cfg.calib} if precision == "int8" else {}
-        if precision == "int8" and target == "tflite":
-            extra["io"] = cfg.int8_io
+        int8 = None
+        if precision == "int8":  # --int8-io where the target offers it, else its default
+            offered = get_target(target).int8_io
+            int8 = Int8Config(calib=cfg.calib,
+                              io=cfg.int8_io if cfg.int8_io in offered else offered[0])
         # force: the build folder is this command's cache (find_reusable keeps what matches);
         # the bundle's own files are named by model, version and precision
         config = ExportConfig(target=target, precision=precision, output_dir=build_dir,
-                              threads=cfg.threads, force=True, **extra)
-        found = find_reusable(build_dir, source, config)
+                              threads=cfg.threads, force=True)
+        found = find_reusable(source, config)
         if found is not None:
-            log(f"reusing {found.name} (same parent, passes and toolchain)")
-            done[target, precision] = Built(found, read_manifest(found), True)
+            log(f"reusing {found.file} (same parent, passes and toolchain)")
+            done[target, precision] = Built(build_dir / found.file, found, True)
             continue
         log(f"exporting {source.name} -> {target} {precision}")
-        art = export(source, config)
+        art = export(source, config, int8)
         done[target, precision] = Built(build_dir / art.file, art, False)
     built = [done[pair] for pair in pairs]  # the bundle lists files in plan order
     for b in built:
@@ -162,47 +171,6 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
             raise ValidationError(f"{b.path.name}: validation against the PyTorch parent did not "
                                   f"pass ({status}); refusing to release it")
     return built
-
-
-def _export_pass(art: Artifact) -> dict[str, Any] | None:
-    return next((p for p in art.passes if p.get("name") == "export"), None)
-
-
-def find_reusable(build_dir: Path, source, config) -> Path | None:
-    """The file in ``build_dir`` that ``export(source, config)`` would write again: same parent
-    (model build and weights), same export pass settings, same toolchain, and bytes that still
-    match its manifest. Anything else is rebuilt."""
-    from deploy.placement import file_stem
-    from edgebase.files import sha256_file
-    from deploy.toolchain import versions
-
-    target = config.target_entry
-    if config.precision == "int8":
-        return None  # its calibration pass is not compared yet: always rebuilt
-    path = build_dir / target.file_name(file_stem(source), config.precision)
-    try:
-        art = read_manifest(path)
-    except DeployError:
-        return None
-    if art is None or not path.is_file() or not art.passed:
-        return None
-    want = {k: v for k, v in source.describe().items() if k in ("name", "kwargs", "input_size", "weights")}
-    have = {k: art.model.get(k) for k in want}
-    step = _export_pass(art) or {}
-    same = (
-        json.dumps(have, sort_keys=True, default=str) == json.dumps(want, sort_keys=True, default=str)
-        and art.format == config.target and art.precision == config.precision
-        and step.get("batch") == config.batch and step.get("options") == dict(config.options)
-        and art.toolchain == versions(target.tools)
-        and len(art.passes) == 1
-    )
-    if not same or sha256_file(path) != art.sha256:
-        return None
-    for c in art.companions:
-        comp = build_dir / c["file"]
-        if not comp.is_file() or sha256_file(comp) != c["sha256"]:
-            return None
-    return path
 
 
 # ---- the bundle -------------------------------------------------------------------------
@@ -290,13 +258,14 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
         shutil.copyfile(src.parent / c["file"], stage / cdst)
         companions.append({**c, "file": cdst})
     passes = list(art.passes)
-    metadata = False
-    if src.suffix == ".tflite":
-        data = _with_metadata(src, art, labels, cfg)
+    runtime = runtime_for_suffix(dst.suffix).name
+    pack = get_target(art.format).bundle.get("pack")
+    format_fields: dict[str, Any] = {}
+    if pack is not None:
+        data, record, format_fields = pack(src.read_bytes(), art, labels, cfg.version)
         write_bytes_atomic(dst, data)
-        passes.append({"name": "tflite_metadata", "schema": "tflite-support metadata 1.0.0",
-                       "packed": ["labels.txt"], "outputs_identical": True})
-        metadata = True
+        _check_same_outputs(src, dst, runtime)
+        passes.append(record)
     else:
         shutil.copyfile(src, dst)
     from edgebase.manifest import file_facts
@@ -304,12 +273,11 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
     facts = file_facts(dst)
     new = art.replace(file=dst.name, sha256=facts["sha256"], size_bytes=facts["size_bytes"],
                       companions=tuple(companions), passes=tuple(passes), benchmarks=())
-    write_manifest(new, dst)
-    runtime = runtime_for_suffix(dst.suffix).name
+    write_manifest(new, dst)  # runner eval reads the preprocessing from it
     entry = {
         "path": dst.name, "manifest": dst.name + ".json", "format": art.format,
         "precision": art.precision, "runtime": runtime, "size_bytes": facts["size_bytes"],
-        "sha256": facts["sha256"], "tflite_metadata": metadata,
+        "sha256": facts["sha256"], **format_fields,
         "input": _spec(art.input), "preprocess": dataclasses.asdict(art.preprocess),
         "outputs": [_spec(t) for t in art.outputs], "labels": "labels.txt",
         "companions": [{"path": c["file"], **file_entry(stage, c["file"])} for c in companions],
@@ -319,6 +287,9 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
     for c in entry["companions"]:
         c.pop("file", None)
     entry["accuracy"], entry["latency"] = _measure(dst, runtime, cfg, log)
+    bench = {"tool": "deploy release", "precision_hint": "f32", "device": None,
+             **{k: v for k, v in entry["latency"].items() if k != "command"}}
+    write_manifest(new.with_benchmarks(bench), dst)
     return entry
 
 
@@ -327,41 +298,24 @@ def _spec(t) -> dict[str, Any]:
             "scale": t.scale, "zero_point": t.zero_point}
 
 
-def _with_metadata(src: Path, art: Artifact, labels, cfg: ReleaseConfig) -> bytes:
-    """The .tflite with TFLite Support metadata, after checking LiteRT gives identical outputs."""
+def _check_same_outputs(before: Path, after: Path, runtime: str) -> None:
+    """The runtime must compute exactly the same outputs from the file with metadata packed in
+    as from the file without (one seeded input in the input's own dtype)."""
     import numpy as np
 
-    from edgebase.tflite_metadata import write_metadata
-
-    pre = art.preprocess
-    if pre is None:
-        raise ConfigError(f"{src.name}: the manifest has no preprocessing to record in the metadata")
-    raw = src.read_bytes()
-    data = write_metadata(
-        raw, name=art.model.get("name", src.stem), version=cfg.version, labels=labels,
-        description=f"{art.model.get('arch', 'image')} classifier, {len(labels)} classes, "
-                    f"{art.precision}",
-        mean=[255.0 * m for m in pre.mean], std=[255.0 * s for s in pre.std],
-        input_description=(f"RGB image, {pre.crop}x{pre.crop} centre crop after resizing the "
-                           f"short side to {pre.resize}, {art.input.layout or ''} "
-                           f"{art.input.dtype}").replace("  ", " "),
-        output_description=f"{len(labels)} class scores (logits), in labels.txt order")
-    from ai_edge_litert.interpreter import Interpreter
+    from device_runners.loading import load
 
     outs = []
-    for content in (raw, data):
-        it = Interpreter(model_content=content, num_threads=1)
-        it.allocate_tensors()
-        d = it.get_input_details()[0]
-        rng = np.random.default_rng(0)
-        x = (rng.integers(-128, 127, d["shape"]).astype(d["dtype"]) if np.dtype(d["dtype"]).kind in "iu"
-             else rng.standard_normal(d["shape"]).astype(d["dtype"]))
-        it.set_tensor(d["index"], x)
-        it.invoke()
-        outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+    for path in (before, after):
+        with load(path, runtime, threads=1) as backend:
+            spec = backend.inputs[0]
+            rng = np.random.default_rng(0)
+            x = (rng.integers(-128, 127, spec.shape).astype(spec.dtype)
+                 if np.dtype(spec.dtype).kind in "iu"
+                 else rng.standard_normal(spec.shape).astype(spec.dtype))
+            outs.append(np.asarray(backend.run(x)[0]).copy())
     if not np.array_equal(outs[0], outs[1]):
-        raise ValidationError(f"{src.name}: outputs changed after packing TFLite metadata")
-    return data
+        raise ValidationError(f"{after.name}: outputs changed after packing metadata into it")
 
 
 def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
@@ -369,7 +323,7 @@ def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
     from device_runners import sysinfo
     from device_runners.bench import bench
 
-    machine = _machine(sysinfo.cpu_info())
+    machine = sysinfo.machine_record(sysinfo.cpu_info())
     threads = cfg.threads or machine["cores"]
     accuracy = None
     if cfg.eval_data is not None:
@@ -397,11 +351,6 @@ def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
                           f"{cfg.bench_warmup} --runs {cfg.bench_runs}"}
     log(f"{path.name}: {b.mean_ms:.3f} ms mean, {b.p50_ms:.3f} ms p50 ({threads} threads)")
     return accuracy, latency
-
-
-def _machine(cpu) -> dict[str, Any]:
-    return {"cpu": cpu.model, "cores": cpu.cores, "isa": cpu.isa, "os": platform.platform(),
-            "python": platform.python_version()}
 
 
 def _bundle_manifest(first: Artifact, name: str, cfg: ReleaseConfig, models, labels) -> dict[str, Any]:

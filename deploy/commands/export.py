@@ -86,15 +86,17 @@ def run(args) -> int:
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     options = dict(OPTION_FLAGS[flag] for flag in OPTION_FLAGS if getattr(args, flag))
+    from deploy.int8_stage import Int8Config
     from quant.cli import int8_config
 
     validate = getattr(args, "validate_data", None) or args.data
+    int8 = Int8Config(**int8_config(args)) if precision(args) == "int8" else None
     config = ExportConfig(
-        target=args.target, precision=precision(args), batch=args.batch, **int8_config(args),
+        target=args.target, precision=precision(args), batch=args.batch,
         output_dir=Path(args.output) if args.output else Path("out"),
         validate_data=Path(validate) if validate else None,
         threads=args.threads, options=options, force=args.force,
-    )  # checks target, precision and options before anything slow
+    )  # checks target, precision and options (and the int8 flags) before anything slow
     # cheap flag checks before the model is built
     preprocess_flags.normalization(args.preset, args.mean, args.std)
     if args.resize is not None and args.resize < 1:
@@ -115,7 +117,7 @@ def run(args) -> int:
         print(f"note: preprocessing is {source.entry.arch}'s own (resize {pre.resize}, crop "
               f"{pre.crop}, mean {pre.mean}, std {pre.std}); pass --preset or --mean/--std/"
               f"--resize if the checkpoint was trained otherwise", file=sys.stderr)
-    artifact = export(source, config)
+    artifact = export(source, config, int8)
     if args.json == "-":
         write_json(artifact.to_dict(), "-")
         return 0

@@ -7,6 +7,7 @@ HELP = "build a versioned, verifiable release bundle (folder + zip) for mobile a
 
 
 def add_arguments(p) -> None:
+    from edgebase.capabilities import DEFAULT_RELEASE_TARGETS, TARGETS, all_int8_io
     from edgebase.cli_flags import add_json, csv, old_name
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
@@ -16,13 +17,16 @@ def add_arguments(p) -> None:
     p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
     p.add_argument("--labels", dest="labels_file", type=Path, metavar="FILE",
                    help="class names, one a line, for models whose classes the zoo cannot name")
-    p.add_argument("--target", type=csv, default=("tflite",), metavar="T1,T2",
-                   help="export target, or a comma-separated list (default: tflite)")
+    p.add_argument("--target", type=csv, default=DEFAULT_RELEASE_TARGETS, metavar="T1,T2",
+                   help=f"export target, or a comma-separated list (default: "
+                        f"{','.join(DEFAULT_RELEASE_TARGETS)})")
     old_name(p, "--targets", "--target", dest="target", type=csv)
     p.add_argument("--int8", action="store_true", help="add int8 (post-training quantized) files; needs --calib")
-    p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
-                   help="input/output type of the int8 TFLite files (default: float; mobile "
-                        "apps often feed uint8). ONNX and OpenVINO int8 files keep float I/O")
+    integer_io = [n for n, t in TARGETS.items() if len(t.int8_io) > 1]
+    p.add_argument("--int8-io", choices=all_int8_io(), default=all_int8_io()[0],
+                   help=f"input/output type of the int8 files of {', '.join(integer_io)} "
+                        f"(default: float; mobile apps often feed uint8); the other targets' "
+                        f"int8 files keep float I/O")
     p.add_argument("--fp16", action="store_true", help="add fp16 files where the target offers them")
     p.add_argument("--version", dest="release_version", default="1.0.0", metavar="V",
                    help="release version written into the bundle name, manifest and metadata (default: 1.0.0)")
