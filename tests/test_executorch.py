@@ -289,6 +289,31 @@ def test_release_bundle_of_a_pte_verifies(tiny, tmp_path):
     assert verify(flipped, load=False).bad_files() == ["tiny.pte"]
 
 
+@pytest.mark.slow  # two XNNPACK lowerings of a real checkpoint: minutes
+def test_deploy_release_of_executorch_fp32_and_int8_verifies(tmp_path, capsys):
+    """`deploy release --target executorch --int8` of the trained ShuffleNetV2 x0.5, then
+    `runner verify` of its zip with the recorded images: both .pte files load, match their
+    specs and re-measure the recorded top-1 exactly."""
+    import json
+
+    from deploy.cli import main
+    from device_runners.verify import verify
+
+    data = default_data_zip()
+    out = tmp_path / "release"
+    assert main(["release", "shufflenet_v2_x0_5.cifar10", "--target", "executorch", "--int8",
+                 "--calib", str(data), "--data", str(data), "--limit", "200", "--threads", "1",
+                 "--bench-runs", "5", "--output", str(out), "--json", "-"]) == 0
+    bundle = json.loads(capsys.readouterr().out)
+    assert [(m["format"], m["precision"]) for m in bundle["models"]] == [
+        ("executorch", "fp32"), ("executorch", "int8")]
+    assert all(m["validation"]["status"] == "passed" for m in bundle["models"])
+    report = verify(bundle["zip"], data=data, tolerance=0.0, threads=1)
+    assert report.ok, [str(p) for p in report.problems]
+    assert [m["top1"] for m in report.models] == pytest.approx(
+        [m["accuracy"]["top1"] for m in bundle["models"]])
+
+
 # ---- trained CIFAR-10 checkpoints, real test images --------------------------------------
 CHECKPOINTS = ("shufflenet_v2_x0_5.cifar10", "mobilenet_v2_x0_5.cifar10")
 

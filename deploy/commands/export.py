@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-HELP = "export a zoo model or checkpoint to ONNX, TFLite or OpenVINO IR, validated on real images"
+HELP = ("export a zoo model or checkpoint to one target format (see --target), validated on "
+        "real images")
 
 # command-line flags that set a target option (edgebase.capabilities: Target.options)
 OPTION_FLAGS = {"no_simplify": ("simplify", False), "nchw_input": ("nhwc_input", False),
@@ -14,13 +15,14 @@ OPTION_FLAGS = {"no_simplify": ("simplify", False), "nchw_input": ("nhwc_input",
 def add_arguments(p) -> None:
     from deploy import preprocess_flags
     from edgebase.cli_flags import add_json, old_name
-    from edgebase.capabilities import target_names
+    from edgebase.capabilities import TARGETS, target_names
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
     p.add_argument("--target", required=True, choices=target_names(),
                    help="output format")
+    fp16 = ", ".join(n for n, t in TARGETS.items() if "fp16" in t.precisions)
     p.add_argument("--fp16", action="store_true",
-                   help="float16 weights (tflite, openvino); validated at >= 99%% top-1 agreement")
+                   help=f"float16 weights ({fp16}); validated at >= 99%% top-1 agreement")
     p.add_argument("--weights", metavar="PATH",
                    help="checkpoint of the model's architecture (state dict or checkpoint dict)")
     p.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
