@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from deploy.overwrite import parent_identity
 from edgebase.errors import DeployError
 from edgebase.manifest import Artifact, files_match, read_manifest
 
@@ -29,8 +30,6 @@ def find_reusable(source, config) -> Artifact | None:
         return None
     if art is None or not art.passed or art.format != target.name:
         return None
-    from deploy.overwrite import parent_identity
-
     have = parent_identity(art.model, art.precision, art.preprocess, art.labels)
     step = art.passes[0] if len(art.passes) == 1 else {}
     same = (have == source.identity(config.precision)

@@ -74,6 +74,26 @@ def test_replace_returns_a_new_record(tmp_path):
     assert art.passed and not failed.passed
 
 
+def test_benchmark_records_replace_the_same_measurement_only(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    machine = {"cpu": "c", "cores": 2}
+    one = {"tool": "t", "runtime": "r", "threads": 1, "batch": 1, "precision_hint": "f32",
+           "machine": machine, "device": None, "p50_ms": 2.0}
+    art = _artifact(model).with_benchmarks(one, {**one, "threads": 2, "p50_ms": 1.5})
+    again = art.with_benchmarks({**one, "p50_ms": 1.8})  # 1 thread measured again
+    assert [(b["threads"], b["p50_ms"]) for b in again.benchmarks] == [(2, 1.5), (1, 1.8)]
+    elsewhere = again.with_benchmarks({**one, "machine": {**machine, "cpu": "other"}})
+    assert len(elsewhere.benchmarks) == 3
+    write_manifest(elsewhere, model)
+    assert read_manifest(model).benchmarks == elsewhere.benchmarks
+    from edgebase.manifest import files_match
+
+    assert files_match(art, model)
+    model.write_bytes(b"y")
+    assert not files_match(art, model)
+
+
 def test_absent_manifest_is_none_and_bad_manifests_are_clear(tmp_path):
     model = tmp_path / "m.tflite"
     model.write_bytes(b"x")

@@ -157,6 +157,33 @@ def test_second_release_reuses_and_is_identical(released, tmp_path):
     assert m2["accuracy"] is None and "not measured" in (again / "README.md").read_text()
 
 
+def test_one_reuse_rule(released, tmp_path):
+    """deploy.reuse: the build folder's file is reused for the same parent and export settings
+    only while its bytes match; other options, int8 or a changed byte rebuild."""
+    import dataclasses
+
+    from deploy.export import ExportConfig, load_source
+    from deploy.reuse import find_reusable
+
+    cfg, _, _ = released
+    build = tmp_path / "build"
+    shutil.copytree(cfg.output / "build", build)
+    source = load_source(cfg.model, weights=cfg.weights)
+    config = ExportConfig(target="tflite", output_dir=build, force=True)
+    art = find_reusable(source, config)
+    assert art is not None and art.passed and (build / art.file).is_file()
+    assert find_reusable(source, dataclasses.replace(config, options={"rewrite": False})) is None
+    assert find_reusable(source, dataclasses.replace(config, batch=2)) is None
+    assert find_reusable(source, dataclasses.replace(config, precision="int8")) is None
+    pre = dataclasses.replace(source.entry.preprocess, mean=(0.5, 0.5, 0.5))
+    other = dataclasses.replace(source, entry=dataclasses.replace(source.entry, preprocess=pre))
+    assert find_reusable(other, config) is None  # another parent (its preprocessing)
+    data = bytearray((build / art.file).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (build / art.file).write_bytes(bytes(data))
+    assert find_reusable(source, config) is None
+
+
 def test_release_option_errors():
     from deploy.cli import main
     from deploy.release import ReleaseConfig
