@@ -18,8 +18,9 @@ def add_device_arguments(p, required: bool = True) -> None:
     g.add_argument("--device", required=required, metavar="ADDRESS",
                    help="ssh://user@host[:port] or a host alias from ~/.ssh/config (key "
                         "authentication; passwords are never asked)")
-    g.add_argument("--python", default="python3", metavar="PATH",
-                   help="the device's Python (default python3 on its PATH)")
+    g.add_argument("--python", metavar="PATH",
+                   help="the device's Python (default: the address's ?python=PATH, else "
+                        "python3 on its PATH)")
     g.add_argument("--remote-dir", default="~/.cache/edgedeploy", metavar="DIR",
                    help="cache on the device for files, wheels and the runner's venv "
                         "(default ~/.cache/edgedeploy)")
@@ -43,6 +44,10 @@ def add_arguments(p) -> None:
         sp.add_argument("--timeout", type=float, metavar="S",
                         help="give up on the remote run after S seconds")
         sp.set_defaults(_runner_parser=sp)
+    from deploy.commands import device_emulate
+
+    sp = sub.add_parser("emulate", help=device_emulate.HELP, description=device_emulate.HELP)
+    device_emulate.add_arguments(sp)
 
 
 def runner_argv(args, parser, paths: dict[str, str]) -> list[str]:
@@ -100,6 +105,10 @@ def _group(path):
 
 
 def run(args) -> int:
+    if args.action == "emulate":
+        from deploy.commands import device_emulate
+
+        return device_emulate.run(args)
     from deploy.device.address import parse_address
     from deploy.device.session import Device
 
@@ -155,6 +164,8 @@ def _run(args, address, device) -> int:
     result = out.get("result")
     if args.json and result is not None:
         doc = dict(result, device=device_doc)
+        if fp.get("emulated"):  # the timings in it are the emulator's, not a board's
+            doc["emulated"] = fp["emulated"]
         write_text_atomic(args.json, json.dumps(doc, indent=2) + "\n")
     if out.get("rc"):
         error = (out.get("error") or f"exit code {out['rc']}").removeprefix("runner: error: ")
