@@ -43,3 +43,64 @@ if __name__ == "__main__":  # a board for trying things by hand: prints its addr
         b.proc.wait()
     except KeyboardInterrupt:
         b.stop()
+
+
+# --- the emulated aarch64 board: `deploy device emulate aarch64` run as users run it ---------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def emulation_missing() -> str | None:
+    """Why `deploy device emulate aarch64` cannot run on this host, or None."""
+    import platform
+    import shutil
+
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        return f"the emulated board is prepared on x86-64 Linux, not {platform.machine()}"
+    missing = [t for t in ("apt-get", "dpkg-deb", "ssh", "ssh-keygen") if not shutil.which(t)]
+    if SSHD is None:
+        missing.append("sshd")
+    return f"{', '.join(missing)} not installed (.ci/run installs them)" if missing else None
+
+
+class EmulatedBoard:
+    """A running `deploy device emulate aarch64 FLAGS` process and the line it printed."""
+
+    def __init__(self, *flags: str, timeout: float = 1800):
+        import select
+        import tempfile
+
+        self.stderr = tempfile.TemporaryFile()
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "device", "emulate", "aarch64", *flags],
+            stdout=subprocess.PIPE, stderr=self.stderr, env=env, cwd=REPO, text=True)
+        # the first run prepares the cached root (downloads): minutes; later ones: seconds
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        self.line = self.proc.stdout.readline() if ready else ""
+        if not self.line:
+            self.stop()
+            raise RuntimeError(f"deploy device emulate printed no address: {self.errors()}")
+        self.address, flag, config = self.line.split()
+        assert flag == "--ssh-config", self.line
+        self.ssh_config = Path(config)
+
+    def errors(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def flags(self, remote_dir: str | Path) -> list[str]:
+        """The device flags of `deploy device ...` for this board."""
+        return ["--device", self.address, "--ssh-config", str(self.ssh_config),
+                "--remote-dir", str(remote_dir)]
+
+    def stop(self, timeout: float = 60) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode

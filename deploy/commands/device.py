@@ -11,6 +11,8 @@ ACTIONS = {"bench": "device_runners.commands.bench", "eval": "device_runners.com
 DEVICE_DESTS = {"device", "python", "remote_dir", "ssh_config", "connect_timeout", "install",
                 "json", "debug", "action", "_run", "_runner_parser", "timeout"}
 PATH_DESTS = {"model", "bundle", "data", "input"}  # local files that travel to the device
+# files the runner writes, by flag: made in the run's folder on the device, brought back
+OUTPUT_DESTS = {"outputs": "outputs.npz"}
 
 
 def add_device_arguments(p, required: bool = True) -> None:
@@ -123,6 +125,7 @@ def run(args) -> int:
 
 
 def _run(args, address, device) -> int:
+    import base64
     import json
     from pathlib import Path
 
@@ -130,7 +133,7 @@ def _run(args, address, device) -> int:
     from deploy.device.summary import fingerprint_line
     from edgebase.capabilities import get_runtime, runtime_for_suffix
     from edgebase.errors import ConfigError
-    from edgebase.files import write_text_atomic
+    from edgebase.files import write_bytes_atomic, write_text_atomic
 
     main_path = args.bundle if args.action == "verify" else args.model
     if getattr(args, "runtime", None):
@@ -143,16 +146,19 @@ def _run(args, address, device) -> int:
             Path(Path(main_path).stem).suffix)  # containers: model.onnx.edc
         if runtime is None:
             raise ConfigError(f"{main_path}: no runtime reads {suffix!r} files; pass --runtime")
+    fetch = {dest: name for dest, name in OUTPUT_DESTS.items() if getattr(args, dest, None)}
+    for dest, name in fetch.items():
+        if not str(getattr(args, dest)).endswith(Path(name).suffix):
+            raise ConfigError(f"--{dest} {getattr(args, dest)}: name a file ending in "
+                              f"{Path(name).suffix}")
     env = device.ensure_runner(runtime.extra)
-    paths = {}
-    for dest in PATH_DESTS:
-        local = getattr(args, dest, None)
-        if local:
-            files, name = _group(local)
-            remote = device.push(files)
-            top = remote[0] if not Path(local).is_dir() else \
-                remote[0][: -len(files[0][1])] + name
-            paths[dest] = top
+    paths = dict(fetch)  # relative: the runner runs in its own folder on the device
+    dests = [d for d in sorted(PATH_DESTS) if getattr(args, d, None)]
+    groups = [_group(getattr(args, d)) for d in dests]
+    for dest, (files, name), remote in zip(dests, groups,
+                                           device.push_groups([g[0] for g in groups])):
+        paths[dest] = remote[0] if not Path(getattr(args, dest)).is_dir() else \
+            remote[0][: -len(files[0][1])] + name
     argv = [args.action] + runner_argv(args, args._runner_parser, paths)
     out = device.run_runner(env, argv, timeout=args.timeout)
     if out.get("text"):
@@ -162,6 +168,12 @@ def _run(args, address, device) -> int:
                   "installed": env.installed}
     print(fingerprint_line(address, fp))
     result = out.get("result")
+    if not out.get("rc"):
+        for dest, name in fetch.items():
+            if name in (out.get("files") or {}):
+                write_bytes_atomic(getattr(args, dest), base64.b64decode(out["files"][name]))
+                if result is not None:
+                    result[dest] = str(getattr(args, dest))
     if args.json and result is not None:
         doc = dict(result, device=device_doc)
         if fp.get("emulated"):  # the timings in it are the emulator's, not a board's

@@ -22,6 +22,9 @@ def add_arguments(p) -> None:
                         f"{measured}; `max` is refused (it turns on SME)")
     p.add_argument("--port", type=int, default=0, metavar="N",
                    help="port of the board's sshd on 127.0.0.1 (default: a free one)")
+    p.add_argument("--offline", action="store_true",
+                   help="the board's Python has no network (a network namespace of its own), "
+                        "like a board without internet")
     p.add_argument("--prepare-only", action="store_true",
                    help="prepare the cached root (downloads once) and exit")
     p.add_argument("--json", metavar="FILE",
@@ -51,7 +54,7 @@ def run(args) -> int:
     arch = get_architecture(args.arch)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     root = prepare(arch, log)
-    python = root.python(args.cpu or arch.default_cpu)
+    python = root.python(args.cpu or arch.default_cpu, offline=args.offline)
     if args.prepare_only:
         log(f"emulate: {arch.name} board prepared in {root.path}; its Python: {python}")
         return 0
@@ -69,10 +72,11 @@ def run(args) -> int:
                 "address": str(address), "ssh_config": str(server.client_config),
                 "identity": str(server.key), "python": str(python), "arch": arch.name,
                 "cpu": args.cpu or arch.default_cpu, "qemu": root.qemu_version,
-                "pid": os.getpid()}, indent=2) + "\n")
+                "offline": args.offline, "pid": os.getpid()}, indent=2) + "\n")
         print(f"{address} --ssh-config {server.client_config}", flush=True)
         log(f"emulate: {arch.name} board up (QEMU {root.qemu_version} -cpu "
-            f"{args.cpu or arch.default_cpu}, Debian Python {root.python_version}); use it as "
+            f"{args.cpu or arch.default_cpu}, Debian Python {root.python_version}"
+            f"{', no network' if args.offline else ''}); use it as "
             f"`deploy device bench MODEL --device '{address}' --ssh-config "
             f"{server.client_config}` or `ssh -F {server.client_config} {server.alias}`; "
             "its timings are emulated, not a board's. Ctrl-C stops it")

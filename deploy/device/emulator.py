@@ -102,11 +102,20 @@ class EmulatedRoot:
                               f"measured: {', '.join(self.arch.measured_cpus)}; all: "
                               f"{', '.join(offered)}")
 
-    def python(self, cpu: str) -> Path:
-        """The board's interpreter for ``cpu``: a wrapper script (made once)."""
+    def python(self, cpu: str, offline: bool = False) -> Path:
+        """The board's interpreter for ``cpu``: a wrapper script (made once). ``offline``: in
+        a network namespace of its own with nothing but loopback, like a board without
+        internet (its subprocesses inherit that)."""
         self.check_cpu(cpu)
         wrapper = self.path / "bin" / f"python3-{cpu}"
         q = shlex.quote
+        if offline:
+            unshare = _unshare()
+            _write_script(self.path / "bin" / f"python3-{cpu}-offline", (
+                "#!/bin/sh\n"
+                f"# the emulated {self.arch.name} board's Python without network\n"
+                f"exec {' '.join(map(q, unshare))} -- {q(str(self.python(cpu)))} \"$@\"\n"))
+            return self.path / "bin" / f"python3-{cpu}-offline"
         text = (
             "#!/bin/sh\n"
             f"# an emulated {self.arch.name} board's Python: QEMU {self.qemu_version} user "
@@ -115,12 +124,34 @@ class EmulatedRoot:
             f"export EDGEDEPLOY_EMULATOR={q(f'{self.arch.qemu} {self.qemu_version} {cpu}')}\n"
             f"exec {q(str(self.qemu))} -0 {q(str(wrapper))} -L {q(str(self.path / 'root'))} "
             f"{q(str(self.path / 'root/usr/bin/python3.11'))} \"$@\"\n")
-        if not wrapper.is_file() or wrapper.read_text() != text:
-            tmp = wrapper.with_name(f".{wrapper.name}.{os.getpid()}.part")
-            tmp.write_text(text)
-            tmp.chmod(0o755)
-            os.replace(tmp, wrapper)
+        _write_script(wrapper, text)
         return wrapper
+
+
+def _write_script(path: Path, text: str) -> None:
+    if path.is_file() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    os.replace(tmp, path)
+
+
+def _unshare() -> list[str]:
+    """``unshare`` arguments that give a process a network namespace of its own here (root:
+    --net; others: in a user namespace as well), checked once."""
+    found = shutil.which("unshare")
+    tried = []
+    for argv in ([found, "--net"], [found, "--net", "--map-root-user"]) if found else []:
+        if os.getuid() != 0 and len(argv) == 2:
+            continue
+        proc = subprocess.run([*argv, "--", "true"], capture_output=True, text=True)
+        if proc.returncode == 0:
+            return argv
+        tried.append(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed")
+    raise ConfigError("--offline needs network namespaces (util-linux `unshare --net`"
+                      + (f": {tried[-1]}" if tried else ", not found") + "); run without "
+                      "--offline, the runner is installed from pushed wheels either way")
 
 
 def root_dir(arch: Architecture) -> Path:

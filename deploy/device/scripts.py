@@ -323,6 +323,13 @@ try:
     if os.path.exists(result):
         with open(result) as f:
             out["result"] = json.load(f)
+    # files the runner wrote beside it (eval --outputs NAME.npz) travel back in the envelope
+    import base64
+    out["files"] = {}
+    for name in sorted(os.listdir(work)):
+        if name.endswith(".npz"):
+            with open(os.path.join(work, name), "rb") as f:
+                out["files"][name] = base64.b64encode(f.read()).decode()
 finally:
     shutil.rmtree(work, ignore_errors=True)
 print(json.dumps(out))

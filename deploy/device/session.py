@@ -136,15 +136,24 @@ class Device:
     def push(self, files: list[tuple[Path, str]], per_file: bool = False) -> list[str]:
         """Copy files into the device cache; returns their remote paths. A group goes into
         ``blobs/<hash of names and contents>/`` (names kept: suffixes and companions matter);
-        with ``per_file`` each file is keyed by its own hash. Files already there are skipped."""
-        shas = [sha256_file(p) for p, _ in files]
-        if per_file:
-            rels = [f"blobs/{sha[:24]}/{name}" for (_, name), sha in zip(files, shas)]
-        else:
+        with ``per_file`` each file is a group of its own. Files already there are skipped."""
+        groups = [[f] for f in files] if per_file else [files]
+        return [r for remote in self.push_groups(groups) for r in remote]
+
+    def push_groups(self, groups: list[list[tuple[Path, str]]]) -> list[list[str]]:
+        """``push`` of several groups with one look and one copy on the device (each is a
+        Python start there: seconds on a small or emulated board)."""
+        files, rels, shas, remote = [], [], [], []
+        for group in groups:
+            group_shas = [sha256_file(p) for p, _ in group]
             h = hashlib.sha256()
-            for (_, name), sha in zip(files, shas):
+            for (_, name), sha in zip(group, group_shas):
                 h.update(f"{name}\0{sha}\0".encode())
-            rels = [f"blobs/{h.hexdigest()[:24]}/{name}" for _, name in files]
+            group_rels = [f"blobs/{h.hexdigest()[:24]}/{name}" for _, name in group]
+            files += group
+            rels += group_rels
+            shas += group_shas
+            remote.append([f"{self.root}/{r}" for r in group_rels])
         sizes = [Path(p).stat().st_size for p, _ in files]
         have = self.ssh.python(self.python, scripts.HAVE,
                                [self.root, json.dumps([[r, s] for r, s in zip(rels, sizes)])],
@@ -165,7 +174,7 @@ class Device:
                     timeout=max(120, need / 1e6))
             if out.get("error"):
                 raise self._remote_error(out, "copying files")
-        return [f"{self.root}/{r}" for r in rels]
+        return remote
 
     # --- running -------------------------------------------------------------------------
     def run_runner(self, env: RunnerEnv, argv: list[str], timeout: float | None = None) -> dict:
