@@ -28,7 +28,7 @@ import pytest
 from deploy.cli import main
 from deploy.device.address import parse_address
 from deploy.device.loopback import descendants
-from tests.runner_models import CIFAR10, QUANT_TFLITE, need
+from tests.runner_models import CIFAR10, QUANT_TFLITE, need, output_step
 from tests.ssh_board import EmulatedBoard, emulation_missing
 
 FLOAT_MAX_ABS = 1e-4
@@ -112,6 +112,43 @@ def test_emulate_prints_one_line_and_stops_cleanly(tmp_path):
     assert not [p for p in sshd if os.path.exists(f"/proc/{p}")]
 
 
+def test_emulate_bad_input(capsys):
+    """One line each, non-zero exit, nothing left running: a CPU QEMU does not have, `max`,
+    a port out of range, a port already taken."""
+    import socket
+    import tempfile
+
+    why = emulation_missing()
+    if why:
+        pytest.skip(why)
+    before = set(Path(tempfile.gettempdir()).glob("edgedeploy-sshd-*"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = {("--cpu", "max"): "SME", ("--cpu", "cortex-z9"): "measured: cortex-a53",
+                 ("--port", "70000"): "expected 1-65535",
+                 ("--port", str(port)): f"sshd did not start on 127.0.0.1:{port}"}
+        for flags, said in cases.items():
+            rc = main(["device", "emulate", "aarch64", *flags])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert rc != 0 and err[-1].startswith("deploy: error: ") and said in err[-1], err
+            assert "Traceback" not in "\n".join(err)
+    assert set(Path(tempfile.gettempdir()).glob("edgedeploy-sshd-*")) <= before  # keys removed
+
+
+def test_address_names_the_boards_python():
+    from edgebase.errors import ConfigError
+
+    a = parse_address("ssh://pi@board:2222?python=/home/pi/venv/bin/python")
+    assert (a.host, a.user, a.port, a.python) == ("board", "pi", 2222, "/home/pi/venv/bin/python")
+    assert parse_address(str(a)) == a
+    for bad in ("ssh://pi@board?py=/x", "ssh://pi@board?python=-c", "ssh://pi@board?python=",
+                "ssh://pi@board?python=/a&python=/b"):
+        with pytest.raises(ConfigError, match="python"):
+            parse_address(bad)
+
+
 def test_third_party_tflite_benches_on_the_board(board, remote_dir, tmp_path, capsys):
     """Google's uint8 MobileNet V1 (no manifest of ours) runs on aarch64 XNNPACK; the result
     and its fingerprint say the timings are emulated."""
@@ -153,3 +190,126 @@ def test_eval_parity_with_the_host(board, remote_dir, cifar100, tmp_path, capsys
     assert list(a["names"]) == list(h["names"]) and (a["labels"] == h["labels"]).all()
     assert a["scores"].shape == (100, 10)
     assert np.abs(a["scores"] - h["scores"]).max() <= FLOAT_MAX_ABS
+
+
+# --- slow: the full parity set on the trained CIFAR-10 ShuffleNet ------------------------------
+PARITY_FILES = ("shufflenet_v2_x0_5.cifar10.tflite", "shufflenet_v2_x0_5.cifar10.int8.tflite",
+                "shufflenet_v2_x0_5.cifar10.onnx")
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    """`deploy release` of shufflenet_v2_x0_5.cifar10 to TFLite and ONNX, fp32 and int8,
+    every file measured on 1,000 CIFAR-10 test images on this host."""
+    out = tmp_path_factory.mktemp("release")
+    data = str(need(CIFAR10))
+    assert main(["release", "shufflenet_v2_x0_5.cifar10", "--target", "tflite,onnx", "--int8",
+                 "--calib", data, "--data", data, "--limit", "1000", "--bench-runs", "3",
+                 "--threads", "1", "--output", str(out)]) == 0
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PARITY_FILES)
+def test_shufflenet_parity_on_1000_images(board, remote_dir, release, name, tmp_path, capsys):
+    """bench and eval on the board: top-1 on 1,000 CIFAR-10 test images within 0.1 point of
+    this host's, every score within tolerance (float 1e-4; int8 two output steps)."""
+    from device_runners.evaluate import evaluate
+
+    model = release / name
+    data = need(CIFAR10)
+    rc, out, err = deploy(["device", "bench", str(model), *board.flags(remote_dir), "--runs",
+                           "3", "--warmup", "1", "--threads", "1", "--no-isolate", "--json",
+                           str(tmp_path / "bench.json")], capsys)
+    assert rc == 0, err
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["emulated"] and bench["device"]["fingerprint"]["machine"] == "aarch64"
+    rc, out, err = deploy(["device", "eval", str(model), "--data", str(data), "--limit", "1000",
+                           "--threads", "1", "--no-progress", "--no-isolate",
+                           *board.flags(remote_dir), "--outputs", str(tmp_path / "arm.npz"),
+                           "--json", str(tmp_path / "arm.json")], capsys)
+    assert rc == 0, err
+    arm = json.loads((tmp_path / "arm.json").read_text())
+    host = evaluate(model, data, limit=1000, threads=1, isolate=False,
+                    outputs=tmp_path / "x86.npz")
+    assert arm["images"] == host.images == 1000
+    assert abs(arm["top1"] - host.top1) <= 0.1, (arm["top1"], host.top1)
+    a, h = np.load(tmp_path / "arm.npz"), np.load(tmp_path / "x86.npz")
+    assert list(a["names"]) == list(h["names"])
+    step = output_step(model) if model.suffix == ".tflite" else None
+    limit = INT8_STEPS * step if step else FLOAT_MAX_ABS
+    assert (".int8." in name) == (step is not None)
+    assert np.abs(a["scores"] - h["scores"]).max() <= limit
+
+
+@pytest.mark.slow
+def test_verify_the_release_on_the_board(board, remote_dir, release, tmp_path, capsys):
+    """runner verify on the board re-measures every file of the bundle (TFLite and ONNX: both
+    runtimes installed) on the recorded 1,000 images: within 0.1 point of the host's record."""
+    rc, out, err = deploy(["device", "verify", str(release), "--data", str(need(CIFAR10)),
+                           "--tolerance", "0.1", *board.flags(remote_dir), "--json",
+                           str(tmp_path / "verify.json")], capsys)
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "verify.json").read_text())
+    assert doc["ok"] and doc["device"]["fingerprint"]["machine"] == "aarch64"
+    assert len(doc["models"]) == 4
+
+
+@pytest.mark.slow
+def test_offline_board_gets_the_runner_from_pushed_wheels(tmp_path, capsys):
+    """A board without network (its own network namespace) and a fresh cache: the host pushes
+    the runtime's aarch64 wheels and the runner, the board installs them with --no-index."""
+    why = emulation_missing()
+    if why:
+        pytest.skip(why)
+    b = EmulatedBoard("--offline")
+    try:
+        python = parse_address(b.address).python
+        assert python.endswith("-offline")
+        probe = subprocess.run(
+            ["ssh", "-F", str(b.ssh_config), "board", shlex.join([python, "-c", (
+                "import socket\ntry:\n socket.create_connection(('pypi.org', 443), 5)\n"
+                " print('online')\nexcept OSError:\n print('offline')")])],
+            capture_output=True, text=True, timeout=300)
+        assert probe.stdout.strip() == "offline", probe
+        out_json = tmp_path / "b.json"
+        rc, out, err = deploy(["device", "bench", str(need(QUANT_TFLITE)), "--runs", "2",
+                               "--warmup", "0", "--no-isolate", "--json", str(out_json),
+                               *b.flags(tmp_path / "fresh")], capsys)
+        assert rc == 0, err
+        assert "pushing wheels" in err and "installed into" in err and "unpacked" in err
+        installed = json.loads(out_json.read_text())["device"]["installed"]
+        assert {"edgedeploy", "numpy", "ai-edge-litert"} <= {i.split()[0] for i in installed}
+    finally:
+        b.stop()
+
+
+@pytest.mark.slow
+def test_openvino_on_arm_computes_fp32_files_in_f32(board, remote_dir, cifar100, tmp_path,
+                                                     capsys):
+    """OpenVINO's ARM CPU plugin defaults to f16; the runner's rule (an fp32 file runs with the
+    f32 hint unless asked otherwise) holds there: f32 by default, matching the host's scores;
+    --precision-hint auto shows the ARM default."""
+    from device_runners.evaluate import evaluate
+    from tests.runner_models import make_small_models
+
+    model = make_small_models(tmp_path)["xml"]
+    flags = ["--resize", "32", "--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25",
+             "--threads", "1", "--no-progress", "--no-isolate"]
+    docs = {}
+    for hint in ("f32", "auto"):
+        argv = ["device", "eval", str(model), "--data", str(cifar100), *flags,
+                *board.flags(remote_dir), "--outputs", str(tmp_path / f"{hint}.npz"),
+                "--json", str(tmp_path / f"{hint}.json")]
+        rc, out, err = deploy(argv + (["--precision-hint", hint] if hint != "f32" else []),
+                              capsys)
+        assert rc == 0, err
+        docs[hint] = json.loads((tmp_path / f"{hint}.json").read_text())
+    assert docs["f32"]["precision_hint"] == "f32" and docs["f32"]["inference_precision"] == "f32"
+    assert docs["auto"]["inference_precision"] == "f16"
+    host = evaluate(model, cifar100, resize=32, mean=[0.5] * 3, std=[0.25] * 3, threads=1,
+                    isolate=False, outputs=tmp_path / "x86.npz")
+    assert docs["f32"]["correct1"] == host.correct1
+    h = np.load(tmp_path / "x86.npz")["scores"]
+    assert np.abs(np.load(tmp_path / "f32.npz")["scores"] - h).max() <= FLOAT_MAX_ABS

@@ -137,21 +137,22 @@ def _run(args, address, device) -> int:
 
     main_path = args.bundle if args.action == "verify" else args.model
     if getattr(args, "runtime", None):
-        runtime = get_runtime(args.runtime)
+        runtimes = [get_runtime(args.runtime)]
     elif args.action == "verify":
-        runtime = _bundle_runtime(Path(main_path))
+        runtimes = _bundle_runtimes(Path(main_path))
     else:
         suffix = Path(main_path).suffix
         runtime = runtime_for_suffix(suffix) or runtime_for_suffix(
             Path(Path(main_path).stem).suffix)  # containers: model.onnx.edc
         if runtime is None:
             raise ConfigError(f"{main_path}: no runtime reads {suffix!r} files; pass --runtime")
+        runtimes = [runtime]
     fetch = {dest: name for dest, name in OUTPUT_DESTS.items() if getattr(args, dest, None)}
     for dest, name in fetch.items():
         if not str(getattr(args, dest)).endswith(Path(name).suffix):
             raise ConfigError(f"--{dest} {getattr(args, dest)}: name a file ending in "
                               f"{Path(name).suffix}")
-    env = device.ensure_runner(runtime.extra)
+    env = device.ensure_runner(",".join(sorted({r.extra for r in runtimes})))
     paths = dict(fetch)  # relative: the runner runs in its own folder on the device
     dests = [d for d in sorted(PATH_DESTS) if getattr(args, d, None)]
     groups = [_group(getattr(args, d)) for d in dests]
@@ -187,16 +188,17 @@ def _run(args, address, device) -> int:
     return 0
 
 
-def _bundle_runtime(bundle):
-    """The runtime extra a release bundle needs: from its first model file's suffix."""
+def _bundle_runtimes(bundle):
+    """The runtimes a release bundle's model files need (by suffix: each suffix's default)."""
     import zipfile
 
     from edgebase.capabilities import model_suffixes, runtime_for_suffix
+    from edgebase.errors import ConfigError
 
     names = ([str(p) for p in bundle.rglob("*")] if bundle.is_dir()
              else zipfile.ZipFile(bundle).namelist() if zipfile.is_zipfile(bundle) else [])
-    for suffix in model_suffixes():
-        if any(n.endswith(suffix) for n in names):
-            return runtime_for_suffix(suffix)
-    from edgebase.errors import ConfigError
-    raise ConfigError(f"{bundle}: no model file found in the bundle")
+    found = {runtime_for_suffix(s).name: runtime_for_suffix(s) for s in model_suffixes()
+             if any(n.endswith(s) for n in names)}
+    if not found:
+        raise ConfigError(f"{bundle}: no model file found in the bundle")
+    return list(found.values())

@@ -65,7 +65,7 @@ class LoopbackSSHD:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self, timeout: float = 10) -> None:
+    def start(self, timeout: float = 30) -> None:
         sshd = sshd_binary()
         if sshd is None:
             raise LoopbackError("sshd is not installed on this host; install OpenSSH's server "
@@ -105,18 +105,18 @@ class LoopbackSSHD:
         while True:
             if self.proc.poll() is not None:
                 text = self.log.read_text(errors="replace").strip().splitlines()
+                said = text[-1] if text else "no output"
+                if "bind" in said.lower():
+                    said += " (the port is taken: name another or leave --port out)"
                 self.stop()
-                raise LoopbackError(f"sshd did not start on 127.0.0.1:{self.port}: "
-                                    f"{text[-1] if text else 'no output'}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                raise LoopbackError(f"sshd did not start on 127.0.0.1:{self.port}: {said}")
+            if _ssh_banner(self.port):  # sshd's own greeting: not another program on the port
                 return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise LoopbackError(f"sshd did not answer on 127.0.0.1:{self.port} "
-                                        f"within {timeout:.0f} s") from None
-                time.sleep(0.1)
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LoopbackError(f"sshd did not answer on 127.0.0.1:{self.port} "
+                                    f"within {timeout:.0f} s")
+            time.sleep(0.1)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -150,6 +150,15 @@ class LoopbackSSHD:
         except OSError as err:
             raise LoopbackError(f"sshd needs /run/sshd ({err.strerror}); create it once: "
                                 "sudo mkdir -p -m 755 /run/sshd") from None
+
+
+def _ssh_banner(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.settimeout(1.0)
+            return s.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
 
 
 def descendants(pid: int) -> list[int]:

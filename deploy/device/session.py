@@ -61,7 +61,8 @@ class Device:
         return out
 
     def ensure_runner(self, extra: str) -> RunnerEnv:
-        """The runner with ``extra`` on the device, in two layers that change at different
+        """The runner with ``extra`` (one, or several joined by commas as pip writes them:
+        ``litert,onnxruntime``) on the device, in two layers that change at different
         paces: the runtime (numpy, the runtime, pillow) from the board's own Python when it has
         them, else a venv made from wheels this host pushes, once per requirement set and
         platform; and the runner itself (pure Python) unpacked from this source tree's wheel,
@@ -74,7 +75,7 @@ class Device:
         specs = requirements(wheel, extra)
         dists = names(specs)
         spec_key = hashlib.sha256("\n".join(specs).encode()).hexdigest()[:12]
-        probe = self.probe(dists, f"{self.root}/venv/{extra}-{spec_key}",
+        probe = self.probe(dists, f"{self.root}/venv/{extra.replace(',', '+')}-{spec_key}",
                            f"{self.root}/runner/{key[:16]}")
         report = ["edgedeploy", *dists]
         if probe["runner"] == __version__ and not probe["missing"]:

@@ -94,8 +94,10 @@ def runner_wheel() -> tuple[Path, str]:
 
 
 def requirements(wheel: Path, extra: str) -> list[str]:
-    """The requirements (``numpy>=1.24``) the wheel has with ``extra``, from its METADATA;
-    environment markers other than the extra are kept for pip to evaluate on the board."""
+    """The requirements (``numpy>=1.24``) the wheel has with ``extra`` (or several, joined by
+    commas), from its METADATA; environment markers other than the extra are kept for pip to
+    evaluate on the board."""
+    extras = set(extra.split(","))
     with zipfile.ZipFile(wheel) as z:
         meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
         text = z.read(meta).decode()
@@ -105,7 +107,8 @@ def requirements(wheel: Path, extra: str) -> list[str]:
             continue
         spec, _, marker = line.split(":", 1)[1].partition(";")
         if re.search(r"\bextra\s*==", marker):
-            if not re.search(rf"extra\s*==\s*['\"]{re.escape(extra)}['\"]", marker):
+            named = re.search(r"extra\s*==\s*['\"]([^'\"]*)['\"]", marker)
+            if not named or named.group(1) not in extras:
                 continue
             marker = re.sub(r"(\band\s+)?\(?\s*extra\s*==\s*['\"][^'\"]*['\"]\s*\)?", "",
                             marker).strip()
