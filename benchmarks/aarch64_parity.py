@@ -130,7 +130,7 @@ def run(argv=None) -> None:
     try:
         from deploy.device.wheels import host_cache
 
-        remote = host_cache() / "parity-aarch64-board"
+        remote = host_cache() / "emulated-aarch64"  # shared with the tests: installed once
         rows = [measure(board, f, args.limit, work, remote) for f in files]
     finally:
         board.stop()

@@ -10,7 +10,7 @@ Parity tolerances (aarch64 outputs against this host's, the same file and images
   with CPU-specific rounding).
 
 The default run keeps to a small subset from a warm cache (the root in
-~/.cache/edgedeploy/aarch64, the runner's venv under ~/.cache/edgedeploy/device/test-aarch64-board):
+~/.cache/edgedeploy/aarch64, the runner there in ~/.cache/edgedeploy/device/emulated-aarch64):
 the line and clean stop, a third-party TFLite file benched there, and eval parity of a small
 ONNX net. The full parity set on shufflenet_v2_x0_5.cifar10 and the offline install are slow.
 """
@@ -50,7 +50,7 @@ def remote_dir():
     """Outlives the session: the runtime's venv and the runner are installed once."""
     from deploy.device.wheels import host_cache
 
-    path = host_cache() / "test-aarch64-board"
+    path = host_cache() / "emulated-aarch64"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -313,3 +313,21 @@ def test_openvino_on_arm_computes_fp32_files_in_f32(board, remote_dir, cifar100,
     assert docs["f32"]["correct1"] == host.correct1
     h = np.load(tmp_path / "x86.npz")["scores"]
     assert np.abs(np.load(tmp_path / "f32.npz")["scores"] - h).max() <= FLOAT_MAX_ABS
+
+
+@pytest.mark.slow
+def test_benchmark_marks_emulated_latencies(board, remote_dir, tmp_path, capsys):
+    """deploy benchmark --device on the emulated board: the report, its rows and its Markdown
+    say the file latencies are emulated, and nothing is compared with the host."""
+    out = tmp_path / "bench"
+    rc, _, err = deploy(["benchmark", "shufflenet_v2_x0_5.cifar10", "--targets", "onnx",
+                         "--no-eval", "--threads", "1", "--runs", "3", "--warmup", "1",
+                         "--output", str(out), *board.flags(remote_dir)], capsys)
+    assert rc == 0, err
+    report = json.loads((out / "benchmark.json").read_text())
+    assert report["device"]["emulated"].startswith("qemu-aarch64")
+    (cell,) = report["cells"]
+    assert cell["emulated"] and cell["latency"]["1"]["emulated"]
+    assert cell["latency"]["1"]["speedup"] is None
+    md = (out / "benchmark.md").read_text()
+    assert "EMULATED: that device is qemu-aarch64" in md and "emulated device" in md

@@ -226,7 +226,8 @@ def _mirrors() -> tuple[str, str]:
             security = uri
         elif uri.endswith("/debian") and not main:
             main = uri
-    return main or "http://deb.debian.org/debian", security or "http://deb.debian.org/debian-security"
+    return (main or "http://deb.debian.org/debian",
+            security or "http://deb.debian.org/debian-security")
 
 
 class _Apt:

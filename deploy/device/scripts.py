@@ -85,7 +85,8 @@ try:
         os.makedirs(os.path.dirname(final), exist_ok=True)
         st = os.statvfs(os.path.dirname(final))
         if st.f_bavail * st.f_frsize < size:
-            fail("nospace", "%d bytes free in %s, %d needed" % (st.f_bavail * st.f_frsize, root, size))
+            fail("nospace", "%d bytes free in %s, %d needed"
+                 % (st.f_bavail * st.f_frsize, root, size))
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(final) + ".", suffix=".part",
                                    dir=os.path.dirname(final))
         h, n = hashlib.sha256(), 0
@@ -120,7 +121,8 @@ finally:
 # compiling every module of numpy and the runtime is half of pip's time on a slow board.
 INSTALL = r'''
 import json, os, shutil, subprocess, sys
-venv, links, reqs = os.path.expanduser(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+venv = os.path.expanduser(sys.argv[1])
+links, reqs = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 pip_wheel = os.path.expanduser(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else ""
 links = [os.path.expanduser(l) for l in links]
 tmp = venv + ".part-%d" % os.getpid()
@@ -183,7 +185,8 @@ print(json.dumps({"ok": True, "installed": installed, "mode": mode, "path": fina
 # needed for a pure-Python wheel, and nothing else of it (the host's torch-side packages).
 UNPACK = r'''
 import errno, json, os, shutil, sys, zipfile
-wheel, final, parts = os.path.expanduser(sys.argv[1]), os.path.expanduser(sys.argv[2]), json.loads(sys.argv[3])
+wheel, final = os.path.expanduser(sys.argv[1]), os.path.expanduser(sys.argv[2])
+parts = json.loads(sys.argv[3])
 tmp = final + ".part-%d" % os.getpid()
 def fail(kind, msg):
     shutil.rmtree(tmp, ignore_errors=True)
@@ -309,7 +312,8 @@ env = dict(os.environ)
 if extra_path:
     paths = [os.path.expanduser(p) for p in extra_path.split(os.pathsep) if p]
     sys.path[:0] = paths  # the fingerprint's versions: what the runner will import
-    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONPATH"] = os.pathsep.join(
+        paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
 out = {"fingerprint": fingerprint(dists)}
 os.makedirs(work, exist_ok=True)
 result = os.path.join(work, "result.json")
