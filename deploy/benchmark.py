@@ -481,13 +481,16 @@ def _measure_on_device(cell: dict[str, Any], path: Path, runtime: str, hint, con
         if out.get("rc") or not out.get("result"):
             raise DeployError(f"on {device.address}: {out.get('error') or 'runner failed'}")
         r = out["result"]
+        emulated = (out.get("fingerprint") or {}).get("emulated") or None
         cell["inference_precision"] = r.get("inference_precision")
         cell["device"] = str(device.address)
         cell["device_fingerprint"] = out.get("fingerprint")
+        cell["emulated"] = emulated  # an emulator's timings: comparable with nothing real
         cell["latency"][str(t)] = {
             "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "speedup": None,
             "gmacs": r.get("achieved_gmacs"), "peak_share": r.get("peak_share"),
-            "arithmetic": r.get("arithmetic"), "device": str(device.address)}
+            "arithmetic": r.get("arithmetic"), "device": str(device.address),
+            "emulated": emulated}
         log(f"{what}: {t} thread(s) p50 {r['p50_ms']:.3f} ms on {device.address}")
 
 
@@ -530,7 +533,8 @@ def run_benchmark(config: BenchmarkConfig, command: str = "",
         dev = _DEVICES.pop(config.device)[0]
         dev.ssh.close()
         fps = [c.get("device_fingerprint") for c in cells if c.get("device_fingerprint")]
-        report_device = {"address": str(dev.address), "fingerprint": fps[-1] if fps else None}
+        report_device = {"address": str(dev.address), "fingerprint": fps[-1] if fps else None,
+                         "emulated": (fps[-1] if fps else {}).get("emulated") or None}
     return {
         "device": report_device,
         "command": command, "started": started,

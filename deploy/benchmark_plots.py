@@ -218,7 +218,10 @@ def _plot_macs_row(plt, axes, report, models, top: str, precision: str) -> None:
 
 def _on_device(report: dict[str, Any]) -> str:
     dev = report.get("device")
-    return f"\nfiles timed on the device {dev['address']}" if dev else ""
+    if not dev:
+        return ""
+    emulated = f" (EMULATED: {dev['emulated']}, not a board's speed)" if dev.get("emulated") else ""
+    return f"\nfiles timed on the device {dev['address']}{emulated}"
 
 
 def write_plots(report: dict[str, Any], folder: Path) -> dict[str, str]:

@@ -61,7 +61,7 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                    + [f"{lat[t]['speedup']:.2f}×{_flag(lat[t])}" if lat.get(t, {}).get("speedup")
                       else "—" for t in threads]
                    + [_rate(last.get("gmacs")), _share(last.get("peak_share")),
-                      c.get("error", "")])
+                      c.get("error") or ("emulated device" if c.get("emulated") else "")])
     order = {m["name"]: i for i, m in enumerate(report["models"])}
     out.sort(key=lambda r: order.get(r[0], 0))  # stable: eager row first within a model
     return head, out
@@ -181,6 +181,10 @@ def header_lines(report: dict[str, Any]) -> list[str]:
                      f"{dev['address']} (runner bench over SSH, its own peak); PyTorch eager, "
                      f"accuracy and the machine line above are this host's; no speed-up "
                      f"across machines")
+        if dev.get("emulated"):
+            lines.append(f"- EMULATED: that device is {dev['emulated']} on this host; its "
+                         "latencies say whether the files run there, not how fast a real "
+                         "board is: compare them with other emulated runs only")
         if dev.get("fingerprint"):
             lines.append("- " + fingerprint_line(dev["address"], dev["fingerprint"]))
     if "int8" in cfg["precisions"]:
@@ -236,7 +240,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             best = min(timed, key=lambda c: c["latency"][threads]["p50_ms"])
             lat = best["latency"][threads]
             versus = (f"{lat['speedup']:.1f}× PyTorch eager" if lat.get("speedup")
-                      else f"on {lat.get('device', 'the device')}")
+                      else f"on {lat.get('device', 'the device')}"
+                      + (", emulated" if lat.get("emulated") else ""))
             parts.append(f"fastest at {threads} thread(s): {best['target']} {best['precision']} "
                          f"{_ms(lat['p50_ms'])} ms ({versus}"
                          f"{', measured under load ' + LOADED if lat.get('loaded') else ''})")

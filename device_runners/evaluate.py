@@ -78,6 +78,7 @@ class EvalResult:
     # from the manifest (device_runners.caveats): None when unknown; warnings go to stderr too
     weights_trained: bool | None = None
     warnings: list[str] = field(default_factory=list)
+    outputs: str | None = None  # the .npz of per-image scores, when asked for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -260,8 +261,14 @@ def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: 
              mean=None, std=None, scale: float | None = None, layout: str | None = None,
              label_offset: int | None = None, interpolation: str | None = None,
              crop_offset: str | None = None, seed: int = 0, progress: bool = False,
-             isolate: bool = True, precision_hint: str | None = None) -> EvalResult:
-    """Top-1/top-5 (percent) of ``model`` over ``data`` (``limit`` images, class-balanced)."""
+             isolate: bool = True, precision_hint: str | None = None,
+             outputs: str | os.PathLike | None = None) -> EvalResult:
+    """Top-1/top-5 (percent) of ``model`` over ``data`` (``limit`` images, class-balanced).
+    ``outputs``: a .npz to write the scores to (``scores`` images x classes, float32 as the
+    accuracy saw them; ``labels``; ``names``), e.g. to compare two machines image by image."""
+    if outputs is not None and not str(outputs).endswith(".npz"):
+        raise ConfigError(f"--outputs {outputs}: the scores are written as .npz; name a "
+                          "file ending in .npz")
     if crop_offset not in (None, "round", "floor"):
         raise ConfigError(f"crop offset {crop_offset!r}; valid: floor, round")
     if limit is not None and limit < 1:
@@ -295,6 +302,7 @@ def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: 
     indices = images.subset(limit, seed=seed)
     bar = _Progress(len(indices), progress, "eval")
     c1 = c5 = 0
+    kept: list[np.ndarray] = []  # scores, when written to ``outputs``
     ties = {"top1_tied": 0, "top5_tied": 0, "top1_expected": 0.0, "top5_expected": 0.0}
     t0 = time.perf_counter()
     try:
@@ -303,6 +311,8 @@ def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: 
             x = np.stack([to_input(images.load(i), pipe, spec) for i in chunk])
             y = np.array([images.samples[i].label for i in chunk]) + pipe.label_offset
             s = scores(backend.run(x)[0], out_spec)
+            if outputs is not None:
+                kept.append(s.reshape(len(chunk), -1).copy())
             top = rank(s, 5)
             c1 += int((top[:, 0] == y).sum())
             c5 += int((top == y[:, None]).any(1).sum())
@@ -316,6 +326,10 @@ def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: 
         bar.close()
     seconds = time.perf_counter() - t0
     n = len(indices)
+    if outputs is not None:
+        _write_scores(outputs, np.concatenate(kept),
+                      np.array([images.samples[i].label for i in indices]) + pipe.label_offset,
+                      [images.samples[i].key for i in indices])
     pre = asdict(pipe)
     pre["description"] = pipe.describe()
     return EvalResult(model=str(path), data=str(data), runtime=runtime,
@@ -327,7 +341,16 @@ def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: 
                       precision_hint=backend.precision_hint,
                       inference_precision=backend.inference_precision,
                       weights_trained=weights_trained(artifact),
-                      warnings=caveats(artifact, path.name))
+                      warnings=caveats(artifact, path.name),
+                      outputs=str(outputs) if outputs is not None else None)
+
+
+def _write_scores(path, scores_: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
+    from edgebase.files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, scores=scores_.astype(np.float32), labels=labels.astype(np.int64),
+                 names=np.array(names))
 
 
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, **options) -> EvalResult:

@@ -122,3 +122,20 @@ def direct_topk(model_file: Path, xs: np.ndarray, labels: np.ndarray, k: int = 5
         h1 += int(top[0] == y)
         hk += int(y in top)
     return h1, hk
+
+
+def output_step(model: Path) -> float | None:
+    """The quantization step of an int8 TFLite file's logits (None for a float file): the
+    scale of the int8 tensor its float output is dequantized from."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(model))
+    out = interp.get_output_details()[0]
+    if out["dtype"] != np.float32:
+        return float(out["quantization"][0])
+    ops = interp._get_ops_details()
+    deq = [op for op in ops if op["op_name"] == "DEQUANTIZE" and out["index"] in op["outputs"]]
+    if not deq:
+        return None
+    src = next(t for t in interp.get_tensor_details() if t["index"] == deq[0]["inputs"][0])
+    return float(src["quantization"][0])

@@ -1,46 +1,17 @@
-"""A real OpenSSH server on 127.0.0.1 for the device tests (Debian's openssh-server): a temp host
-key, a temp client key as the only authorized key, a free port, ``sshd -D -e``. The "board" is
-a Python on this machine without the runner, so pushing the runner is exercised for real."""
+"""The device tests' board: a real OpenSSH server on 127.0.0.1 (deploy.device.loopback) whose
+"board" Python is one on this machine without the runner, so pushing the runner is exercised
+for real."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+from deploy.device.loopback import LoopbackSSHD, free_port, sshd_binary
 
-
-@dataclass
-class Board:
-    port: int
-    config: Path  # client ssh config: alias "board" plus defaults for 127.0.0.1
-    key: Path
-    other_key: Path  # a key the server does not accept
-    root: Path
-    proc: subprocess.Popen
-
-    @property
-    def url(self) -> str:
-        return f"ssh://{os.environ.get('USER') or 'root'}@127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SSHD = sshd_binary()
+__all__ = ["SSHD", "board_python", "free_port", "start_board"]
 
 
 def board_python() -> str | None:
@@ -59,51 +30,77 @@ def board_python() -> str | None:
     return None
 
 
-def start_board(root: Path) -> Board:
-    if SSHD is None:
-        raise RuntimeError("sshd is not installed (apt-get install -y openssh-server)")
-    root.mkdir(parents=True, exist_ok=True)
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    keys = {}
-    for name in ("host", "client", "other"):
-        path = root / f"{name}_key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-                       check=True)
-        keys[name] = path
-    auth = root / "authorized_keys"
-    shutil.copy(str(keys["client"]) + ".pub", auth)
-    port = free_port()
-    sshd_config = root / "sshd_config"
-    sshd_config.write_text(
-        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {keys['host']}\n"
-        f"AuthorizedKeysFile {auth}\nPidFile {root / 'sshd.pid'}\nUsePAM no\nStrictModes no\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nMaxStartups 50\n"
-        "MaxSessions 50\nLogLevel ERROR\n")
-    client = root / "ssh_config"
-    client.write_text(
-        f"Host board\n  HostName 127.0.0.1\n  Port {port}\n\n"
-        f"Host *\n  IdentityFile {keys['client']}\n  IdentitiesOnly yes\n"
-        f"  UserKnownHostsFile {root / 'known_hosts'}\n  StrictHostKeyChecking accept-new\n")
-    log = open(root / "sshd.log", "wb")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(sshd_config)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited: {(root / 'sshd.log').read_text()[-300:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    return Board(port, client, keys["client"], keys["other"], root, proc)
+def start_board(root: Path) -> LoopbackSSHD:
+    server = LoopbackSSHD(folder=root)
+    server.start()
+    return server
 
 
 if __name__ == "__main__":  # a board for trying things by hand: prints its address
     b = start_board(Path(sys.argv[1]))
-    print(b.url, b.config, board_python(), flush=True)
+    print(b.url, b.client_config, board_python(), flush=True)
     try:
         b.proc.wait()
     except KeyboardInterrupt:
         b.stop()
+
+
+# --- the emulated aarch64 board: `deploy device emulate aarch64` run as users run it ---------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def emulation_missing() -> str | None:
+    """Why `deploy device emulate aarch64` cannot run on this host, or None."""
+    import platform
+    import shutil
+
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        return f"the emulated board is prepared on x86-64 Linux, not {platform.machine()}"
+    missing = [t for t in ("apt-get", "dpkg-deb", "ssh", "ssh-keygen") if not shutil.which(t)]
+    if SSHD is None:
+        missing.append("sshd")
+    return f"{', '.join(missing)} not installed (.ci/run installs them)" if missing else None
+
+
+class EmulatedBoard:
+    """A running `deploy device emulate aarch64 FLAGS` process and the line it printed."""
+
+    def __init__(self, *flags: str, timeout: float = 1800):
+        import select
+        import tempfile
+
+        self.stderr = tempfile.TemporaryFile()
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "device", "emulate", "aarch64", *flags],
+            stdout=subprocess.PIPE, stderr=self.stderr, env=env, cwd=REPO, text=True)
+        # the first run prepares the cached root (downloads): minutes; later ones: seconds
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        self.line = self.proc.stdout.readline() if ready else ""
+        if not self.line:
+            self.stop()
+            raise RuntimeError(f"deploy device emulate printed no address: {self.errors()}")
+        self.address, flag, config = self.line.split()
+        assert flag == "--ssh-config", self.line
+        self.ssh_config = Path(config)
+
+    def errors(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def flags(self, remote_dir: str | Path) -> list[str]:
+        """The device flags of `deploy device ...` for this board."""
+        return ["--device", self.address, "--ssh-config", str(self.ssh_config),
+                "--remote-dir", str(remote_dir)]
+
+    def stop(self, timeout: float = 60) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode

@@ -59,7 +59,7 @@ def remote_dir():
 
 
 def device(board, python, remote_dir, address="board"):
-    return ["--device", address, "--ssh-config", str(board.config), "--python", python,
+    return ["--device", address, "--ssh-config", str(board.client_config), "--python", python,
             "--remote-dir", remote_dir, "--connect-timeout", "5"]
 
 
@@ -177,7 +177,8 @@ def test_unreachable_port(board, python, model, tmp_path, capsys):
 
 def test_refused_key(board, python, model, tmp_path, capsys):
     config = tmp_path / "ssh_config"
-    config.write_text(board.config.read_text().replace(str(board.key), str(board.other_key)))
+    config.write_text(board.client_config.read_text().replace(str(board.key),
+                                                              str(board.other_key)))
     rc, out, err = deploy(["device", "bench", str(model), "--device", "board", "--ssh-config",
                            str(config), "--python", python], capsys)
     assert rc == 5 and "authentication refused" in one_error(err), err
@@ -215,7 +216,8 @@ def test_corrupt_model(board, python, remote_dir, tmp_path, capsys):
 
 
 def test_receive_never_leaves_a_partial_file(tmp_path):
-    """The device-side copy script on a full disk: ENOSPC mid-write, nothing left behind."""
+    """The device-side copy script on a full disk: the files that fit arrive whole, the next
+    one is refused before a byte is written, and a short stream leaves nothing behind."""
     import hashlib
     import sys
 
@@ -226,19 +228,29 @@ def test_receive_never_leaves_a_partial_file(tmp_path):
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
                       capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root) to simulate a full disk")
+
+    def receive(files: list[bytes], sizes: list[int] | None = None):
+        sizes = sizes or [len(f) for f in files]
+        listing = [[f"blobs/{i}/m.bin", hashlib.sha256(f).hexdigest(), n]
+                   for i, (f, n) in enumerate(zip(files, sizes))]
+        p = subprocess.run([sys.executable, "-c", scripts.RECEIVE, str(small),
+                            json.dumps(listing)], input=b"".join(files), capture_output=True)
+        return p.returncode, json.loads(p.stdout)
+
+    def on_disk():
+        return sorted(str(q.relative_to(small)) for q in small.rglob("*") if q.is_file())
+
     try:
-        data = os.urandom(200_000)  # claims 1 kB so that the free-space check lets it start
-        p = subprocess.run([sys.executable, "-c", scripts.RECEIVE, str(small), "blobs/x/m.bin",
-                            hashlib.sha256(data).hexdigest(), "1000"], input=data,
-                           capture_output=True)
-        assert p.returncode == 3 and json.loads(p.stdout)["error"] == "nospace", p
-        assert [q for q in small.rglob("*") if q.is_file()] == []
+        first, second = os.urandom(40_000), os.urandom(40_000)
+        rc, out = receive([first, second])
+        assert rc == 3 and out["error"] == "nospace", out
+        assert on_disk() == ["blobs/0/m.bin"]  # whole and checked; no .part file
+        assert (small / "blobs/0/m.bin").read_bytes() == first
+        (small / "blobs/0/m.bin").unlink()
         good = b"model bytes"
-        p = subprocess.run([sys.executable, "-c", scripts.RECEIVE, str(small), "blobs/x/m.bin",
-                            hashlib.sha256(good).hexdigest(), str(len(good) + 1)], input=good,
-                           capture_output=True)
-        assert json.loads(p.stdout)["error"] == "corrupt"
-        assert [q for q in small.rglob("*") if q.is_file()] == []
+        rc, out = receive([good], [len(good) + 1])
+        assert rc == 3 and out["error"] == "corrupt", out
+        assert on_disk() == []
     finally:
         subprocess.run(["umount", str(small)])
 

@@ -11,6 +11,8 @@ ACTIONS = {"bench": "device_runners.commands.bench", "eval": "device_runners.com
 DEVICE_DESTS = {"device", "python", "remote_dir", "ssh_config", "connect_timeout", "install",
                 "json", "debug", "action", "_run", "_runner_parser", "timeout"}
 PATH_DESTS = {"model", "bundle", "data", "input"}  # local files that travel to the device
+# files the runner writes, by flag: made in the run's folder on the device, brought back
+OUTPUT_DESTS = {"outputs": "outputs.npz"}
 
 
 def add_device_arguments(p, required: bool = True) -> None:
@@ -18,8 +20,9 @@ def add_device_arguments(p, required: bool = True) -> None:
     g.add_argument("--device", required=required, metavar="ADDRESS",
                    help="ssh://user@host[:port] or a host alias from ~/.ssh/config (key "
                         "authentication; passwords are never asked)")
-    g.add_argument("--python", default="python3", metavar="PATH",
-                   help="the device's Python (default python3 on its PATH)")
+    g.add_argument("--python", metavar="PATH",
+                   help="the device's Python (default: the address's ?python=PATH, else "
+                        "python3 on its PATH)")
     g.add_argument("--remote-dir", default="~/.cache/edgedeploy", metavar="DIR",
                    help="cache on the device for files, wheels and the runner's venv "
                         "(default ~/.cache/edgedeploy)")
@@ -43,6 +46,10 @@ def add_arguments(p) -> None:
         sp.add_argument("--timeout", type=float, metavar="S",
                         help="give up on the remote run after S seconds")
         sp.set_defaults(_runner_parser=sp)
+    from deploy.commands import device_emulate
+
+    sp = sub.add_parser("emulate", help=device_emulate.HELP, description=device_emulate.HELP)
+    device_emulate.add_arguments(sp)
 
 
 def runner_argv(args, parser, paths: dict[str, str]) -> list[str]:
@@ -100,6 +107,10 @@ def _group(path):
 
 
 def run(args) -> int:
+    if args.action == "emulate":
+        from deploy.commands import device_emulate
+
+        return device_emulate.run(args)
     from deploy.device.address import parse_address
     from deploy.device.session import Device
 
@@ -114,6 +125,7 @@ def run(args) -> int:
 
 
 def _run(args, address, device) -> int:
+    import base64
     import json
     from pathlib import Path
 
@@ -121,29 +133,33 @@ def _run(args, address, device) -> int:
     from deploy.device.summary import fingerprint_line
     from edgebase.capabilities import get_runtime, runtime_for_suffix
     from edgebase.errors import ConfigError
-    from edgebase.files import write_text_atomic
+    from edgebase.files import write_bytes_atomic, write_text_atomic
 
     main_path = args.bundle if args.action == "verify" else args.model
     if getattr(args, "runtime", None):
-        runtime = get_runtime(args.runtime)
+        runtimes = [get_runtime(args.runtime)]
     elif args.action == "verify":
-        runtime = _bundle_runtime(Path(main_path))
+        runtimes = _bundle_runtimes(Path(main_path))
     else:
         suffix = Path(main_path).suffix
         runtime = runtime_for_suffix(suffix) or runtime_for_suffix(
             Path(Path(main_path).stem).suffix)  # containers: model.onnx.edc
         if runtime is None:
             raise ConfigError(f"{main_path}: no runtime reads {suffix!r} files; pass --runtime")
-    env = device.ensure_runner(runtime.extra)
-    paths = {}
-    for dest in PATH_DESTS:
-        local = getattr(args, dest, None)
-        if local:
-            files, name = _group(local)
-            remote = device.push(files)
-            top = remote[0] if not Path(local).is_dir() else \
-                remote[0][: -len(files[0][1])] + name
-            paths[dest] = top
+        runtimes = [runtime]
+    fetch = {dest: name for dest, name in OUTPUT_DESTS.items() if getattr(args, dest, None)}
+    for dest, name in fetch.items():
+        if not str(getattr(args, dest)).endswith(Path(name).suffix):
+            raise ConfigError(f"--{dest} {getattr(args, dest)}: name a file ending in "
+                              f"{Path(name).suffix}")
+    env = device.ensure_runner(",".join(sorted({r.extra for r in runtimes})))
+    paths = dict(fetch)  # relative: the runner runs in its own folder on the device
+    dests = [d for d in sorted(PATH_DESTS) if getattr(args, d, None)]
+    groups = [_group(getattr(args, d)) for d in dests]
+    for dest, (files, name), remote in zip(dests, groups,
+                                           device.push_groups([g[0] for g in groups])):
+        paths[dest] = remote[0] if not Path(getattr(args, dest)).is_dir() else \
+            remote[0][: -len(files[0][1])] + name
     argv = [args.action] + runner_argv(args, args._runner_parser, paths)
     out = device.run_runner(env, argv, timeout=args.timeout)
     if out.get("text"):
@@ -153,8 +169,16 @@ def _run(args, address, device) -> int:
                   "installed": env.installed}
     print(fingerprint_line(address, fp))
     result = out.get("result")
+    if not out.get("rc"):
+        for dest, name in fetch.items():
+            if name in (out.get("files") or {}):
+                write_bytes_atomic(getattr(args, dest), base64.b64decode(out["files"][name]))
+                if result is not None:
+                    result[dest] = str(getattr(args, dest))
     if args.json and result is not None:
         doc = dict(result, device=device_doc)
+        if fp.get("emulated"):  # the timings in it are the emulator's, not a board's
+            doc["emulated"] = fp["emulated"]
         write_text_atomic(args.json, json.dumps(doc, indent=2) + "\n")
     if out.get("rc"):
         error = (out.get("error") or f"exit code {out['rc']}").removeprefix("runner: error: ")
@@ -164,16 +188,17 @@ def _run(args, address, device) -> int:
     return 0
 
 
-def _bundle_runtime(bundle):
-    """The runtime extra a release bundle needs: from its first model file's suffix."""
+def _bundle_runtimes(bundle):
+    """The runtimes a release bundle's model files need (by suffix: each suffix's default)."""
     import zipfile
 
     from edgebase.capabilities import model_suffixes, runtime_for_suffix
+    from edgebase.errors import ConfigError
 
     names = ([str(p) for p in bundle.rglob("*")] if bundle.is_dir()
              else zipfile.ZipFile(bundle).namelist() if zipfile.is_zipfile(bundle) else [])
-    for suffix in model_suffixes():
-        if any(n.endswith(suffix) for n in names):
-            return runtime_for_suffix(suffix)
-    from edgebase.errors import ConfigError
-    raise ConfigError(f"{bundle}: no model file found in the bundle")
+    found = {runtime_for_suffix(s).name: runtime_for_suffix(s) for s in model_suffixes()
+             if any(n.endswith(s) for n in names)}
+    if not found:
+        raise ConfigError(f"{bundle}: no model file found in the bundle")
+    return list(found.values())

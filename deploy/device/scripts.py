@@ -7,13 +7,24 @@ script prints one JSON document on stdout, which is all the host reads. They run
 from __future__ import annotations
 
 # sys.argv[1]: JSON list of distribution names the runner needs (numpy, the runtime, ...);
-# [2]: the cached venv's python, [3]: the cached --target dir (each reported as present or not)
+# [2]: where the runtime's venv goes, without its platform tag; [3]: the runner's folder.
+# The venv is named for this Python's machine and version (a home shared by boards of two
+# architectures keeps two); it, the --target folder beside it and the runner's folder are
+# reported as present or not.
 PROBE = r'''
 import json, os, platform, sys, sysconfig
 out = {"python": platform.python_version(), "executable": sys.executable,
        "implementation": sys.implementation.name, "machine": platform.machine(),
        "platform": sysconfig.get_platform(), "glibc": "-".join(platform.libc_ver()),
        "home": os.path.expanduser("~"), "runner": None, "missing": []}
+deps = sys.argv[2] if len(sys.argv) > 2 else ""
+out["venv_path"] = venv = os.path.expanduser("%s-%s-cp%d%d" % (
+    deps, platform.machine(), sys.version_info[0], sys.version_info[1]))
+out["venv"] = bool(deps) and os.path.isfile(os.path.join(venv, "bin", "python"))
+out["site"] = bool(deps) and os.path.isdir(venv + "-site")
+runner = os.path.expanduser(sys.argv[3]) if len(sys.argv) > 3 else ""
+out["runner_path"] = runner
+out["runner_dir"] = bool(runner) and os.path.isdir(os.path.join(runner, "device_runners"))
 try:
     from importlib import metadata
 except ImportError:
@@ -23,10 +34,6 @@ try:
     out["runner"] = edgebase.__version__
 except Exception:
     pass
-venv = sys.argv[2] if len(sys.argv) > 2 else ""
-out["venv"] = bool(venv) and os.path.isfile(os.path.expanduser(venv))
-site = sys.argv[3] if len(sys.argv) > 3 else ""
-out["site"] = bool(site) and os.path.isdir(os.path.expanduser(site))
 for name in json.loads(sys.argv[1]):
     try:
         metadata.version(name)
@@ -62,34 +69,41 @@ except OSError:
 print(json.dumps({"missing": missing, "free": free}))
 '''
 
-# sys.argv[1]: cache root, [2]: relative path, [3]: sha256, [4]: size. Reads the file from stdin
-# into a temporary name beside the final one, checks size and sha256, then renames it.
+# sys.argv[1]: cache root, [2]: JSON list of [relative path, sha256, size]. Reads the files one
+# after the other from stdin (one connection and one Python start for all of them, which an
+# emulated or slow board feels), each into a temporary name beside its final one; checks size
+# and sha256, then renames it. A failure leaves only the files finished before it.
 RECEIVE = r'''
 import errno, hashlib, json, os, sys, tempfile
-root, rel, sha, size = os.path.expanduser(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-final = os.path.join(root, rel)
+root, files = os.path.expanduser(sys.argv[1]), json.loads(sys.argv[2])
 def fail(kind, msg):
     print(json.dumps({"error": kind, "message": msg})); sys.exit(3)
 tmp = None
 try:
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    st = os.statvfs(os.path.dirname(final))
-    if st.f_bavail * st.f_frsize < size:
-        fail("nospace", "%d bytes free in %s, %d needed" % (st.f_bavail * st.f_frsize, root, size))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(final) + ".", suffix=".part",
-                               dir=os.path.dirname(final))
-    h, n = hashlib.sha256(), 0
-    with os.fdopen(fd, "wb") as f:
-        while True:
-            block = sys.stdin.buffer.read(1 << 20)
-            if not block:
-                break
-            h.update(block); n += len(block); f.write(block)
-        f.flush(); os.fsync(f.fileno())
-    if n != size or h.hexdigest() != sha:
-        fail("corrupt", "received %d bytes (sha256 %s), expected %d (%s)" % (n, h.hexdigest()[:12], size, sha[:12]))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, final); tmp = None
+    for rel, sha, size in files:
+        final = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        st = os.statvfs(os.path.dirname(final))
+        if st.f_bavail * st.f_frsize < size:
+            fail("nospace", "%d bytes free in %s, %d needed"
+                 % (st.f_bavail * st.f_frsize, root, size))
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(final) + ".", suffix=".part",
+                                   dir=os.path.dirname(final))
+        h, n = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as f:
+            while n < size:
+                block = sys.stdin.buffer.read(min(1 << 20, size - n))
+                if not block:
+                    break
+                h.update(block); n += len(block); f.write(block)
+            f.flush(); os.fsync(f.fileno())
+        if n != size or h.hexdigest() != sha:
+            fail("corrupt", "%s: received %d bytes (sha256 %s), expected %d (%s)"
+                 % (os.path.basename(final), n, h.hexdigest()[:12], size, sha[:12]))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final); tmp = None
+    if sys.stdin.buffer.read(1):
+        fail("corrupt", "more bytes arrived than the %d file(s) announced" % len(files))
     print(json.dumps({"ok": True}))
 except OSError as e:
     fail("nospace" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "oserror",
@@ -99,13 +113,16 @@ finally:
         os.unlink(tmp)
 '''
 
-# sys.argv[1]: venv path, [2]: JSON list of --find-links dirs, [3]: requirement
-# (edgedeploy[extra]), [4]: a pip wheel (for Pythons without venv/ensurepip). Builds the venv
-# under a temporary name and renames it when complete; where `python -m venv` cannot work
-# (Debian without python3-venv), pip run from its wheel installs into VENV-site with --target.
+# sys.argv[1]: venv path, [2]: JSON list of --find-links dirs, [3]: JSON list of requirements
+# (the runtime's, not edgedeploy itself), [4]: a pip wheel (for Pythons without venv/ensurepip).
+# Builds the venv under a temporary name and renames it when complete; where `python -m venv`
+# cannot work (Debian without python3-venv), pip run from its wheel installs into VENV-site with
+# --target. --no-compile: Python caches the bytecode of what it imports on first use, and
+# compiling every module of numpy and the runtime is half of pip's time on a slow board.
 INSTALL = r'''
 import json, os, shutil, subprocess, sys
-venv, links, req = os.path.expanduser(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+venv = os.path.expanduser(sys.argv[1])
+links, reqs = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 pip_wheel = os.path.expanduser(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else ""
 links = [os.path.expanduser(l) for l in links]
 tmp = venv + ".part-%d" % os.getpid()
@@ -118,11 +135,15 @@ def run(cmd):
 def last(log, default):
     lines = [l for l in log.strip().splitlines() if l.strip()]
     return lines[-1] if lines else default
-flags = ["--no-index", "--disable-pip-version-check", "--no-cache-dir"]
+flags = ["--no-index", "--disable-pip-version-check", "--no-cache-dir", "--no-compile"]
 for l in links:
     flags += ["--find-links", l]
 os.makedirs(os.path.dirname(venv), exist_ok=True)
-rc, log = run([sys.executable, "-m", "venv", tmp])
+import glob, importlib.util
+if importlib.util.find_spec("ensurepip") is None:  # Debian without python3-venv
+    rc, log = 1, "ensurepip is not available"
+else:
+    rc, log = run([sys.executable, "-m", "venv", tmp])
 final, mode = venv, "venv"
 if rc:
     shutil.rmtree(tmp, ignore_errors=True)
@@ -132,24 +153,60 @@ if rc:
         fail("venv", last(log, "python -m venv failed"))
     final, mode = venv + "-site", "site"
     pip = [sys.executable, os.path.join(pip_wheel, "pip")]
-    rc, log = run(pip + ["install", "--target", tmp] + flags + [req])
-    listing_cmd = pip + ["list", "--path", tmp, "--format", "json", "--disable-pip-version-check"]
+    rc, log = run(pip + ["install", "--target", tmp] + flags + reqs)
+    site = tmp
 else:
     py = os.path.join(tmp, "bin", "python")
-    rc, log = run([py, "-m", "pip", "install"] + flags + [req])
-    listing_cmd = [py, "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"]
+    rc, log = run([py, "-m", "pip", "install"] + flags + reqs)
+    site = os.path.join(tmp, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
 if rc:
     fail("nospace" if "No space left" in log else "pip", last(log, "pip install failed"))
-rc, listing = run(listing_cmd)
-try:
-    installed = json.loads(listing) if rc == 0 else []
-except ValueError:
-    installed = []
+installed = []  # from the .dist-info folders: no second pip run to list them
+for meta in sorted(glob.glob(os.path.join(site, "*.dist-info", "METADATA"))):
+    fields = {}
+    with open(meta, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip().lower(), value.strip())
+    if fields.get("name"):
+        installed.append({"name": fields["name"], "version": fields.get("version", "?")})
 if os.path.exists(final):
     shutil.rmtree(tmp, ignore_errors=True)
 else:
     os.rename(tmp, final)
 print(json.dumps({"ok": True, "installed": installed, "mode": mode, "path": final}))
+'''
+
+# sys.argv[1]: the edgedeploy wheel (pure Python), [2]: the runner's folder, [3]: JSON list of
+# the top-level packages the runner is made of. Unpacks those and the wheel's .dist-info (the
+# runner's version for the fingerprint) into a temporary folder, then renames it: no pip run
+# needed for a pure-Python wheel, and nothing else of it (the host's torch-side packages).
+UNPACK = r'''
+import errno, json, os, shutil, sys, zipfile
+wheel, final = os.path.expanduser(sys.argv[1]), os.path.expanduser(sys.argv[2])
+parts = json.loads(sys.argv[3])
+tmp = final + ".part-%d" % os.getpid()
+def fail(kind, msg):
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps({"error": kind, "message": msg})); sys.exit(3)
+try:
+    with zipfile.ZipFile(wheel) as z:
+        names = [n for n in z.namelist() if n.split("/")[0] in parts
+                 or n.split("/")[0].endswith(".dist-info")]
+        for n in names:
+            if n.startswith("/") or ".." in n.split("/"):
+                fail("corrupt", "%s: unsafe path %r in the wheel" % (wheel, n))
+        z.extractall(tmp, names)
+    if os.path.exists(final):
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+    print(json.dumps({"ok": True, "path": final}))
+except (OSError, zipfile.BadZipFile) as e:
+    fail("nospace" if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else "oserror",
+         "%s: %s" % (getattr(e, "filename", None) or wheel, getattr(e, "strerror", None) or e))
 '''
 
 # Defines fingerprint(dists): what the board is, read where readable; nothing is required.
@@ -226,12 +283,25 @@ def fingerprint(dists):
                 pass
     except ImportError:
         pass
-    fp["emulated"] = bool(os.environ.get("QEMU_CPU") or os.environ.get("QEMU_LD_PREFIX"))
+    fp["emulated"] = emulator()
     return fp
+def emulator():
+    """What emulates this Python, or False: the emulator's own word (deploy device emulate's
+    wrapper), else QEMU user mode's process name, else QEMU's variables."""
+    said = os.environ.get("EDGEDEPLOY_EMULATOR")
+    if said:
+        return said
+    status = _read("/proc/self/status") or ""
+    name = status.splitlines()[0].partition(":")[2].strip() if status else ""
+    if name.startswith("qemu-"):
+        return name + " (user mode)"
+    if os.environ.get("QEMU_CPU") or os.environ.get("QEMU_LD_PREFIX"):
+        return "qemu (QEMU_CPU/QEMU_LD_PREFIX set)"
+    return False
 '''
 
-# sys.argv[1]: working dir, [2]: JSON list of distributions to report, [3]: a directory to put
-# first on PYTHONPATH ('' for none), [4:]: runner arguments.
+# sys.argv[1]: working dir, [2]: JSON list of distributions to report, [3]: folders to put first
+# on PYTHONPATH, joined with os.pathsep ('' for none), [4:]: runner arguments.
 # Runs ``python -m device_runners.cli ARGS`` in the working dir, then prints one envelope:
 # the fingerprint, the exit code, the runner's JSON result, its text and its last error line.
 RUN = FINGERPRINT + r'''
@@ -240,9 +310,10 @@ work, dists, extra_path = os.path.expanduser(sys.argv[1]), json.loads(sys.argv[2
 argv = sys.argv[4:]
 env = dict(os.environ)
 if extra_path:
-    extra_path = os.path.expanduser(extra_path)
-    sys.path.insert(0, extra_path)  # the fingerprint's versions: what the runner will import
-    env["PYTHONPATH"] = extra_path + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    paths = [os.path.expanduser(p) for p in extra_path.split(os.pathsep) if p]
+    sys.path[:0] = paths  # the fingerprint's versions: what the runner will import
+    env["PYTHONPATH"] = os.pathsep.join(
+        paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
 out = {"fingerprint": fingerprint(dists)}
 os.makedirs(work, exist_ok=True)
 result = os.path.join(work, "result.json")
@@ -256,6 +327,13 @@ try:
     if os.path.exists(result):
         with open(result) as f:
             out["result"] = json.load(f)
+    # files the runner wrote beside it (eval --outputs NAME.npz) travel back in the envelope
+    import base64
+    out["files"] = {}
+    for name in sorted(os.listdir(work)):
+        if name.endswith(".npz"):
+            with open(os.path.join(work, name), "rb") as f:
+                out["files"][name] = base64.b64encode(f.read()).decode()
 finally:
     shutil.rmtree(work, ignore_errors=True)
 print(json.dumps(out))

@@ -19,5 +19,6 @@ def fingerprint_line(address, fp: dict) -> str:
     if versions:
         parts.append(", ".join(f"{k} {v}" for k, v in versions.items()))
     if fp.get("emulated"):
-        parts.append("EMULATED")
+        emulator = fp["emulated"] if isinstance(fp["emulated"], str) else "an emulator"
+        parts.append(f"EMULATED by {emulator}: timings are not a board's")
     return f"device {address}: " + "; ".join(parts)

@@ -19,10 +19,14 @@ PACKAGES = ("edgebase", "deploy", "exporters", "quant", "device_runners", "zoo")
 TOP_FILES = ("pyproject.toml", "README.md", "LICENSE")
 
 
+def cache_base() -> Path:
+    """This host's edgedeploy cache: $EDGEDEPLOY_CACHE, else $XDG_CACHE_HOME/edgedeploy."""
+    return Path(os.environ.get("EDGEDEPLOY_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgedeploy"))
+
+
 def host_cache() -> Path:
-    base = os.environ.get("EDGEDEPLOY_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgedeploy")
-    return Path(base) / "device"
+    return cache_base() / "device"
 
 
 def source_root() -> Path:
@@ -90,21 +94,39 @@ def runner_wheel() -> tuple[Path, str]:
 
 
 def requirements(wheel: Path, extra: str) -> list[str]:
-    """Distribution names the wheel needs with ``extra`` (from its METADATA)."""
+    """The requirements (``numpy>=1.24``) the wheel has with ``extra`` (or several, joined by
+    commas), from its METADATA; environment markers other than the extra are kept for pip to
+    evaluate on the board."""
+    extras = set(extra.split(","))
     with zipfile.ZipFile(wheel) as z:
         meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
         text = z.read(meta).decode()
-    names = []
+    specs = []
     for line in text.splitlines():
         if not line.startswith("Requires-Dist:"):
             continue
         spec, _, marker = line.split(":", 1)[1].partition(";")
-        if marker and not re.search(rf"extra\s*==\s*['\"]{re.escape(extra)}['\"]", marker):
-            continue
+        if re.search(r"\bextra\s*==", marker):
+            named = re.search(r"extra\s*==\s*['\"]([^'\"]*)['\"]", marker)
+            if not named or named.group(1) not in extras:
+                continue
+            marker = re.sub(r"(\band\s+)?\(?\s*extra\s*==\s*['\"][^'\"]*['\"]\s*\)?", "",
+                            marker).strip()
+            marker = re.sub(r"^and\s+|\s+and$", "", marker).strip()
+        spec = spec.strip() + (f"; {marker.strip()}" if marker.strip() else "")
+        if spec not in specs:
+            specs.append(spec)
+    return specs
+
+
+def names(specs: list[str]) -> list[str]:
+    """Distribution names of requirement strings, in order, once each."""
+    out = []
+    for spec in specs:
         m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
-        if m and m.group(1) not in names:
-            names.append(m.group(1))
-    return names
+        if m and m.group(1) not in out:
+            out.append(m.group(1))
+    return out
 
 
 def platform_tags(probe: dict) -> list[str]:

@@ -32,6 +32,9 @@ def add_arguments(p) -> None:
     g.add_argument("--label-offset", type=int, help="add to each label (1 for 1001-class "
                    "models with background at 0)")
     add_json(p, "the result")
+    p.add_argument("--outputs", metavar="FILE.npz",
+                   help="also write every image's scores (and labels, names) to FILE.npz, "
+                        "to compare two machines or runtimes image by image")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="skip the load-and-run check in a child process")
@@ -48,5 +51,5 @@ def run(args) -> int:
                       interpolation=args.interpolation, crop_offset=args.crop_offset,
                       seed=args.seed,
                       progress=args.progress, isolate=args.isolate,
-                      precision_hint=args.precision_hint)
+                      precision_hint=args.precision_hint, outputs=args.outputs)
     return print_result(result, format_table(result), args.json)
