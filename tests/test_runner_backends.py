@@ -111,3 +111,18 @@ def test_isolated_load_reports_bad_file_and_keeps_good_ones(tmp_path):
         load(bad, isolate=True)
     assert "\n" not in str(err.value)
     assert load(FLOAT_TFLITE, isolate=True).input.shape == (1, 224, 224, 3)
+
+
+def test_tflite_op_counts_of_a_file_with_a_non_utf8_tensor_name(tmp_path):
+    """The interpreter runs a file whose inner tensor name is not UTF-8; the op histogram must
+    not fail on it (it reads the op names only)."""
+    data = bytearray(need(FLOAT_TFLITE).read_bytes())
+    at = data.index(b"MobilenetV1/MobilenetV1/Conv2d_9_pointwise/Relu6")
+    data[at + 3] = 0xEF  # starts a three-byte UTF-8 sequence that the next byte breaks
+    path = tmp_path / "odd_name.tflite"
+    path.write_bytes(bytes(data))
+    with load(path, threads=1) as b:
+        b.run(b.example(seed=0)[b.input.name])
+        counts = b.op_counts()
+    with load(FLOAT_TFLITE, threads=1) as b:
+        assert counts == b.op_counts() and counts  # the same graph, the same histogram
