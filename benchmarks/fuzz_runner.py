@@ -77,18 +77,28 @@ def _env() -> dict:
     return dict(os.environ, PYTHONPATH=str(REPO))
 
 
-def make_seeds(folder: Path, log) -> tuple[Path, Path]:
-    """(release bundle folder, container) made with the deploy CLI, reused when present."""
+def make_seeds(folder: Path, log, bundle: bool, container: bool) -> tuple[Path | None, Path | None]:
+    """(release bundle folder, container) made with the deploy CLI where asked for, reused
+    when present."""
+    return (_bundle_seed(folder, log) if bundle else None,
+            _container_seed(folder, log) if container else None)
+
+
+def _bundle_seed(folder: Path, log) -> Path:
     bundle = folder / "release" / f"{MODEL}-1.0.0"
     if not (bundle / "manifest.json").is_file():
         _cli("deploy.cli", "release", MODEL, "--target", "tflite,onnx,openvino", "--data",
              str(DATA / "cifar10.zip"), "--limit", "100", "--threads", "1", "--bench-runs", "3",
              "--output", str(folder / "release"), log=log)
+    return bundle
+
+
+def _container_seed(folder: Path, log) -> Path:
     container = folder / "compress" / f"{MODEL}.onnx.edc"
     if not container.is_file():
         _cli("deploy.cli", "compress", MODEL, "--target", "onnx", "--prune", "0.5",
              "--output", str(folder / "compress"), log=log)
-    return bundle, container
+    return container
 
 
 def one_model_bundles(bundle: Path, folder: Path) -> dict[str, Path]:
@@ -157,11 +167,18 @@ def _resign_bundle(root: Path) -> None:
 
 
 class Seeds:
-    def __init__(self, bundle: Path, container: Path, work: Path):
+    def __init__(self, bundle: Path | None, container: Path | None, work: Path):
         self.bundle, self.container = bundle, container
-        self.one = one_model_bundles(bundle, work / "one")
+        self.one = one_model_bundles(bundle, work / "one") if bundle else {}
         self.models = {fmt: json.loads((d / "manifest.json").read_text())["models"][0]
                        for fmt, d in self.one.items()}
+
+    def formats(self) -> list[str]:
+        """The fuzz formats these seeds can serve."""
+        mine = {"tflite": ["tflite"], "onnx": ["onnx"], "openvino": ["xml", "bin"]}
+        out = [f for m in self.one for f in mine.get(m, [])]
+        out += ["manifest"] if self.one else []
+        return out + (["edc"] if self.container else [])
 
     def model_file(self, fmt: str) -> tuple[Path, dict]:
         """(the bundle folder, the model entry) of a model format (tflite|onnx|openvino)."""
@@ -188,7 +205,7 @@ def make_case(seeds: Seeds, fmt: str, n: int, seed: int, case_dir: Path) -> dict
                 "commands": {"bench": _bench_argv(target),
                              "unpack": ["unpack", str(target), "-o", str(case_dir / "unpacked")]}}
     if fmt == "manifest":
-        model_fmt = ("tflite", "onnx", "openvino")[n % 3]
+        model_fmt = list(seeds.one)[n % len(seeds.one)]  # each model of the bundle in turn
         src, model = seeds.model_file(model_fmt)
         structural = n % 4 != 3
         _link_tree(src, bench_dir)
@@ -402,10 +419,15 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
-    if args.bundle is None or args.container is None:
-        bundle, container = make_seeds(args.work / "seeds", log)
-    bundle, container = args.bundle or bundle, args.container or container
-    seeds = Seeds(bundle, container, args.work)
+    chosen = [args.case.partition(":")[0]] if args.case else formats
+    need_bundle = args.bundle is None and any(f != "edc" for f in chosen)
+    need_container = args.container is None and "edc" in chosen
+    bundle, container = make_seeds(args.work / "seeds", log, need_bundle, need_container)
+    seeds = Seeds(args.bundle or bundle, args.container or container, args.work)
+    missing = [f for f in chosen if f not in seeds.formats()]
+    if missing:
+        p.error(f"no seed for {', '.join(missing)}: the bundle holds "
+                f"{', '.join(seeds.one) or 'no models'}")
     worker = InProcess(bound, args.mem_limit)
     try:
         if args.case:
@@ -434,7 +456,7 @@ def replay(args, seeds: Seeds, worker: InProcess, bound: float) -> int:
 
 def controls(seeds: Seeds, worker: InProcess) -> None:
     """The unmutated seeds must run and verify: otherwise every 'error' below means nothing."""
-    argvs = [_bench_argv(seeds.container)]
+    argvs = [_bench_argv(seeds.container)] if seeds.container else []
     for fmt, (folder, model) in ((f, seeds.model_file(f)) for f in seeds.one):
         argvs += [_bench_argv(folder / model["path"]), _verify_argv(folder)]
     for argv in argvs:
