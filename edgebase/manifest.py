@@ -145,8 +145,8 @@ def read_manifest(model_file: str | os.PathLike) -> Artifact | None:
         raise ModelFileError(f"{path}: unreadable manifest ({e})") from None
     try:
         return Artifact.from_dict(data)
-    except TypeError as e:
-        raise ModelFileError(f"{path}: malformed manifest ({e})") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a field of the wrong kind
+        raise ModelFileError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None
 
 
 def file_facts(model_file: str | os.PathLike) -> dict[str, Any]:

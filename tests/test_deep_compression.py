@@ -100,6 +100,45 @@ def test_damaged_containers_are_one_line_errors_and_leave_nothing(tmp_path, dama
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def _with_header(path: Path, edit) -> Path:
+    """The container at ``path`` with its JSON header edited (lengths fixed up)."""
+    import json
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    version, length = struct.unpack_from("<HI", data, 4)
+    header = json.loads(zlib.decompress(data[10:10 + length]))
+    edit(header)
+    new = zlib.compress(json.dumps(header).encode())
+    out = path.with_name("hostile.edc")
+    out.write_bytes(data[:4] + struct.pack("<HI", version, len(new)) + new + data[10 + length:])
+    return out
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda h: h["layers"][0].update(count=1 << 40), "cannot be decoded"),  # huge symbol count
+    (lambda h: h["layers"][0].update(shape=[1 << 20] * 4), "layers hold"),  # terabytes of weights
+    (lambda h: h["files"][0].update(size=1 << 40), "would decode to"),
+    (lambda h: h["layers"][0]["code_lengths"].__setitem__(0, float("inf")), "cannot be decoded"),
+    (lambda h: h["layers"].__setitem__(0, [1, 2]), "damaged container header"),
+    (lambda h: h["files"][0].pop("holes"), "damaged container header"),
+])
+def test_hostile_headers_are_refused_before_allocating(tmp_path, edit, message):
+    rng = np.random.default_rng(4)
+    w = _weights(rng, (8, 8, 3, 3))
+    write_container({"m.onnx": _file_with(w)}, {"w": w}, tmp_path / "x.edc")
+    with pytest.raises(ModelFileError, match=message) as err:
+        unpack(_with_header(tmp_path / "x.edc", edit), tmp_path / "out")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_huffman_refuses_more_symbols_than_bits():
+    with pytest.raises(huffman.HuffmanError, match="cannot fit"):
+        huffman.decode(b"\xff" * 4, np.array([1, 1]), 33)
+
+
 def test_decoder_imports_no_torch(tmp_path):
     rng = np.random.default_rng(3)
     w = _weights(rng, (4, 4, 3, 3))

@@ -104,3 +104,20 @@ def test_absent_manifest_is_none_and_bad_manifests_are_clear(tmp_path):
     write_text_atomic(manifest_path(model), json.dumps({"schema": "other/9"}))
     with pytest.raises(ModelFileError, match="schema"):
         read_manifest(model)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["outputs"][0].pop("shape"),  # a tensor without its shape
+    lambda d: d.update(inputs=["x"]),  # a tensor that is not an object
+    lambda d: d["preprocess"].update(mean=3),  # a number where a list belongs
+    lambda d: d.update(preprocess=[1, 2]),
+])
+def test_manifests_with_fields_of_the_wrong_kind_are_one_line_errors(tmp_path, edit):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\x08\x01")
+    d = _artifact(model).to_dict()
+    edit(d)
+    write_text_atomic(manifest_path(model), json.dumps(d))
+    with pytest.raises(ModelFileError, match="malformed manifest") as err:
+        read_manifest(model)
+    assert "\n" not in str(err.value)

@@ -154,8 +154,16 @@ class LiteRTBackend(Backend):
     def op_counts(self) -> dict[str, int]:
         """Operator type -> count in the main graph (delegated ops appear as one DELEGATE)."""
         counts: dict[str, int] = {}
-        for op in self._interp._get_ops_details():  # no public equivalent
-            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+        # no public equivalent; the names only: _get_ops_details() also decodes every operand
+        # tensor's name and dtype, which fails on files the interpreter runs fine (a non-UTF-8
+        # tensor name, a BFLOAT16 tensor)
+        native = self._interp._interpreter
+        for i in range(native.NumNodes()):
+            try:
+                name = native.NodeName(i)
+            except ValueError:  # a custom op whose name is not UTF-8
+                name = "(unreadable name)"
+            counts[name] = counts.get(name, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
     # LiteRT's Python interpreter has no per-operator timer (benchmark_model's
