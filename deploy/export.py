@@ -84,7 +84,9 @@ class ModelSource:
 
     @property
     def name(self) -> str:
-        return self.entry.name
+        """The name shown and recorded: the entry's, with the width when --width changed it
+        (``mobilenet_v1_x0_25`` for the architecture default at width 0.25)."""
+        return file_stem(self)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -94,7 +96,7 @@ class ModelSource:
 
     def identity(self, precision: str) -> dict[str, Any]:
         """What the no-overwrite rule compares with an existing file's manifest."""
-        model = {"name": self.entry.name, "num_classes": self.entry.num_classes,
+        model = {"name": self.name, "num_classes": self.entry.num_classes,
                  "input_size": self.entry.input_size, "weights": self.weights}
         return parent_identity(model, precision, self.entry.preprocess, self.labels)
 
@@ -103,7 +105,7 @@ class ModelSource:
 
         facts = model_facts(self.model, self.entry.input_size)
         return {
-            "name": self.entry.name, "arch": self.entry.arch,
+            "name": self.name, "arch": self.entry.arch,
             "kwargs": dict(self.entry.kwargs), "num_classes": self.entry.num_classes,
             "input_size": self.entry.input_size, "params": facts.params, "macs": facts.macs,
             "mac_cost": facts.mac_cost, "adaptation": self.entry.adaptation,
@@ -241,9 +243,9 @@ def _embedded(source, model_info, target, config) -> dict[str, str]:
                                        | {"weights_sha256": model_info["weights"].get("sha256"),
                                           "trained": model_info["weights"]["trained"]}),
         "edgedeploy.preprocess": json.dumps(pre),
-        # the zoo's label set name, or the names of --labels FILE one a line
-        "edgedeploy.labels": (source.entry.labels if source.label_names is None
-                              else "\n".join(source.label_names)) or "",
+        # the class names one a line (a runner without the manifest reads them: a first
+        # name "background" tells it the label offset)
+        "edgedeploy.labels": "\n".join(source.labels),
         "edgedeploy.precision": config.precision,
     }
 

@@ -55,3 +55,33 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def output_problem(path: str | os.PathLike, kind: str = "folder") -> str | None:
+    """Why ``path`` cannot become an output ``kind`` ("folder" or "file"), or None.
+
+    Checked before any work, so a slow conversion never ends on an unwritable path: the
+    nearest existing ancestor must be a folder this process can create a file in (tried for
+    real: permissions alone do not tell about /proc, read-only mounts or ACLs).
+    """
+    text = os.fspath(path)
+    if not text.strip():
+        return f"an empty path; give a {kind} name"
+    p = Path(text)
+    if p.exists():
+        if kind == "folder" and not p.is_dir():
+            return f"{p} is a file, not a folder"
+        if kind == "file" and p.is_dir():
+            return f"{p} is a folder, not a file"
+    probe = p.absolute() if kind == "folder" and p.is_dir() else p.absolute().parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{p} would be inside {probe}, which is a file"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".write-check.", dir=probe)
+    except OSError as e:
+        return f"cannot write in {probe} ({e.strerror})"
+    os.close(fd)
+    os.unlink(tmp)
+    return None

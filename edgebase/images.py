@@ -56,9 +56,13 @@ class ImageSet:
             except (zipfile.BadZipFile, OSError) as e:
                 raise DataError(f"{self.path}: unreadable zip ({e})") from None
             files = [n for n in self._zip.namelist() if not n.endswith("/")]
+            unsafe = next((n for n in files if _unsafe(n)), None)
+            if unsafe is not None:  # never read, and never silently skipped either
+                raise DataError(f"{self.path}: member {unsafe!r} points outside the archive "
+                                f"(absolute path or '..'); repack the zip with relative paths")
         else:
             raise DataError(f"{self.path}: not a folder or a zip of images")
-        images = sorted(f for f in files if _suffix(f) in IMAGE_SUFFIXES and not _unsafe(f))
+        images = sorted(f for f in files if _suffix(f) in IMAGE_SUFFIXES)
         if not images:
             raise DataError(f"{self.path}: contains no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.samples, self.classes, self.layout = _label(images, split, self.path)
@@ -107,7 +111,8 @@ def _suffix(name: str) -> str:
 
 
 def _unsafe(name: str) -> bool:
-    return name.startswith("/") or ".." in name.split("/")
+    return name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") \
+        or (len(name) > 1 and name[1] == ":")  # C:/... from a Windows zip tool
 
 
 def _label(images: list[str], split: str, path: Path):

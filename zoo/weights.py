@@ -130,23 +130,40 @@ def load_weights(model, path: str | Path, arch: str) -> LoadedWeights:
         digest = sha256_file(path)
         info = importer.fn(model, path)
         return LoadedWeights(str(path), digest, suffix, info=info if isinstance(info, Mapping) else None)
-    obj = _torch_load(path)
+    obj = load_tensors_only(path)
     state, source_key = extract_state_dict(obj, path)
     state, prefix = strip_prefixes(state)
     apply_state_dict(model, state, arch, path.name)
     return LoadedWeights(str(path), sha256_file(path), "torch", source_key, prefix)
 
 
-def _torch_load(path: Path) -> Any:
+def load_tensors_only(path: Path) -> Any:
     import torch
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and weights_only errors all mean "cannot read it"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = str(err).strip()
+        if text.startswith("Weights only load failed"):
+            # torch's own text goes on to suggest weights_only=False: never repeat that advice
+            raise WeightsError(f"refused {path.name}: {_refused_reason(text)}; only tensors "
+                               f"are loaded (torch.load weights_only=True). Re-save the "
+                               f"weights alone: torch.save(model.state_dict(), PATH)") from None
+        reason = text.splitlines()[0] if text else type(err).__name__
         raise WeightsError(
             f"cannot read {path.name} as a PyTorch checkpoint (weights_only=True): {reason[:200]}"
         ) from None
+
+
+def _refused_reason(text: str) -> str:
+    """What in a refused pickle was not a tensor, from torch's weights_only message."""
+    import re
+
+    m = re.search(r"unsupported GLOBAL (\S+)", text)
+    if m:
+        return f"its pickle calls {m.group(1)} (code, not data)"
+    m = re.search(r"Unsupported operand (\S+)", text)
+    return f"its pickle uses opcode {m.group(1)}" if m else "its pickle holds objects other than tensors"
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -237,7 +254,7 @@ def load_packaged_weights(model, weights) -> LoadedWeights:
             f"{weights.sha256[:12]}...: the file is corrupt or was replaced"
         )
     arch = getattr(weights, "arch", None) or path.stem
-    obj = _torch_load(path)
+    obj = load_tensors_only(path)
     state, _ = extract_state_dict(obj, path)
     state, prefix = strip_prefixes(state)
     apply_state_dict(model, state, arch, path.name)
