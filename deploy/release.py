@@ -129,6 +129,7 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
 
     source = load_source(cfg.model, weights=cfg.weights, num_classes=cfg.num_classes,
                          width=cfg.width, input_size=cfg.input_size)
+    choose_labels(source.name, source.entry.num_classes, source.labels, cfg.labels_file)
     if not source.weights.get("trained"):
         log(f"note: {source.name} has random-init weights; its accuracy figures mean nothing")
     # before any export: a bundle of this name and version from another parent stays
@@ -262,16 +263,26 @@ def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Pat
 
 def release_labels(art: Artifact, labels_file: Path | None) -> list[str]:
     """The model's labels, or --labels for a model whose classes the zoo cannot name."""
-    classes = int(art.outputs[0].shape[-1])
+    return choose_labels(art.model.get("name"), int(art.outputs[0].shape[-1]), art.labels,
+                         labels_file)
+
+
+def choose_labels(name, classes: int, own, labels_file: Path | None) -> list[str]:
+    """``own`` labels, or those of ``labels_file``; checked before any export is made (and
+    again on the built files), so a wrong --labels never fails a release late."""
     if labels_file is None:
-        if not art.labels:
-            raise ConfigError(f"{art.model.get('name')}: no label set is known for its {classes} "
-                              f"classes; pass --labels FILE (one name a line)")
-        return list(art.labels)
-    labels = [line.strip() for line in Path(labels_file).read_text().splitlines() if line.strip()]
+        if not own:
+            raise ConfigError(f"{name}: no label set is known for its {classes} classes; pass "
+                              f"--labels FILE (one name a line)")
+        return list(own)
+    try:
+        text = Path(labels_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"--labels {labels_file}: unreadable ({e})") from None
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
     if len(labels) != classes:
         raise ConfigError(f"--labels {labels_file}: {len(labels)} names for {classes} classes")
-    if art.labels and list(art.labels) != labels:
+    if own and list(own) != labels:
         raise ConfigError(f"--labels {labels_file} contradicts the model's own labels; drop --labels")
     return labels
 

@@ -47,6 +47,11 @@ class Embedded:
             "mean", "resize", "crop", "interpolation", "color", "layout", "labels"))
 
 
+def fmt_values(v) -> str:
+    """Per-channel values for a message: "0.5" when all three agree, else "(a, b, c)"."""
+    return "(" + ", ".join(f"{x:g}" for x in v) + ")" if len(set(v)) > 1 else f"{v[0]:g}"
+
+
 def background_first(labels: Sequence[str] | None) -> bool:
     return bool(labels) and labels[0].strip().lower() in BACKGROUND
 

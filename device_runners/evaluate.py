@@ -69,8 +69,7 @@ class Pipeline:
         return "; ".join(f"{where}: {', '.join(groups[where])}" for where in order)
 
 
-def _fmt(v) -> str:
-    return "(" + ", ".join(f"{x:g}" for x in v) + ")" if len(set(v)) > 1 else f"{v[0]:g}"
+from device_runners.embedded import fmt_values as _fmt  # noqa: E402
 
 
 @dataclass

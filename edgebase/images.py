@@ -14,6 +14,7 @@ import io
 import os
 import random
 import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -76,8 +77,14 @@ class ImageSet:
 
     def read_bytes(self, key: str) -> bytes:
         if self._zip is not None:
-            return self._zip.read(key)
-        return (self.path / key).read_bytes()
+            try:
+                return self._zip.read(key)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as e:
+                raise DataError(f"{self.path}:{key}: damaged in the zip ({e})") from None
+        try:
+            return (self.path / key).read_bytes()
+        except OSError as e:
+            raise DataError(f"{self.path / key}: unreadable ({e.strerror})") from None
 
     def load(self, index: int) -> np.ndarray:
         return decode(self.read_bytes(self.samples[index].key), f"{self.path}:{self.samples[index].key}")

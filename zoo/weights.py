@@ -119,6 +119,8 @@ def load_weights(model, path: str | Path, arch: str) -> LoadedWeights:
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise WeightsError(f"weights file {path} {what}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file {path} is empty (0 bytes)")
     suffix = _suffix(path)
     if suffix not in TORCH_SUFFIXES:
         importer = _find_importer(arch, suffix)
@@ -149,10 +151,18 @@ def load_tensors_only(path: Path) -> Any:
             raise WeightsError(f"refused {path.name}: {_refused_reason(text)}; only tensors "
                                f"are loaded (torch.load weights_only=True). Re-save the "
                                f"weights alone: torch.save(model.state_dict(), PATH)") from None
-        reason = text.splitlines()[0] if text else type(err).__name__
+        reason = _first_sentence(text) if text else type(err).__name__
         raise WeightsError(
-            f"cannot read {path.name} as a PyTorch checkpoint (weights_only=True): {reason[:200]}"
-        ) from None
+            f"cannot read {path.name} as a PyTorch checkpoint (weights_only=True): {reason}; "
+            f"is it truncated, or another format?") from None
+
+
+def _first_sentence(text: str, limit: int = 200) -> str:
+    """A library's error up to its first full stop: never cut in the middle of advice."""
+    line = text.splitlines()[0]
+    end = line.find(". ")
+    line = line[:end] if end > 0 else line.rstrip(".")
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _refused_reason(text: str) -> str:

@@ -61,6 +61,10 @@ def run(args) -> int:
     recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                     limit=args.limit)
     torch.set_num_threads(args.threads)
+    if args.init:  # an unreadable or unfitting --init fails before the data is decoded
+        from zoo.weights import load_weights
+
+        load_weights(entry.builder(**entry.kwargs), args.init, entry.arch)
     data = load_dataset(args.data, size=entry.input_size, progress=not args.no_progress)
     command = " ".join(shlex.quote(str(a)) for a in [
         "deploy", "train", entry.name, "--data", args.data, "--epochs", recipe.epochs,
