@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgebase.errors import ConfigError, ValidationError
+from edgebase.errors import ConfigError, DeployError, ValidationError
+from edgebase.files import raise_if_disk_full
 from edgebase.manifest import Artifact
 from deploy.overwrite import check_overwrite, parent_identity
 from deploy.placement import file_stem, place
@@ -143,7 +144,17 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
 
 
 def export(source: ModelSource, config: ExportConfig) -> Artifact:
-    """Convert, validate and write; returns the Artifact written beside the model file."""
+    """Convert, validate and write; returns the Artifact written beside the model file.
+
+    The output folder is locked for the whole stage (``edgebase.files.folder_lock``): a second
+    export into it is refused at once instead of interleaving its files with this one's."""
+    from edgebase.files import folder_lock
+
+    with folder_lock(config.output_dir, "export"):
+        return _export(source, config)
+
+
+def _export(source: ModelSource, config: ExportConfig) -> Artifact:
     import torch
 
     if config.precision == "int8":
@@ -171,8 +182,12 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
     try:
         progress(f"converting {source.name} to {target.name} {config.precision}")
         t0 = time.perf_counter()
-        conversion = target.convert_fn()(source.model, example, work / final.name,
-                                         precision=config.precision, **options)
+        try:
+            conversion = target.convert_fn()(source.model, example, work / final.name,
+                                             precision=config.precision, **options)
+        except DeployError as err:
+            raise_if_disk_full(work, final, err)
+            raise
         seconds["conversion"] = time.perf_counter() - t0
         progress(f"converted in {seconds['conversion']:.1f} s; validating on {len(x)} images")
         t0 = time.perf_counter()

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from edgebase.errors import ConfigError, ValidationError
+from edgebase.errors import ConfigError, DeployError, ValidationError
 from quant import progress
 
 PRECISION = "int8"
@@ -114,7 +114,13 @@ def export_int8(source, config, fp32_stage: Callable, log: Callable[[str], None]
         log(f"quantizing with {target.name}'s quantizer")
         t0 = time.perf_counter()
         file = work / final.name
-        facts = ptq.quantize(fp32_path, file, calib, options, parent=source.model)
+        try:
+            facts = ptq.quantize(fp32_path, file, calib, options, parent=source.model)
+        except DeployError as err:
+            from edgebase.files import raise_if_disk_full
+
+            raise_if_disk_full(work, final, err)
+            raise
         seconds["quantization"] = time.perf_counter() - t0
         log(f"quantized with {facts['quantizer']} in {seconds['quantization']:.1f} s; "
             f"validating against the PyTorch parent")

@@ -213,10 +213,24 @@ def bundle_name(name: str, version: str) -> str:
 
 
 def release(cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
-    """Build (or reuse), assemble, measure; returns (bundle folder, zip)."""
-    cfg.output.mkdir(parents=True, exist_ok=True)
-    built = build_artifacts(cfg, cfg.output / "build", log=log)
-    return assemble(built, cfg, log=log)
+    """Build (or reuse), assemble, measure; returns (bundle folder, zip).
+
+    A release that fails or is interrupted leaves no build file it made: what it exported is
+    removed again, so nothing in the build folder looks like a result of a release that did
+    not happen (files reused from earlier releases stay)."""
+    from edgebase.files import folder_lock
+
+    build = cfg.output / "build"
+    with folder_lock(cfg.output, "release"):
+        before = set(build.iterdir()) if build.is_dir() else set()
+        try:
+            built = build_artifacts(cfg, build, log=log)
+            return assemble(built, cfg, log=log)
+        except BaseException:
+            for path in (set(build.iterdir()) if build.is_dir() else set()) - before:
+                if path.is_file():
+                    path.unlink()
+            raise
 
 
 def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
@@ -249,14 +263,16 @@ def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Pat
         write_text_atomic(stage / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         for p in stage.rglob("*"):  # atomic writes leave 0600 files; a bundle is for sharing
             p.chmod(0o644 if p.is_file() else 0o755)
+        # the zip first (atomically), from the staged folder: a full disk or an interruption
+        # here leaves the earlier bundle, if any, as it was
+        write_zip(stage, zip_path, folder)
+        zip_path.chmod(0o644)
         if final.exists():
             shutil.rmtree(final)
         os.replace(stage, final)
     finally:
         if stage.exists():
             shutil.rmtree(stage)
-    write_zip(final, zip_path, folder)
-    zip_path.chmod(0o644)
     log(f"wrote {final}/ and {zip_path}")
     return final, zip_path
 

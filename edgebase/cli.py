@@ -82,19 +82,21 @@ def run_cli(prog: str, commands: dict[str, str], version: str, argv=None) -> int
     except OSError as err:
         if args.debug or err.errno not in DISK_FULL | NOT_WRITABLE:
             raise
-        print(f"{prog}: error: {disk_message(err)}", file=sys.stderr)
+        print(f"{prog}: error: {disk_message(err, getattr(args, 'output', None))}",
+              file=sys.stderr)
         return DISK_EXIT
     finally:
         _on_sigterm(previous)
 
 
-def disk_message(err: OSError) -> str:
-    """One line for an operation the machine refused; a hidden temporary name is shown as
-    its folder (the user never chose it)."""
+def disk_message(err: OSError, output=None) -> str:
+    """One line for an operation the machine refused. A hidden temporary name is shown as its
+    folder (the user never chose it); with no name at all, the command's output folder."""
     name = str(err.filename or "")
     where = str(Path(name).parent) if Path(name).name.startswith(".") else name
+    where = where or (str(output) if output else "")
     if err.errno in DISK_FULL:
-        return (f"{err.strerror}" + (f" while writing in {where}" if where else "")
+        return (f"{err.strerror}" + (f" while writing {where}" if where else "")
                 + ": free some space or choose another output folder; unfinished files were "
                   "removed")
     return f"{where or 'a file'}: {err.strerror}"

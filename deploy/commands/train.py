@@ -71,6 +71,9 @@ def run(args) -> int:
         "--batch-size", recipe.batch_size, "--lr", recipe.lr, "--seed", recipe.seed,
         *(["--limit", recipe.limit] if recipe.limit else []),
         *(["--init", args.init] if args.init else [])])
-    train(entry, data, recipe, args.output, resume=args.resume, init=args.init,
-          progress=not args.no_progress, command=command)
+    from edgebase.files import folder_lock
+
+    with folder_lock(args.output, "training run"):  # two runs would share one checkpoint
+        train(entry, data, recipe, args.output, resume=args.resume, init=args.init,
+              progress=not args.no_progress, command=command)
     return 0
