@@ -351,7 +351,7 @@ DEPLOY = [
     Case("export-json-folder", "deploy", R("export", MODEL, "--target", "onnx", "--json", lambda i: i.a_file / "m.json"), (r"--json: .*which is a file",), 2),
     # checkpoints
     Case("export-weights-missing", "deploy", R("export", "squeezenet1_1", "--target", "onnx", "--weights", "nope.pt"), (r"weights file nope\.pt does not exist",)),
-    Case("export-weights-pickle-code", "deploy", R("export", "squeezenet1_1", "--target", "onnx", "--weights", lambda i: i["evil.pt"]), (r"refused evil\.pt: its pickle calls (posix|os)\.mkdir \(code, not data\); only tensors are loaded", r"state_dict\(\)")),
+    Case("export-weights-pickle-code", "deploy", R("export", "squeezenet1_1", "--target", "onnx", "--weights", lambda i: i["evil.pt"]), (r"refused evil\.pt: its pickle calls (posix|os)\.mkdir \(code or objects, not tensors\); only tensors are loaded", r"state_dict\(\)")),
     Case("export-weights-keys", "deploy", R("export", "squeezenet1_1", "--target", "onnx", "--weights", lambda i: i["keys.pt"]), (r"keys\.pt does not fit squeezenet1_1: \d+ missing \(.*unexpected \(foo\.weight\)",)),
     Case("export-weights-classes", "deploy", R("export", "squeezenet1_1", "--target", "onnx", "--weights", lambda i: i["ten_classes.pt"]), (r"mis-shaped", r"the checkpoint has 10 classes: pass --num-classes")),
     Case("export-weights-zero-byte", "deploy", R("export", "squeezenet1_1", "--target", "onnx", "--weights", lambda i: i["zero.pt"]), (r"weights file \S*/zero\.pt is empty \(0 bytes\)",)),

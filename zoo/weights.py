@@ -146,11 +146,15 @@ def load_tensors_only(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and weights_only errors all mean "cannot read it"
         text = str(err).strip()
-        if text.startswith("Weights only load failed"):
+        called = _refused_global(text)
+        if called:
             # torch's own text goes on to suggest weights_only=False: never repeat that advice
-            raise WeightsError(f"refused {path.name}: {_refused_reason(text)}; only tensors "
-                               f"are loaded (torch.load weights_only=True). Re-save the "
-                               f"weights alone: torch.save(model.state_dict(), PATH)") from None
+            raise WeightsError(f"refused {path.name}: its pickle calls {called} (code or "
+                               f"objects, not tensors); only tensors are loaded (torch.load "
+                               f"weights_only=True). Re-save the weights alone: "
+                               f"torch.save(model.state_dict(), PATH)") from None
+        if text.startswith("Weights only load failed"):  # not a pickle of tensors at all
+            text = "not a pickle of tensors"
         reason = _first_sentence(text) if text else type(err).__name__
         raise WeightsError(
             f"cannot read {path.name} as a PyTorch checkpoint (weights_only=True): {reason}; "
@@ -165,15 +169,14 @@ def _first_sentence(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
-def _refused_reason(text: str) -> str:
-    """What in a refused pickle was not a tensor, from torch's weights_only message."""
+def _refused_global(text: str) -> str | None:
+    """The callable a refused pickle names (torch's weights_only message), or None."""
     import re
 
-    m = re.search(r"unsupported GLOBAL (\S+)", text)
-    if m:
-        return f"its pickle calls {m.group(1)} (code, not data)"
-    m = re.search(r"Unsupported operand (\S+)", text)
-    return f"its pickle uses opcode {m.group(1)}" if m else "its pickle holds objects other than tensors"
+    if not text.startswith("Weights only load failed"):
+        return None
+    m = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", text, re.IGNORECASE)
+    return m.group(1) if m else None
 
 
 def _is_state_dict(obj: Any) -> bool:

@@ -132,7 +132,8 @@ class OpenVINOBackend(Backend):
 
         try:
             section = self._model.get_rt_info()["edgedeploy"]
-            props = {k: str(v) for k, v in section.astype(dict).items()}
+            items = section.items() if isinstance(section, dict) else section.astype(dict).items()
+            props = {k: v.astype(str) if hasattr(v, "astype") else str(v) for k, v in items}
         except (KeyError, RuntimeError, TypeError, AttributeError):
             return None
         return from_properties(props, "OpenVINO rt_info")
