@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from edgebase.errors import ConfigError, DeployError, ValidationError
 from edgebase.files import raise_if_disk_full
+from device_runners.embedded import background_first
 from edgebase.manifest import Artifact
 from deploy.overwrite import check_overwrite, parent_identity
 from deploy.placement import file_stem, place
@@ -258,9 +259,13 @@ def _embedded(source, model_info, target, config) -> dict[str, str]:
                                        | {"weights_sha256": model_info["weights"].get("sha256"),
                                           "trained": model_info["weights"]["trained"]}),
         "edgedeploy.preprocess": json.dumps(pre),
-        # the class names one a line (a runner without the manifest reads them: a first
-        # name "background" tells it the label offset)
-        "edgedeploy.labels": "\n".join(source.labels),
+        # the zoo's label set name, or the names of --labels FILE one a line (names of the
+        # big sets would cost a size-critical container ~10 KB)
+        "edgedeploy.labels": (source.entry.labels if source.label_names is None
+                              else "\n".join(source.label_names)) or "",
+        # so that a runner without the manifest needs no --label-offset for TF-style
+        # 1001-class models (class 0 "background")
+        **({"edgedeploy.label_offset": "1"} if background_first(source.labels) else {}),
         "edgedeploy.precision": config.precision,
     }
 

@@ -272,10 +272,13 @@ def describe_embedded(e) -> dict[str, Any] | None:
     if e.labels:
         parts.append(f"{len(e.labels)} labels" + (f" (first {e.labels[0]!r}: label offset 1)"
                                                   if background_first(e.labels) else ""))
+    elif e.label_offset is not None:
+        parts.append(f"label offset {e.label_offset}")
     if e.problem:
         parts.append(f"ignored: {e.problem}")
     return {"where": e.where, "mean": e.mean, "std": e.std, "resize": e.resize, "crop": e.crop,
-            "labels": len(e.labels) if e.labels else None, "problem": e.problem,
+            "labels": len(e.labels) if e.labels else None, "label_offset": e.label_offset,
+            "problem": e.problem,
             "summary": f"{e.where}: " + ("; ".join(parts) or "nothing the runner uses")}
 
 

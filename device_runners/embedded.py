@@ -39,12 +39,14 @@ class Embedded:
     color: str | None = None
     layout: str | None = None
     labels: tuple[str, ...] | None = None
+    label_offset: int | None = None  # said outright (``edgedeploy.label_offset``)
     problem: str | None = None
 
     @property
     def empty(self) -> bool:
         return all(getattr(self, k) is None for k in (
-            "mean", "resize", "crop", "interpolation", "color", "layout", "labels"))
+            "mean", "resize", "crop", "interpolation", "color", "layout", "labels",
+            "label_offset"))
 
 
 def fmt_values(v) -> str:
@@ -72,7 +74,7 @@ def from_pixel_units(where: str, mean: Sequence[float] | None, std: Sequence[flo
 def from_properties(props: Mapping[str, str], where: str) -> Embedded | None:
     """An Embedded from string key/value metadata (ONNX metadata_props, OpenVINO rt_info);
     None when none of the keys we know is there."""
-    if "edgedeploy.preprocess" in props or "edgedeploy.labels" in props:
+    if any(k.startswith("edgedeploy.") for k in props):
         return _ours(props, where)
     if "Image.NominalPixelRange" in props or "Image.BitmapPixelFormat" in props:
         rng = props.get("Image.NominalPixelRange")
@@ -93,6 +95,8 @@ def _ours(props: Mapping[str, str], where: str) -> Embedded:
     text = props.get("edgedeploy.labels") or ""
     if "\n" in text:
         fields["labels"] = tuple(text.splitlines())
+    if props.get("edgedeploy.label_offset", "").isdigit():
+        fields["label_offset"] = int(props["edgedeploy.label_offset"])
     try:
         pre = json.loads(props.get("edgedeploy.preprocess") or "null")
         if pre is not None:

@@ -242,13 +242,16 @@ def make_pipeline(spec: TensorSpec, manifest_pre, *, embedded=None, size=None, r
 
 
 def settle_label_offset(pipe: Pipeline, flag: int | None, labels, where: str | None,
-                        classes: int, data_classes: int) -> Pipeline:
-    """The label offset from the flag, else from labels the file or manifest records (first
-    label "background": 1), else 0; a 1001-output model with nothing to say so is refused."""
+                        classes: int, data_classes: int, said: int | None = None) -> Pipeline:
+    """The label offset from the flag, else as the file says it outright (``said``), else from
+    labels the file or manifest records (first label "background": 1), else 0; a 1001-output
+    model with nothing to say so is refused."""
     from device_runners.embedded import background_first
 
     if flag is not None:
         offset, source = flag, "flags"
+    elif said is not None:
+        offset, source = said, where
     elif labels and len(labels) == classes:
         offset = 1 if background_first(labels) else 0
         source = f"{where} (its labels start with {labels[0]!r})" if offset else where
@@ -399,7 +402,8 @@ def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: 
         labels, where = artifact.labels, "manifest"
     else:
         labels, where = (embedded.labels, embedded.where) if embedded else (None, None)
-    pipe = settle_label_offset(pipe, label_offset, labels, where, classes, images.num_classes)
+    pipe = settle_label_offset(pipe, label_offset, labels, where, classes, images.num_classes,
+                               said=embedded.label_offset if embedded else None)
     indices = images.subset(limit, seed=seed)
     bar = _Progress(len(indices), progress, "eval")
     c1 = c5 = 0

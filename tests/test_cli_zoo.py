@@ -16,8 +16,11 @@ NOTE = "random initialisation — latency only, no accuracy claims"
 
 def deploy(*argv: str) -> int:
     # only the commands under test are loaded, so this file does not depend on the others
-    return run_cli("deploy", {k: COMMANDS[k] for k in ("models", "inspect")}, __version__,
-                   list(argv))
+    try:
+        return run_cli("deploy", {k: COMMANDS[k] for k in ("models", "inspect")}, __version__,
+                       list(argv))
+    except SystemExit as e:  # a flag argparse refuses (one line too)
+        return e.code
 
 
 def test_commands_are_registered():
@@ -129,7 +132,7 @@ def test_inspect_bad_weights_is_one_clear_line(tmp_path, capsys, argv, match):
     (["shufflenet_v2_x1_0", "--width", "0.75"], "width=0.75 is not supported; valid: 0.5"),
     (["squeezenet1_1", "--input-size", "8"], "--input-size must be >= 16"),
     (["squeezenet1_0", "--input-size", "20"], "20x20 input does not fit"),
-    (["mobilenet_v2", "--num-classes", "0"], "--num-classes must be >= 1"),
+    (["mobilenet_v2", "--num-classes", "0"], "--num-classes: must be at least 1, got 0"),
     (["mobilenet_v2", "--weights", "/nonexistent/w.pth"], "does not exist"),
 ])
 def test_inspect_option_errors(capsys, argv, match):

@@ -161,6 +161,9 @@ def test_property_parsing():
     zero = from_properties({"edgedeploy.preprocess": json.dumps(
         {"resize": 1, "crop": 1, "mean": [0], "std": [0]})}, "w")
     assert zero.mean is None and "std of 0" in zero.problem
+    said = from_properties({"edgedeploy.labels": "imagenet1001", "edgedeploy.label_offset": "1"},
+                           "w")
+    assert said.label_offset == 1 and said.labels is None and not said.empty
     assert background_first(["background", "x"]) and not background_first(["cat", "dog"])
     assert Embedded("w").empty
 
@@ -196,4 +199,4 @@ def test_imported_model_files_evaluate_with_no_flags(shared_data, tmp_path):
         r = evaluate(model, IMAGENET, limit=200, threads=2)
         assert r.preprocess["label_offset"] == 1 and r.top1 > 40, (model, r.top1)
     assert evaluate(alone, IMAGENET, limit=1, threads=2).preprocess["sources"]["label offset"] \
-        .startswith("ONNX metadata_props")
+        == "ONNX metadata_props"
