@@ -60,7 +60,10 @@ def _terminate(signum, frame):
 
 def run_cli(prog: str, commands: dict[str, str], version: str, argv=None) -> int:
     parser = build_parser(prog, commands, version)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # a refused flag (its line is printed), --help, --version
+        return int(done.code or 0)
     previous = _on_sigterm(_terminate)
     try:
         return int(args._run(args) or 0)
