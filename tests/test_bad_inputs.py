@@ -479,3 +479,25 @@ def test_a_path_with_spaces_and_accents_works(inputs, tmp_path, capfd, monkeypat
                                     "0", "--json", str(out)], tmp_path, capfd, monkeypatch)
     assert code == 0, err
     assert json.loads(out.read_text(encoding="utf-8"))["model"] == str(inputs.odd_onnx)
+
+
+def test_a_bfloat16_weight_tensor_benches_and_counts_its_ops(inputs, tmp_path, capfd,
+                                                            monkeypatch):
+    """A tensor type numpy has no array for (BFLOAT16) must not break the op count after
+    the timing: LiteRT runs such a file, and the runner reports it."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(inputs.tflite.read_bytes(), 0)
+    graph = model.subgraphs[0]
+    graph.tensors[graph.operators[0].inputs[1]].type = schema.TensorType.BFLOAT16
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), b"TFL3")
+    path = tmp_path / "bf16.tflite"
+    path.write_bytes(bytes(builder.Output()))
+    code, err = run_case("runner", ["bench", str(path), "--runs", "2", "--warmup", "0",
+                                    "--json", str(tmp_path / "r.json")], tmp_path, capfd,
+                         monkeypatch)
+    assert code == 0 and "Traceback" not in err, err
+    counts = json.loads((tmp_path / "r.json").read_text())["op_counts"]
+    assert counts and sum(counts.values()) >= 27
