@@ -14,10 +14,10 @@ dequantized before ranking.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -29,6 +29,7 @@ from edgebase.manifest import TensorSpec, read_manifest
 from device_runners.backends import backend_class, resolve
 from device_runners.backends.base import guess_layout, shape_str
 from device_runners.caveats import caveats, weights_trained
+from device_runners.embedded import fmt_values as _fmt
 from edgebase.images import ImageSet, resize_crop
 
 
@@ -67,9 +68,6 @@ class Pipeline:
         last = ("input shape", "default")  # the file's and the user's words first
         order = sorted(groups, key=lambda g: (g in last, last.index(g) if g in last else 0))
         return "; ".join(f"{where}: {', '.join(groups[where])}" for where in order)
-
-
-from device_runners.embedded import fmt_values as _fmt  # noqa: E402
 
 
 @dataclass

@@ -112,6 +112,7 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
     import fcntl
 
     folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     key = os.path.realpath(folder)
     if key in _held:
@@ -131,6 +132,11 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
     finally:
         _held[key][1] -= 1
         if not _held[key][1]:
+            for path in made:  # a run that wrote nothing leaves no folders behind
+                try:
+                    path.rmdir()
+                except OSError:  # not empty: something was written
+                    break
             os.close(_held.pop(key)[0])  # closing the only descriptor releases the lock
 
 

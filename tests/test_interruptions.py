@@ -245,3 +245,36 @@ def test_full_disk_unpack_and_eval_json(tmp_path):
                         r"some space or choose another output folder; unfinished files were "
                         r"removed", last_line(err)), err
     assert left == [], left
+
+
+def test_folder_lock_nests_and_leaves_no_empty_folders(tmp_path):
+    import fcntl
+
+    from edgebase.files import FolderBusyError, folder_lock
+
+    target = tmp_path / "a" / "b"
+    with folder_lock(target, "export"):
+        with folder_lock(target, "export"):  # the int8 stage makes its fp32 parent inside
+            pass
+        other = os.open(target, os.O_RDONLY)  # another open file: as another process would
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    assert not (tmp_path / "a").exists()  # made for a run that wrote nothing: removed
+    with folder_lock(target, "export"):
+        (target / "result.txt").write_text("x")
+    assert (target / "result.txt").is_file()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from edgebase.files import folder_lock\n"
+        f"with folder_lock({str(target)!r}, 'x'):\n    print('held', flush=True); time.sleep(60)")],
+        cwd=REPO, env=env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderBusyError, match="in use by another run writing into it"):
+            with folder_lock(target, "export"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
