@@ -67,6 +67,10 @@ class BenchmarkConfig:
 
         if not self.models:
             raise ConfigError("name at least one model (see `deploy models`)")
+        from zoo import get_entry
+
+        for name in self.models:  # a typo is refused here, not reported as a failed cell
+            get_entry(name)  # UnknownNameError lists the valid names
         targets = tuple(self.targets) if self.targets else tuple(target_names())
         for t in targets:
             get_target(t)  # UnknownNameError lists the valid targets

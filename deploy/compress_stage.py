@@ -71,6 +71,15 @@ def fold_batchnorm(model):
 
 
 def compress(source, config: CompressConfig, log: Callable[[str], None] = print) -> Artifact:
+    """Prune, share and code ``source`` into a container in ``config.output_dir`` (locked
+    while it is written, like an export's)."""
+    from edgebase.files import folder_lock
+
+    with folder_lock(config.output_dir, "compress"):
+        return _compress(source, config, log)
+
+
+def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Artifact:
     from deploy.export import ExportConfig, ModelSource, export
     from deploy.placement import file_stem
     from edgebase.capabilities import get_target

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgebase.errors import ConfigError, ValidationError
+from edgebase.errors import ConfigError, DeployError, ValidationError
+from edgebase.files import raise_if_disk_full
+from device_runners.embedded import background_first
 from edgebase.manifest import Artifact
 from deploy.overwrite import check_overwrite, parent_identity
 from deploy.placement import file_stem, place
@@ -72,7 +74,9 @@ class ModelSource:
 
     @property
     def name(self) -> str:
-        return self.entry.name
+        """The name shown and recorded: the entry's, with the width when --width changed it
+        (``mobilenet_v1_x0_25`` for the architecture default at width 0.25)."""
+        return file_stem(self)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -82,7 +86,7 @@ class ModelSource:
 
     def identity(self, precision: str) -> dict[str, Any]:
         """What the no-overwrite rule compares with an existing file's manifest."""
-        model = {"name": self.entry.name, "num_classes": self.entry.num_classes,
+        model = {"name": self.name, "num_classes": self.entry.num_classes,
                  "input_size": self.entry.input_size, "weights": self.weights}
         return parent_identity(model, precision, self.entry.preprocess, self.labels)
 
@@ -91,7 +95,7 @@ class ModelSource:
 
         facts = model_facts(self.model, self.entry.input_size)
         return {
-            "name": self.entry.name, "arch": self.entry.arch,
+            "name": self.name, "arch": self.entry.arch,
             "kwargs": dict(self.entry.kwargs), "num_classes": self.entry.num_classes,
             "input_size": self.entry.input_size, "params": facts.params, "macs": facts.macs,
             "mac_cost": facts.mac_cost, "adaptation": self.entry.adaptation,
@@ -132,7 +136,16 @@ def export(source: ModelSource, config: ExportConfig, int8=None) -> Artifact:
     """Convert, validate and write; returns the Artifact written beside the model file.
 
     Precision int8 runs the int8 stage on the fp32 file this stage makes, with ``int8``
-    (``deploy.int8_stage.Int8Config``; None: its defaults)."""
+    (``deploy.int8_stage.Int8Config``; None: its defaults). The output folder is locked for
+    the whole stage (``edgebase.files.folder_lock``): a second export into it is refused at
+    once instead of interleaving its files with this one's."""
+    from edgebase.files import folder_lock
+
+    with folder_lock(config.output_dir, "export"):
+        return _export(source, config, int8)
+
+
+def _export(source: ModelSource, config: ExportConfig, int8=None) -> Artifact:
     import torch
 
     if config.precision == "int8":
@@ -160,8 +173,12 @@ def export(source: ModelSource, config: ExportConfig, int8=None) -> Artifact:
     try:
         progress(f"converting {source.name} to {target.name} {config.precision}")
         t0 = time.perf_counter()
-        conversion = target.convert_fn()(source.model, example, work / final.name,
-                                         precision=config.precision, **options)
+        try:
+            conversion = target.convert_fn()(source.model, example, work / final.name,
+                                             precision=config.precision, **options)
+        except DeployError as err:
+            raise_if_disk_full(work, final, err)
+            raise
         seconds["conversion"] = time.perf_counter() - t0
         progress(f"converted in {seconds['conversion']:.1f} s; validating on {len(ref.x)} images")
         t0 = time.perf_counter()
@@ -220,9 +237,13 @@ def _embedded(source, model_info, target, config) -> dict[str, str]:
                                        | {"weights_sha256": model_info["weights"].get("sha256"),
                                           "trained": model_info["weights"]["trained"]}),
         "edgedeploy.preprocess": json.dumps(pre),
-        # the zoo's label set name, or the names of --labels FILE one a line
+        # the zoo's label set name, or the names of --labels FILE one a line (names of the
+        # big sets would cost a size-critical container ~10 KB)
         "edgedeploy.labels": (source.entry.labels if source.label_names is None
                               else "\n".join(source.label_names)) or "",
+        # so that a runner without the manifest needs no --label-offset for TF-style
+        # 1001-class models (class 0 "background")
+        **({"edgedeploy.label_offset": "1"} if background_first(source.labels) else {}),
         "edgedeploy.precision": config.precision,
     }
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edgebase.errors import ConfigError, ValidationError
+from edgebase.errors import ConfigError, DeployError, ValidationError
 from quant import progress
 
 PRECISION = "int8"
@@ -147,7 +147,13 @@ def export_int8(source, config, int8: Int8Config, fp32_stage: Callable,
         log(f"quantizing with {target.name}'s quantizer")
         t0 = time.perf_counter()
         file = work / final.name
-        facts = ptq.quantize(fp32_path, file, calib, options, parent=source.model)
+        try:
+            facts = ptq.quantize(fp32_path, file, calib, options, parent=source.model)
+        except DeployError as err:
+            from edgebase.files import raise_if_disk_full
+
+            raise_if_disk_full(work, final, err)
+            raise
         seconds["quantization"] = time.perf_counter() - t0
         log(f"quantized with {facts['quantizer']} in {seconds['quantization']:.1f} s; "
             f"validating against the PyTorch parent")

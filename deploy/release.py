@@ -136,6 +136,7 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
 
     source = load_source(cfg.model, weights=cfg.weights, num_classes=cfg.num_classes,
                          width=cfg.width, input_size=cfg.input_size)
+    choose_labels(source.name, source.entry.num_classes, source.labels, cfg.labels_file)
     if not source.weights.get("trained"):
         log(f"note: {source.name} has random-init weights; its accuracy figures mean nothing")
     # before any export: a bundle of this name and version from another parent stays
@@ -180,10 +181,24 @@ def bundle_name(name: str, version: str) -> str:
 
 
 def release(cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
-    """Build (or reuse), assemble, measure; returns (bundle folder, zip)."""
-    cfg.output.mkdir(parents=True, exist_ok=True)
-    built = build_artifacts(cfg, cfg.output / "build", log=log)
-    return assemble(built, cfg, log=log)
+    """Build (or reuse), assemble, measure; returns (bundle folder, zip).
+
+    A release that fails or is interrupted leaves no build file it made: what it exported is
+    removed again, so nothing in the build folder looks like a result of a release that did
+    not happen (files reused from earlier releases stay)."""
+    from edgebase.files import folder_lock
+
+    build = cfg.output / "build"
+    with folder_lock(cfg.output, "release"):
+        before = set(build.iterdir()) if build.is_dir() else set()
+        try:
+            built = build_artifacts(cfg, build, log=log)
+            return assemble(built, cfg, log=log)
+        except BaseException:
+            for path in (set(build.iterdir()) if build.is_dir() else set()) - before:
+                if path.is_file():
+                    path.unlink()
+            raise
 
 
 def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
@@ -216,30 +231,42 @@ def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Pat
         write_text_atomic(stage / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         for p in stage.rglob("*"):  # atomic writes leave 0600 files; a bundle is for sharing
             p.chmod(0o644 if p.is_file() else 0o755)
+        # the zip first (atomically), from the staged folder: a full disk or an interruption
+        # here leaves the earlier bundle, if any, as it was
+        write_zip(stage, zip_path, folder)
+        zip_path.chmod(0o644)
         if final.exists():
             shutil.rmtree(final)
         os.replace(stage, final)
     finally:
         if stage.exists():
             shutil.rmtree(stage)
-    write_zip(final, zip_path, folder)
-    zip_path.chmod(0o644)
     log(f"wrote {final}/ and {zip_path}")
     return final, zip_path
 
 
 def release_labels(art: Artifact, labels_file: Path | None) -> list[str]:
     """The model's labels, or --labels for a model whose classes the zoo cannot name."""
-    classes = int(art.outputs[0].shape[-1])
+    return choose_labels(art.model.get("name"), int(art.outputs[0].shape[-1]), art.labels,
+                         labels_file)
+
+
+def choose_labels(name, classes: int, own, labels_file: Path | None) -> list[str]:
+    """``own`` labels, or those of ``labels_file``; checked before any export is made (and
+    again on the built files), so a wrong --labels never fails a release late."""
     if labels_file is None:
-        if not art.labels:
-            raise ConfigError(f"{art.model.get('name')}: no label set is known for its {classes} "
-                              f"classes; pass --labels FILE (one name a line)")
-        return list(art.labels)
-    labels = [line.strip() for line in Path(labels_file).read_text().splitlines() if line.strip()]
+        if not own:
+            raise ConfigError(f"{name}: no label set is known for its {classes} classes; pass "
+                              f"--labels FILE (one name a line)")
+        return list(own)
+    try:
+        text = Path(labels_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"--labels {labels_file}: unreadable ({e})") from None
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
     if len(labels) != classes:
         raise ConfigError(f"--labels {labels_file}: {len(labels)} names for {classes} classes")
-    if art.labels and list(art.labels) != labels:
+    if own and list(own) != labels:
         raise ConfigError(f"--labels {labels_file} contradicts the model's own labels; drop --labels")
     return labels
 

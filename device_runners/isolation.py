@@ -181,9 +181,12 @@ def _child(path: str, threads: int | None, runtime: str, fd: int) -> None:
     try:
         from edgebase.errors import ShapeError
         from device_runners.backends import backend_class
+        from device_runners.backends.base import InputTooLargeError
         backend = backend_class(runtime)(path, threads=threads)
         try:
             x = backend.example(seed=0, shapes=manifest_shapes(path, backend))
+        except InputTooLargeError as e:  # the file's own fault: say so, with the file's name
+            raise ModelFileError(f"{path}: {e}") from None
         except ShapeError:  # dynamic axes with no manifest: loading is all we can check
             x = None
         if x is not None:

@@ -47,7 +47,12 @@ def check(root: Path, path: Path, entry: dict[str, Any], manifest: dict[str, Any
     except DeployError as e:
         return [f"packed TFLite metadata unreadable ({e})"]
     problems = []
-    labels = (root / manifest["labels"]).read_text().splitlines()
+    try:
+        labels = (root / manifest["labels"]).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError, KeyError, TypeError) as e:
+        # its checksum line already says it is missing; this model cannot be compared
+        why = getattr(e, "strerror", None) or type(e).__name__
+        return [f"cannot compare its packed labels with {manifest.get('labels')!r} ({why})"]
     if meta["labels"] != labels:
         problems.append(f"packed labels differ from {manifest['labels']}")
     pre = manifest.get("preprocess") or {}

@@ -7,18 +7,19 @@ HELP = ("size / top-1 / latency of models across targets and precisions, against
 
 
 def _ints(text: str) -> tuple[int, ...]:
+    """Thread counts: comma-separated whole numbers, each at least 1."""
     import argparse
 
-    from edgebase.cli_flags import csv
+    from edgebase.cli_flags import POSITIVE, csv
 
-    try:
-        return tuple(int(x) for x in csv(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    values = csv(text)
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated thread counts, got {text!r}")
+    return tuple(POSITIVE(x) for x in values)
 
 
 def add_arguments(p) -> None:
-    from edgebase.cli_flags import add_json, csv, old_name
+    from edgebase.cli_flags import COUNT, POSITIVE, add_json, csv, old_name, output_dir
     from edgebase.capabilities import target_names
 
     p.add_argument("models", nargs="+", metavar="MODEL", help="zoo names (see `deploy models`)")
@@ -32,21 +33,21 @@ def add_arguments(p) -> None:
                    help="labelled evaluation images, folder or zip (default: CIFAR-10 test split "
                         "for 32x32 nets, the ImageNet sample otherwise, from ../shared/data)")
     p.add_argument("--calib", metavar="PATH", help="calibration images for int8")
-    p.add_argument("--limit", type=int, metavar="N",
+    p.add_argument("--limit", type=POSITIVE, metavar="N",
                    help="evaluate on N class-balanced images (default: all)")
     p.add_argument("--no-eval", action="store_true",
                    help="latency only: skip the accuracy columns (e.g. random-init weights)")
     p.add_argument("--threads", type=_ints, default=(1, 2), metavar="N[,N]",
                    help="thread count, or a comma-separated list to time each (default 1,2)")
-    p.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
-    p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds: each "
+    p.add_argument("--runs", type=POSITIVE, default=50, help="timed runs per measurement (default 50)")
+    p.add_argument("--warmup", type=COUNT, default=10, help="warm-up runs (default 10)")
+    p.add_argument("--rounds", type=POSITIVE, default=3, help="interleaved latency rounds: each "
                    "times PyTorch and every file, --runs split over them; medians over rounds "
                    "(default 3)")
-    p.add_argument("--input-size", type=int, help="override every model's input size")
+    p.add_argument("--input-size", type=POSITIVE, help="override every model's input size")
     p.add_argument("--weights", metavar="PATH", help="checkpoint for a single MODEL")
-    p.add_argument("--num-classes", type=int, help="override every model's classifier outputs")
-    p.add_argument("--output", metavar="DIR", default="out/benchmark",
+    p.add_argument("--num-classes", type=POSITIVE, help="override every model's classifier outputs")
+    p.add_argument("--output", metavar="DIR", type=output_dir, default="out/benchmark",
                    help="exported files (reused when still valid) and, without --json, the "
                         "report files (default out/benchmark)")
     add_json(p, "the report (written to DIR/benchmark.json without FILE); the Markdown (same "

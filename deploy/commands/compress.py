@@ -8,23 +8,24 @@ HELP = ("Deep Compression: prune, share weights (k-means) and Huffman-code a mod
 
 def add_arguments(p) -> None:
     from edgebase.capabilities import target_names
+    from edgebase.cli_flags import POSITIVE, at_least, output_dir
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
     p.add_argument("--weights", metavar="PATH", help="checkpoint or importable weights file "
                    "(e.g. squeezenet_v1.0_deep_compression.net)")
     p.add_argument("--target", required=True, choices=target_names(),
                    help="the file the container carries")
-    p.add_argument("--prune", type=float, default=0.0, metavar="S",
+    p.add_argument("--prune", type=at_least(0, float), default=0.0, metavar="S",
                    help="share of each layer's weights to set to zero (default 0)")
-    p.add_argument("--share-bits", type=int, default=8, metavar="B",
+    p.add_argument("--share-bits", type=POSITIVE, default=8, metavar="B",
                    help="k-means codebook of 2**B values per layer (default 8)")
     p.add_argument("--train-data", metavar="PATH", help="labelled images to fine-tune on "
                    "after pruning and sharing (not available yet: refused)")
     p.add_argument("--data", dest="eval_data", metavar="PATH",
                    help="labelled images: top-1 of the dense parent vs the decoded file")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate on N images (default all)")
-    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--threads", type=int, help="runtime threads during validation")
+    p.add_argument("--limit", type=POSITIVE, metavar="N", help="evaluate on N images (default all)")
+    p.add_argument("--output", required=True, type=output_dir, metavar="DIR", help="output folder")
+    p.add_argument("--threads", type=POSITIVE, help="runtime threads during validation")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 

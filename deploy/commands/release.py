@@ -8,13 +8,13 @@ HELP = "build a versioned, verifiable release bundle (folder + zip) for mobile a
 
 def add_arguments(p) -> None:
     from edgebase.capabilities import DEFAULT_RELEASE_TARGETS, TARGETS, all_int8_io
-    from edgebase.cli_flags import add_json, csv, old_name
+    from edgebase.cli_flags import POSITIVE, above, add_json, csv, old_name, output_dir
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
     p.add_argument("--weights", type=Path, metavar="PATH", help="checkpoint to release (default: the model's packaged weights)")
-    p.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
-    p.add_argument("--width", type=float, help="width multiplier / scale, where the model has one")
-    p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
+    p.add_argument("--num-classes", type=POSITIVE, help="classifier outputs (default: the model's)")
+    p.add_argument("--width", type=above(0), help="width multiplier / scale, where the model has one")
+    p.add_argument("--input-size", type=POSITIVE, help="square input side in pixels (default: the model's)")
     p.add_argument("--labels", dest="labels_file", type=Path, metavar="FILE",
                    help="class names, one a line, for models whose classes the zoo cannot name")
     p.add_argument("--target", type=csv, default=DEFAULT_RELEASE_TARGETS, metavar="T1,T2",
@@ -34,17 +34,17 @@ def add_arguments(p) -> None:
     p.add_argument("--data", dest="eval_data", type=Path, metavar="PATH",
                    help="labelled images to measure top-1/top-5 of every file (folder or zip)")
     old_name(p, "--eval", "--data", dest="eval_data", type=Path)
-    p.add_argument("--limit", type=int, default=1000, metavar="N",
+    p.add_argument("--limit", type=POSITIVE, default=1000, metavar="N",
                    help="images of --data to evaluate, class-balanced, seed 0 (default: 1000: "
                         "every file of the bundle is measured, and `runner verify --data` "
                         "re-measures the same images)")
-    old_name(p, "--eval-limit", "--limit", dest="limit", type=int)
+    old_name(p, "--eval-limit", "--limit", dest="limit", type=POSITIVE)
     p.add_argument("--split", dest="eval_split", default="test", metavar="NAME",
                    help="split inside --data (default: test)")
     old_name(p, "--eval-split", "--split", dest="eval_split")
-    p.add_argument("--threads", type=int, help="threads for eval and bench (default: all cores)")
-    p.add_argument("--bench-runs", type=int, default=100, help="timed runs per file (default: 100)")
-    p.add_argument("--output", type=Path, default=Path("release"), metavar="DIR",
+    p.add_argument("--threads", type=POSITIVE, help="threads for eval and bench (default: all cores)")
+    p.add_argument("--bench-runs", type=POSITIVE, default=100, help="timed runs per file (default: 100)")
+    p.add_argument("--output", type=output_dir, default=Path("release"), metavar="DIR",
                    help="where the bundle, its zip and the build folder go (default: release)")
     add_json(p, "the bundle's manifest.json (every file, its checks and measurements)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle of this "
@@ -64,7 +64,7 @@ def run(args) -> int:
                         int8_io=args.int8_io, fp16=args.fp16, version=args.release_version,
                         calib=args.calib, eval_data=args.eval_data,
                         eval_limit=args.limit, eval_split=args.eval_split,
-                        output=args.output, threads=args.threads, bench_runs=args.bench_runs,
+                        output=Path(args.output), threads=args.threads, bench_runs=args.bench_runs,
                         weights=args.weights, num_classes=args.num_classes, width=args.width,
                         input_size=args.input_size, labels_file=args.labels_file,
                         force=args.force)
