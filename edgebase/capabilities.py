@@ -216,7 +216,8 @@ register_target(Target(
 # runtimes: the first one listing a suffix is that suffix's default (OpenVINO also reads
 # .onnx and .tflite, but only when asked)
 register_runtime(Runtime(name="litert", backend="device_runners.backends.litert:LiteRTBackend",
-                         suffixes=(".tflite",), extra="litert", aliases=("tflite",)))
+                         suffixes=(".tflite",), extra="litert", aliases=("tflite",),
+                         layer_profiler="device_runners.backends.litert_layers:profile_layers"))
 register_runtime(Runtime(name="onnxruntime",
                          backend="device_runners.backends.onnxruntime:OnnxRuntimeBackend",
                          suffixes=(".onnx", ".ort"), extra="onnxruntime", aliases=("ort",),

@@ -81,8 +81,9 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
         node_type[name] = rt["layerType"].astype(str) if "layerType" in rt else ""
         origin = rt["originalLayersNames"].astype(str) if "originalLayersNames" in rt else ""
         hits = [ir[o] for o in origin.split(",") if o in ir]
-        if not hits and node_type[name] == "Reorder":  # e.g. "x_abcd_acdb_Multiply_27484"
-            hits = [ir[n] for n in ir_names if name.endswith(n)][:1]
+        if not hits and node_type[name] == "Reorder":  # "x_abcd_acdb_Multiply_27484", or
+            # "<op>_acdb_abcd_Result_1033": the layout change of the operation it names
+            hits = [ir[n] for n in ir_names if n in name][:1]
         if hits:
             node_layer[name] = hits[0]
     feeds = OpenVINOBackend(path, threads=threads).example(batch=1)
