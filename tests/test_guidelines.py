@@ -160,3 +160,45 @@ def test_bad_input_is_one_line(argv, says, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc != 0 and says in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["onnx", "tflite"])
+def test_per_layer_join_on_the_other_runtimes(target, tmp_path):
+    """onnxruntime's profiler and LiteRT's single-operator sub-graphs on a real file: every
+    operator is named after a layer, and the three convolutions of each block get time."""
+    from deploy.guidelines import build, make_file
+    from deploy.layer_profile import join, layer_records
+    from edgebase.capabilities import get_runtime, get_target
+    from zoo.guidelines import variants as all_variants
+
+    v = next(x for x in all_variants(("G4",), (1,)) if x.key == "g4_reluyes_shortcutyes_x1")
+    path, _, _ = make_file(v, target, "fp32", tmp_path, 0, 1)
+    model = build(v, 0)
+    facts = model_facts(model, FEATURE, in_channels=v.in_channels)
+    profiler = get_runtime(get_target(target).runtime).layer_profiler_fn()
+    joined = join(profiler(path, layer_records(model, facts), threads=1, runs=3, warmup=1),
+                  facts)
+    assert not joined["unattributed"]
+    timed = {l["name"] for l in joined["layers"] if l["ms"] > 0}
+    assert {f"{b}.conv{i}" for b in range(BLOCKS) for i in (1, 2, 3)} <= timed
+
+
+@pytest.mark.slow
+def test_layers_report_for_a_zoo_net(tmp_path):
+    """--layers: the export stage's validated file, profiled and joined, in md and json."""
+    from deploy.cli import main
+    from device_runners.sysinfo import cpu_tag
+
+    rc = main(["guidelines", "--target", "onnx", "--guidelines", "G4", "--scales", "1",
+               "--precisions", "fp32", "--threads", "1", "--runs", "2", "--rounds", "1",
+               "--layers", "shufflenet_v2_x0_5", "--no-progress", "--output", str(tmp_path)])
+    assert rc == 0
+    report = json.loads((tmp_path / f"guidelines_{cpu_tag()}.json").read_text())
+    (rec,) = report["layers"]
+    assert rec["status"] == "ok" and rec["model"] == "shufflenet_v2_x0_5"
+    assert not rec["unattributed"] and rec["attributed_ms"] > 0
+    assert sum(rec["by_class_ms"].values()) >= rec["op_sum_ms"] * 0.999
+    md = (tmp_path / f"guidelines_{cpu_tag()}.md").read_text()
+    assert "## Per-layer FLOPs vs time" in md and "shufflenet_v2_x0_5" in md
+    assert (tmp_path / report["plots"]["layers_share"]).is_file()

@@ -55,7 +55,7 @@ class Variant:
     paper_gpu: float  # batches of 8 per second on the paper's GPU at this scale
     paper_gpu_widths: str  # the GPU column's widths (the GPU ran wider networks)
     stated: bool  # True: the widths are printed in the table; False: derived (see module doc)
-    baseline: bool = False  # the row each guideline compares the others against
+    baseline: bool = False  # the row the guideline recommends (plots divide by it)
 
     @property
     def key(self) -> str:
@@ -223,7 +223,7 @@ def g4(scale: int) -> list[Variant]:
         label = f"ReLU {'yes' if relu else 'no'}, shortcut {'yes' if shortcut else 'no'}"
         out.append(Variant("G4", label, scale, {"c": c, "mid": c // 4}, c,
                            lambda c=c, r=relu, s=shortcut: g4_net(c, r, s), arm[i], gpu[i],
-                           f"c={c}", True, baseline=relu and shortcut))
+                           f"c={c}", True, baseline=not relu and not shortcut))
     return out
 
 
