@@ -80,18 +80,26 @@ class GuidelinesConfig:
 
 
 # ---- files -------------------------------------------------------------------------------
+def init_gain(model) -> float:
+    """2 for networks with ReLUs (He), else 1: activations keep their scale through the 30
+    stacked convolutions instead of vanishing, so int8 ranges on them mean something."""
+    import torch
+
+    return 2.0 if any(isinstance(m, torch.nn.ReLU) for m in model.modules()) else 1.0
+
+
 def build(variant, seed: int):
-    """The variant's module, weights drawn so activations keep their scale through the stack
-    (std 1/sqrt(fan-in): no layer's output collapses to zero or overflows)."""
+    """The variant's module with weights N(0, gain / fan-in) (see ``init_gain``)."""
     import torch
 
     torch.manual_seed(seed)
     model = variant.build().eval()
+    gain = init_gain(model)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.Conv2d):
                 fan_in = m.weight[0].numel()
-                m.weight.normal_(0.0, fan_in ** -0.5)
+                m.weight.normal_(0.0, (gain / fan_in) ** 0.5)
     return model
 
 
@@ -152,10 +160,10 @@ def make_file(variant, target_name: str, precision: str, out_dir: Path, seed: in
     target = get_target(target_name)
     final = out_dir / target.file_name(variant.key, precision)
     tools = (*target.tools, *(target.ptq_tools if precision == "int8" else ()))
-    reused = reusable(final, variant, seed, versions(tools))
+    model = build(variant, seed)
+    reused = reusable(final, variant, seed, init_gain(model), versions(tools))
     if reused is not None:
         return final, reused, True
-    model = build(variant, seed)
     facts = model_facts(model, variant.input_shape[-1], in_channels=variant.in_channels)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
@@ -187,6 +195,7 @@ def make_file(variant, target_name: str, precision: str, out_dir: Path, seed: in
             file=final.name, format=target.name, precision=precision, sha256="", size_bytes=0,
             model={"name": variant.key, "guideline": variant.guideline, "row": variant.label,
                    "scale": variant.scale, "widths": dict(variant.widths), "seed": seed,
+                   "init_gain": init_gain(model),
                    "params": facts.params, "macs": facts.macs, "mac_cost": facts.mac_cost,
                    "weights": {"trained": False, "source": "random init",
                                "note": "micro-benchmark: latency only"}},
@@ -205,9 +214,9 @@ def make_file(variant, target_name: str, precision: str, out_dir: Path, seed: in
         shutil.rmtree(work, ignore_errors=True)
 
 
-def reusable(path: Path, variant, seed: int, toolchain: dict[str, str]):
-    """The Artifact at ``path`` when it is a passed file of this variant, seed and toolchain
-    whose bytes still match; else None."""
+def reusable(path: Path, variant, seed: int, gain: float, toolchain: dict[str, str]):
+    """The Artifact at ``path`` when it is a passed file of this variant, seed, weight init
+    and toolchain whose bytes still match; else None."""
     from edgebase.files import sha256_file
     from edgebase.manifest import read_manifest
 
@@ -218,7 +227,8 @@ def reusable(path: Path, variant, seed: int, toolchain: dict[str, str]):
     if art is None or not art.passed or art.toolchain != toolchain:
         return None
     m = art.model
-    if (m.get("name"), m.get("seed"), m.get("widths")) != (variant.key, seed, dict(variant.widths)):
+    if (m.get("name"), m.get("seed"), m.get("widths"), m.get("init_gain", 1.0)
+            ) != (variant.key, seed, dict(variant.widths), gain):
         return None
     files = [(path, art.sha256)] + [(path.parent / c["file"], c["sha256"]) for c in art.companions]
     if any(not f.is_file() or sha256_file(f) != want for f, want in files):

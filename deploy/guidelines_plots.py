@@ -102,7 +102,6 @@ def _scatter(records, path: Path) -> Path:
                 ax.scatter(*zip(*pts), s=14, color=colour, label=cls, alpha=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        readable_log_axis(ax, "x")
         readable_log_axis(ax, "y")
         rr = r["log_time_vs_log_macs_r"]
         ax.set_title(f"{r['model']} on {r['runtime']}" + (f" (r = {rr:.2f})" if rr else ""),
@@ -112,6 +111,7 @@ def _scatter(records, path: Path) -> Path:
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
+    fig.subplots_adjust(hspace=0.4)
     fig.suptitle("Per-layer time vs FLOPs (log-log): layers with equal MACs differ in time "
                  "by op class", fontsize=9)
     return _save(fig, path)
@@ -121,16 +121,16 @@ def _shares(records, path: Path) -> Path:
     from deploy.layer_profile import CLASSES
 
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(records)), 4.2))
-    labels = [f"{r['model']}\n{r['runtime']}" for r in records]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(records)), 4.4))
+    labels = [f"{r['model'].replace('_', ' ')}\n{r['runtime']}" for r in records]
     bottom = [0.0] * len(records)
     for cls in CLASSES:
         vals = [100 * r["by_class_share"].get(cls, 0.0) for r in records]
         ax.bar(labels, vals, bottom=bottom, color=CLASS_COLOURS[cls], label=cls)
         bottom = [b + v for b, v in zip(bottom, vals)]
     ax.set_ylabel("% of wall time per inference")
-    ax.tick_params(axis="x", labelsize=7)
+    ax.tick_params(axis="x", labelsize=7, labelrotation=15)
     ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
-    ax.set_title("Where the time goes: convolutions (what FLOPs count) vs everything else",
-                 fontsize=9)
+    ax.set_title("Where the time goes: convolutions (what FLOPs count) vs everything else "
+                 "(LiteRT: operators timed alone)", fontsize=9)
     return _save(fig, path)
