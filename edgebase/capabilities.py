@@ -131,6 +131,15 @@ class Runtime:
     extra: str  # pip extra that installs it
     aliases: tuple[str, ...] = ()  # other names accepted for --runtime
     torch_free: bool = True  # installs and runs without torch (what a board wants)
+    # "module:function" timing each operator of a file and naming the PyTorch layer it came
+    # from (device_runners.layer_match); None: the runtime exposes no per-operator timer
+    layer_profiler: str | None = None
+
+    def layer_profiler_fn(self):
+        if self.layer_profiler is None:
+            return None
+        module, _, fn = self.layer_profiler.partition(":")
+        return getattr(importlib.import_module(module), fn)
 
     def backend_class(self):
         return resolve(self.backend)
@@ -249,13 +258,16 @@ register_target(Target(
 # runtimes: the first one listing a suffix is that suffix's default (OpenVINO also reads
 # .onnx and .tflite, but only when asked)
 register_runtime(Runtime(name="litert", backend="device_runners.backends.litert:LiteRTBackend",
-                         suffixes=(".tflite",), extra="litert", aliases=("tflite",)))
+                         suffixes=(".tflite",), extra="litert", aliases=("tflite",),
+                         layer_profiler="device_runners.backends.litert_layers:profile_layers"))
 register_runtime(Runtime(name="onnxruntime",
                          backend="device_runners.backends.onnxruntime:OnnxRuntimeBackend",
-                         suffixes=(".onnx", ".ort"), extra="onnxruntime", aliases=("ort",)))
+                         suffixes=(".onnx", ".ort"), extra="onnxruntime", aliases=("ort",),
+                         layer_profiler="device_runners.backends.onnxruntime_layers:profile_layers"))
 register_runtime(Runtime(name="openvino", backend="device_runners.backends.openvino:OpenVINOBackend",
                          suffixes=(".xml", ".onnx", ".tflite"), extra="openvino",
-                         aliases=("ov",)))
+                         aliases=("ov",),
+                         layer_profiler="device_runners.backends.openvino_layers:profile_layers"))
 # not torch-free: executorch.runtime imports torch (its pybindings link libtorch)
 register_runtime(Runtime(name="executorch",
                          backend="device_runners.backends.executorch:ExecuTorchBackend",
