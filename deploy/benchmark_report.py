@@ -148,6 +148,17 @@ def latency_line(cfg: dict[str, Any]) -> str:
             f"median of the rounds' p50s; speed-up = median over rounds of eager p50 / file p50")
 
 
+def cluster_line(cluster: dict[str, Any]) -> str:
+    """Where a cluster sweep ran: nodes and their CPUs, retried and resumed cells."""
+    nodes = ", ".join(f"{n['node']} ({n['cpu']}, {n['cores']} cores)" for n in cluster["nodes"])
+    retried = sorted({r["cell"] for r in cluster["retried"]})
+    return (f"cluster: {cluster['cells']} cells as Ray tasks at {cluster['address']} on "
+            f"{len(cluster['nodes'])} node(s): {nodes or 'none'}; each time cell had its node's "
+            f"timing slot to itself and its rows name the node; retried after a lost node: "
+            f"{', '.join(retried) if retried else 'none'}; resumed from an earlier run: "
+            f"{len(cluster['resumed'])}")
+
+
 def header_lines(report: dict[str, Any]) -> list[str]:
     cpu, mach = report["machine"]["cpu"], report["machine"]
     cfg = report["config"]
@@ -183,6 +194,8 @@ def header_lines(report: dict[str, Any]) -> list[str]:
                      f"across machines")
         if dev.get("fingerprint"):
             lines.append("- " + fingerprint_line(dev["address"], dev["fingerprint"]))
+    if report.get("cluster"):
+        lines.append(f"- {cluster_line(report['cluster'])}")
     if "int8" in cfg["precisions"]:
         lines.append(f"- int8 calibration: {cfg.get('calib') or 'none given: the export stage default'}")
     if imgs:
