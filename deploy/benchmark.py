@@ -23,13 +23,15 @@ Float files run in f32, their declared precision. Where a runtime's own default 
 another precision (OpenVINO: bf16 on AMX Xeons), the same file is measured a second time in
 that default and reported as its own row (``precision_hint: auto``), so an app that keeps the
 default knows its accuracy and speed.
+
+The run is planned as cells and executed in this process or on a Ray cluster (deploy.sweep);
+this module holds what a cell does with one model, file or latency round.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable

@@ -9,7 +9,6 @@ its key, checked against the manifest's hashes.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -124,7 +123,3 @@ def node_cache(key: str) -> Path:
 def on_this_node(files: FileSet, key: str) -> Path:
     """The file of ``files`` on this machine (laid down under its key unless already there)."""
     return unpack(files, node_cache(key))
-
-
-def with_output(config, output_dir: Path):
-    return dataclasses.replace(config, output_dir=output_dir)
