@@ -32,13 +32,13 @@ def argv(models, targets, precisions, out: Path, **kw) -> list[str]:
             str(out), "--json", str(out / "report.json")]
 
 
-def head(args: list[str], cluster, **popen) -> subprocess.Popen:
+def head(args: list[str], cluster, address: str | None = None) -> subprocess.Popen:
     """The CLI as a user runs it, on this machine, driving the cluster."""
     env = dict(os.environ, **cluster.env)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return subprocess.Popen([sys.executable, "-m", "deploy.cli", *args, "--cluster",
-                             cluster.address], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+                             address or cluster.address], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def local_report(args: list[str]) -> dict:
@@ -66,8 +66,11 @@ def assert_same_content(local: dict, remote: dict) -> None:
     assert [row_key(c) for c in remote["cells"]] == [row_key(c) for c in local["cells"]]
     for lc, rc in zip(local["cells"], remote["cells"]):
         assert rc["status"] == lc["status"] == "ok", (row_key(lc), rc.get("error"))
-        for k in ("top1", "delta_top1", "agreement", "size_bytes"):
+        for k in ("top1", "delta_top1", "agreement"):
             assert rc[k] == lc[k], (row_key(lc), k)
+        # the same graph and weights; a converter that numbers its nodes per process (OpenVINO
+        # IR names) may write a few more digits in a process that converted more before
+        assert rc["size_bytes"] == pytest.approx(lc["size_bytes"], rel=1e-3), row_key(lc)
         assert rc["validation"]["status"] == lc["validation"]["status"] == "passed"
         assert set(rc["latency"]) == set(lc["latency"])
         assert all(lat["p50_ms"] > 0 and lat["speedup"] > 0 for lat in rc["latency"].values())
@@ -177,6 +180,24 @@ def test_interrupted_head_resumes_from_finished_cells(cluster, tmp_path):
     assert not ran & finished and len(ran) + len(finished) == report["cluster"]["cells"]
     assert all(c["status"] == "ok" and c["latency"] for c in report["cells"])
     assert f"resuming: {len(finished)} of" in err
+
+
+@pytest.mark.slow
+def test_ray_client_address(tmp_path):
+    """ray://HOST:PORT: the head drives the cluster through Ray Client."""
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    from deploy.sweep.loopback import LoopbackCluster, free_port
+
+    with LoopbackCluster(nodes=2, cpus=1, client_port=free_port()) as cluster:
+        args = argv(["squeezenet1_1.cifar10"], ["onnx"], ["fp32"], tmp_path / "ray")
+        proc = head(args, cluster, address=cluster.client_address)
+        out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    report = json.loads((tmp_path / "ray" / "report.json").read_text())
+    assert report["cluster"]["address"].startswith("ray://127.0.0.1:")
+    assert [c["status"] for c in report["cells"]] == ["ok"]
+    assert report["cells"][0]["latency"]["1"]["p50_ms"] > 0
+    assert Path(report["cells"][0]["file"]).is_file()
 
 
 def test_cluster_without_ray_says_how_to_install(tmp_path):

@@ -25,16 +25,25 @@ def ray_environment(tmpdir: Path) -> dict[str, str]:
             "RAY_TMPDIR": str(tmpdir)}
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class LoopbackCluster:
     """``nodes`` Ray nodes (the first is the head) with ``cpus`` CPUs and one timing slot each."""
 
     def __init__(self, nodes: int = 2, cpus: int = 1, tmpdir: str | os.PathLike | None = None,
-                 object_store_mb: int = 100):
+                 object_store_mb: int = 100, client_port: int | None = None):
         if nodes < 1 or cpus < 1:
             raise ValueError("a cluster needs at least one node with one CPU")
         # short: Ray's socket paths under it must stay below the 107-byte limit
         self.tmpdir = Path(tmpdir or tempfile.mkdtemp(prefix="ray", dir="/tmp"))
         self.nodes, self.cpus, self.object_store_mb = nodes, cpus, object_store_mb
+        self.client_port = client_port  # a Ray Client server on the head (ray://) when set
         self.cluster = None
         self.workers: list = []
 
@@ -45,8 +54,13 @@ class LoopbackCluster:
         node = dict(num_cpus=self.cpus, resources={TIMING_SLOT: 1},
                     object_store_memory=self.object_store_mb * 1024 * 1024,
                     node_ip_address="127.0.0.1")
-        self.cluster = Cluster(initialize_head=True, head_node_args=dict(
-            node, include_dashboard=False, _system_config=FAST_FAILURE_DETECTION))
+        head = dict(node, include_dashboard=False, _system_config=FAST_FAILURE_DETECTION)
+        if self.client_port:
+            # the client server asks the runtime-env agent for each client's server: it needs
+            # the agent's real port (Cluster would let it pick one the server cannot know)
+            head.update(ray_client_server_port=self.client_port,
+                        runtime_env_agent_port=free_port())
+        self.cluster = Cluster(initialize_head=True, head_node_args=head)
         for _ in range(self.nodes - 1):
             self.workers.append(self.cluster.add_node(**node))
         self.cluster.wait_for_nodes()
@@ -55,6 +69,11 @@ class LoopbackCluster:
     @property
     def address(self) -> str:
         return self.cluster.address
+
+    @property
+    def client_address(self) -> str:
+        """The Ray Client address (needs ``client_port``)."""
+        return f"ray://127.0.0.1:{self.client_port}"
 
     @property
     def env(self) -> dict[str, str]:
