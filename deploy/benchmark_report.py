@@ -46,7 +46,7 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                    + [f"{_ms(eager[t]['p50_ms'])} / {_ms(eager[t]['p90_ms'])}{_flag(eager[t])}"
                       for t in threads]
                    + ["1.00×" for _ in threads]
-                   + [_rate(gm[0]), _share(gm[1]), weights_note(m)])
+                   + [_rate(gm[0]), _share(gm[1]), _with_node(weights_note(m), m)])
     for c in report["cells"]:
         # a failed cell's partial measurements stay in the JSON, out of the table
         lat = (c.get("latency") or {}) if c["status"] == "ok" else {}
@@ -61,7 +61,7 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                    + [f"{lat[t]['speedup']:.2f}×{_flag(lat[t])}" if lat.get(t, {}).get("speedup")
                       else "—" for t in threads]
                    + [_rate(last.get("gmacs")), _share(last.get("peak_share")),
-                      c.get("error", "")])
+                      c.get("error") or _with_node("", c)])
     order = {m["name"]: i for i, m in enumerate(report["models"])}
     out.sort(key=lambda r: order.get(r[0], 0))  # stable: eager row first within a model
     return head, out
@@ -112,6 +112,13 @@ def eager_rates(model: dict[str, Any], report: dict[str, Any], threads: str):
 
     cpu = CpuInfo.from_dict(report["machine"]["cpu"])
     return rates(model.get("macs"), model["eager"][threads]["p50_ms"], int(threads), cpu)
+
+
+def _with_node(note: str, record: dict[str, Any]) -> str:
+    """A cluster run's rows say which node (and CPU kind) timed them."""
+    node = record.get("timed_on")
+    where = f"timed on {node['node']} ({node['cpu']})" if node else ""
+    return "; ".join(x for x in (note, where) if x)
 
 
 def weights_note(m: dict[str, Any]) -> str:

@@ -135,6 +135,8 @@ def test_worker_node_lost_mid_sweep_report_complete_and_equal_to_local(cluster, 
                            for r in retried)
     assert any("ran again after losing their node" in w for w in remote["warnings"])
     assert retried[0]["cell"] in err.split("retried after a lost node: ")[1]
+    node = remote["models"][0]["timed_on"]
+    assert f"timed on {node['node']} ({node['cpu']})" in out  # the table says where
     # Ray's own messages (the dead raylet's log) stay out of the user's output
     assert "raylet" not in (out + err).lower() and "Traceback" not in err
     assert "raylet" in (tmp_path / "ray" / ".sweep" / "ray.log").read_text().lower()
