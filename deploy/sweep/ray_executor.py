@@ -88,7 +88,10 @@ def _connect(ray, address: str) -> None:
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise ConfigError(f"cannot reach the Ray cluster at {address}: {one_line(err)}") from None
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address} (start one with `ray start --head "
+            f"--resources='{{\"{TIMING_SLOT}\": 1}}'` or name its head: --cluster "
+            f"ray://HOST:PORT or HOST:PORT); Ray says: {one_line(err)}") from None
 
 
 class _Sweep:
