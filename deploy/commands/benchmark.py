@@ -53,6 +53,12 @@ def add_arguments(p) -> None:
     add_json(p, "the report (written to DIR/benchmark.json without FILE); the Markdown (same "
                 "stem) and PNG plots go beside it")
     p.add_argument("--title", default="deploy benchmark", help="title of the Markdown report")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the cells as tasks on a Ray cluster: auto (the cluster this machine "
+                        "belongs to), ray://HOST:PORT or HOST:PORT; every node needs edgedeploy, "
+                        "the data at the same paths and one timing_slot resource (ray start "
+                        "--resources='{\"timing_slot\": 1}'); needs pip install "
+                        "'edgedeploy[ray]' (default: this process)")
     from deploy.commands.device import add_device_arguments
 
     add_device_arguments(p, required=False)  # --device: time the files on a board over SSH
@@ -63,7 +69,8 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from deploy.benchmark import BenchmarkConfig, run_benchmark
+    from deploy.benchmark import BenchmarkConfig
+    from deploy.sweep.run import run_benchmark
     from deploy.benchmark_plots import write_plots
     from deploy.benchmark_report import rows, text_table, to_markdown, write_json
     from edgebase.files import write_text_atomic
@@ -79,10 +86,20 @@ def run(args) -> int:
         device=args.device, device_options=dict(
             python=args.python, remote_dir=args.remote_dir, ssh_config=args.ssh_config,
             connect_timeout=args.connect_timeout, install=args.install) if args.device else None)
+    executor = None
+    if args.cluster:
+        from deploy.sweep.ray_executor import RayExecutor, import_ray
+        from edgebase.errors import ConfigError
+
+        if args.device:
+            raise ConfigError("--cluster and --device cannot be combined yet: time the files on "
+                              "the device without --cluster")
+        import_ray()  # the missing-Ray error before any work
+        executor = RayExecutor(args.cluster)
     argv = sys.argv[1:]
     command = ("deploy " + shlex.join(argv) if "benchmark" in argv
                else "deploy benchmark " + shlex.join(args.models))
-    report = run_benchmark(config, command=command)
+    report = run_benchmark(config, command=command, executor=executor)
     out = config.output_dir
     to_stdout = args.json == "-"
     json_path = Path(args.json) if args.json and not to_stdout else out / "benchmark.json"
@@ -107,6 +124,10 @@ def run(args) -> int:
             print(f"\n{warning}")
     for line in report["warnings"]:  # under the table, where the numbers are read
         print(f"warning: {line}", file=sys.stderr)
+    if report.get("cluster"):
+        from deploy.benchmark_report import cluster_line
+
+        print(cluster_line(report["cluster"]), file=sys.stderr)
     print(f"\nwrote {json_path}, {md}" + "".join(f", {p}" for p in plots.values()),
           file=sys.stderr)
     # a failed cell is in the table and the files, and makes the exit status non-zero
