@@ -4,7 +4,9 @@ Checks, in order:
   1. every file listed in ``manifest.json`` exists with the recorded size and sha256, and no
      unlisted file is present (a changed byte is reported with the file's name);
   2. each model whose files are intact loads in its runtime and its input/output tensors
-     (shape, dtype, layout, quantization) are those recorded; its own manifest agrees;
+     (shape, dtype, layout, quantization) are those recorded; its own manifest agrees; a
+     Deep Compression container is decoded first, each decoded file checked against the
+     sha256 the container and manifest.json record;
      a ``.tflite`` with packed metadata carries the bundle's labels and normalization;
   3. with ``--data``, top-1 on the recorded image subset is within ``tolerance`` points of
      the recorded figure.
@@ -12,6 +14,7 @@ A bundle is a folder or its zip. Only numpy and the runtimes of the models are i
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -114,8 +117,7 @@ def _check_file(root: Path, rel: str, entry: dict[str, Any]) -> str | None:
 
 def _check_model(root: Path, model: dict[str, Any], manifest: dict[str, Any], threads) -> list[str]:
     from edgebase.manifest import read_manifest
-    from device_runners.loading import load
-    from device_runners.backends.base import spec_dict
+    from device_runners.container import materialized
 
     problems = []
     path = root / model["path"]
@@ -124,10 +126,37 @@ def _check_model(root: Path, model: dict[str, Any], manifest: dict[str, Any], th
         return [f"no manifest {Path(model['manifest']).name} beside it"]
     if artifact.sha256 != model.get("sha256"):
         problems.append("its own manifest records a different sha256 than manifest.json")
+    with contextlib.ExitStack() as stack:
+        try:  # a container is decoded first (each file checked against its sha256)
+            file, decoded = stack.enter_context(materialized(path))
+        except DeployError as e:
+            return problems + [f"does not decode ({e})"]
+        if decoded is not None:
+            problems += _check_decoded(decoded, model)
+        problems += _check_loaded(file, model, threads)
+    if path.suffix == ".tflite" and model.get("tflite_metadata"):
+        problems += _check_tflite_metadata(root, path, manifest)
+    return problems
+
+
+def _check_decoded(decoded: dict[str, Any], model: dict[str, Any]) -> list[str]:
+    """The files a container decoded to are the ones the bundle manifest names."""
+    got = {f["name"]: f["sha256"] for f in decoded["files"]}
+    want = {f["name"]: f["sha256"] for f in model.get("decodes_to", ())}
+    if got != want:
+        return [f"decodes to {sorted(got)} with other contents than manifest.json records"]
+    return []
+
+
+def _check_loaded(path: Path, model: dict[str, Any], threads) -> list[str]:
+    from device_runners.loading import load
+    from device_runners.backends.base import spec_dict
+
+    problems = []
     try:
         backend = load(path, model.get("runtime"), threads=threads, isolate=True)
     except DeployError as e:
-        return problems + [f"does not load ({e})"]
+        return [f"does not load ({e})"]
     try:
         for kind, got, want in (("input", backend.inputs, [model["input"]]),
                                 ("output", backend.outputs, model["outputs"])):
@@ -140,8 +169,6 @@ def _check_model(root: Path, model: dict[str, Any], manifest: dict[str, Any], th
                     problems.append(f"{kind} {w.get('name')!r} differs: {diff}")
     finally:
         backend.close()
-    if path.suffix == ".tflite" and model.get("tflite_metadata"):
-        problems += _check_tflite_metadata(root, path, manifest)
     return problems
 
 

@@ -135,15 +135,20 @@ def test_han_squeezenet_reencoded_bit_identically_below_560_kb(tmp_path):
     assert np.abs(b.run(x)[0] - ref).max() < 1e-4
 
 
-def test_compress_a_batchnorm_net_with_pruning_and_sharing(tmp_path):
+def test_compress_a_batchnorm_net_with_pruning_and_sharing_no_finetuning(tmp_path):
     from deploy.compress_stage import CompressConfig, compress
     from deploy.export import load_source
+    from quant.finetune import FinetuneConfig
 
     source = load_source("shufflenet_v2_x0_5.cifar10")
     art = compress(source, CompressConfig(target="onnx", output_dir=tmp_path, prune=0.5,
-                                          share_bits=5), log=lambda m: None)
+                                          share_bits=5, prune_layers="uniform",
+                                          finetune=FinetuneConfig(epochs=0)),
+                   log=lambda m: None)
     c = art.extra["container"]
     assert art.validation["status"] == "passed"  # the file against the shared parent
     assert all(f["distinct_after"] <= 32 for f in c["layers"])
     assert c["ratio_vs_target_file"] > 6
+    sizes = c["sizes"]  # the paper's columns: each step smaller than the one before
+    assert sizes["files"] > sizes["after_pruning"] > sizes["after_sharing"] > sizes["total"]
     assert art.passes[-1]["name"] == "deep_compression" and not art.passes[-1]["fine_tuned"]
