@@ -140,11 +140,12 @@ def markdown(report: dict) -> str:
         "runtime; drop = dense - file. Pruning shares per layer come from a sensitivity scan "
         "on fine-tuning images; fine-tuning (FT) after pruning and again after sharing "
         "(epochs per step) distils the dense parent on images that are never evaluation "
-        "images. Times: wall seconds of the whole run, with the load average (start/end) of "
-        "the shared machine; * = load above its cores, so wall times are inflated.", "",
+        "images. Time: wall and CPU seconds of the whole run (fine-tuning, scan, export, "
+        "evaluation; one PyTorch thread), with the highest load average (start/end) of the "
+        "shared machine; * = load above its cores, so wall times are inflated.", "",
         "| model (weights) | target | prune | bits | FT epochs, images | fp32 | after pruning "
         "| after sharing | after Huffman | ratio | top-1 dense | pruned | shared | file | "
-        "drop | eval images | time (load) |",
+        "drop | eval images | wall / CPU s (load) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         s, t = r["sizes"], r["top1"]
@@ -158,7 +159,8 @@ def markdown(report: dict) -> str:
             f"{_kb(s['after_huffman'])} ({s['after_huffman']:,} B) | {r['ratio']:.1f}× | "
             f"{_pct(t['dense'])} | {_pct(t['after_pruning'])} | {_pct(t['after_sharing'])} | "
             f"{_pct(t['file'])} | {r['drop']:+.2f} | {r['images']:,} {r['data']} | "
-            f"{r['seconds']:.0f} s ({load:.1f}{'*' if load > cores else ''}) |")
+            f"{r['seconds']:.0f} / {r['cpu_seconds']:.0f} ({load:.1f}{'*' if load > cores else ''})"
+            f" |")
     done = {_key(r["settings"]) for r in report["rows"]}
     todo = [c for c in PLAN if _key(settings(parser().parse_args(c))) not in done]
     if todo:
@@ -198,14 +200,14 @@ def main() -> int:
         for c in PLAN:
             print(".venv/bin/python benchmarks/deep_compression.py " + " ".join(c))
         return 0
-    path = Path(args.out + ".json")
+    if not args.render and not args.model:
+        parser().error("MODEL is required (or --plan / --render)")
+    row = None if args.render else run_one(args)
+    path = Path(args.out + ".json")  # read after the run: other settings may have landed
     report = json.loads(path.read_text()) if path.exists() else {}
     report = {"machine": cpu_info().model, "rows": report.get("rows", [])}
     report["rows"] = [r for r in report["rows"] if "settings" in r]  # older layouts go
-    if not args.render:
-        if not args.model:
-            parser().error("MODEL is required (or --plan / --render)")
-        row = run_one(args)
+    if row is not None:
         report["rows"] = merge(report["rows"], row)
         print(json.dumps(row, indent=2))
     write_text_atomic(path, json.dumps(report, indent=2) + "\n")

@@ -70,6 +70,39 @@ def test_container_round_trip_sparse_dense_and_transposed(tmp_path):
     assert describe(tmp_path / "x.edc")["decoded_bytes"] == sum(len(v) for v in files.values())
 
 
+def _as_version_1(src: Path, dst: Path) -> None:
+    """Rewrite a container as version 1 wrote it: every codebook padded to 256 entries."""
+    import json
+    import struct
+    import zlib
+
+    from device_runners.container import MAGIC
+
+    c = read(src)
+    blob = bytearray(c.blob)
+    for layer in c.header["layers"]:
+        book = np.zeros(256, "<f4")
+        used = np.frombuffer(c.piece(layer["codebook"]), "<f4")
+        book[:len(used)] = used
+        layer["codebook"] = {"at": len(blob), "bytes": book.nbytes}
+        blob += book.tobytes()
+        layer["code_lengths"] += [0] * (256 - len(layer["code_lengths"]))
+    header = zlib.compress(json.dumps(c.header).encode())
+    dst.write_bytes(MAGIC + struct.pack("<HI", 1, len(header)) + header + bytes(blob))
+
+
+def test_codebooks_hold_only_the_values_in_use_and_version_1_still_decodes(tmp_path):
+    rng = np.random.default_rng(4)
+    w = _weights(rng, (8, 8, 3, 3), values=5)
+    files = {"m.onnx": _file_with(w)}
+    write_container(files, {"w": w}, tmp_path / "x.edc")
+    layer = read(tmp_path / "x.edc").header["layers"][0]
+    assert layer["codebook"]["bytes"] == 4 * (1 + len(np.unique(w[w != 0])))  # 0.0 + values
+    _as_version_1(tmp_path / "x.edc", tmp_path / "v1.edc")
+    out = unpack(tmp_path / "v1.edc", tmp_path / "out")
+    assert {p.name: p.read_bytes() for p in out} == files
+
+
 def test_long_zero_runs_get_fillers():
     codes = np.zeros(100, np.int64)
     codes[[0, 40, 41]] = [3, 5, 7]

@@ -40,7 +40,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help=f"fine-tuning seed (default {d.seed})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.add_argument("--data", dest="eval_data", metavar="PATH",
-                   help="labelled images: top-1 of the dense parent vs the decoded file")
+                   help="labelled images: top-1 of the dense parent, after pruning and after "
+                   "sharing (PyTorch) and of the decoded file")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate on N images (default all)")
     p.add_argument("--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--threads", type=int, help="CPU threads for fine-tuning (PyTorch) and for "
