@@ -60,6 +60,7 @@ class ReleaseConfig:
     input_size: int | None = None
     labels_file: Path | None = None  # for models whose classes have no label set in the zoo
     force: bool = False  # replace an existing bundle of this name and version from another parent
+    containers: tuple[Path, ...] = ()  # Deep Compression containers (`deploy compress`) to carry
 
     def __post_init__(self):
         if not self.targets:
@@ -81,7 +82,8 @@ class ReleaseConfig:
         if self.eval_limit < 1 or self.bench_runs < 1 or self.bench_warmup < 0:
             raise ConfigError("--limit and --bench-runs must be at least 1, --bench-warmup 0 or more")
         for what, p in (("--calib", self.calib), ("--data", self.eval_data),
-                        ("--weights", self.weights), ("--labels", self.labels_file)):
+                        ("--weights", self.weights), ("--labels", self.labels_file),
+                        *(("--container", c) for c in self.containers)):
             if p is not None and not Path(p).exists():
                 raise DataError(f"{what} {p}: no such file or folder")
 
@@ -145,6 +147,7 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
     check_bundle_overwrite(cfg.output / bundle_name(source.name, cfg.version), bundle_identity(
         source.name, source.entry.num_classes, source.weights.get("sha256"),
         dataclasses.asdict(source.entry.preprocess)), cfg.force)
+    carried = [container_artifact(Path(c), source) for c in cfg.containers]  # before exporting
     done: dict[tuple[str, str], Built] = {}
     # int8 first: the int8 stage exports its own fp32 parent, which the fp32 step then reuses
     for target, precision in sorted(pairs, key=lambda tp: tp[1] != "int8"):
@@ -171,7 +174,7 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
             status = (b.artifact.validation or {}).get("status", "not run") if b.artifact else "no manifest"
             raise ValidationError(f"{b.path.name}: validation against the PyTorch parent did not "
                                   f"pass ({status}); refusing to release it")
-    return built
+    return built + carried
 
 
 # ---- the bundle -------------------------------------------------------------------------
@@ -201,12 +204,45 @@ def release(cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
             raise
 
 
+def _parent_weights(art: Artifact) -> dict[str, Any]:
+    """The weights an artifact descends from; a container's record of how it compressed
+    them is not part of the parent."""
+    return {k: v for k, v in (art.model.get("weights") or {}).items() if k != "deep_compression"}
+
+
+def container_artifact(path: Path, source) -> Built:
+    """A ``deploy compress`` container as a bundle file: its manifest must be there, its
+    validation passed, and its parent the release's (same weights file, classes)."""
+    from edgebase.files import sha256_file
+    from edgebase.manifest import read_manifest
+
+    if path.suffix != ".edc":
+        raise ConfigError(f"--container {path}: not a Deep Compression container (.edc, made "
+                          f"by deploy compress)")
+    art = read_manifest(path)
+    if art is None:
+        raise ConfigError(f"--container {path}: no manifest {path.name}.json beside it (copy "
+                          f"the container with its manifest)")
+    if sha256_file(path) != art.sha256:
+        raise ValidationError(f"--container {path}: its bytes differ from its manifest's sha256")
+    if not art.passed:
+        raise ValidationError(f"--container {path}: its validation against the PyTorch parent "
+                              f"did not pass; refusing to release it")
+    parent = {k: v for k, v in source.weights.items() if k != "deep_compression"}
+    if (json.dumps(_parent_weights(art), sort_keys=True, default=str)
+            != json.dumps(parent, sort_keys=True, default=str)
+            or list(art.labels or ()) != list(source.labels)):
+        raise ConfigError(f"--container {path}: compressed from another parent than this "
+                          f"release's {source.name} (weights or classes differ)")
+    return Built(path, art, False)
+
+
 def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
     first = built[0].artifact
     name = first.model.get("name") or cfg.model
     labels = release_labels(first, cfg.labels_file)
     for b in built[1:]:
-        if (b.artifact.model.get("weights") != first.model.get("weights")
+        if (_parent_weights(b.artifact) != _parent_weights(first)
                 or b.artifact.labels != first.labels):
             raise ConfigError(f"{b.path.name} comes from a different model than {built[0].path.name}")
     folder = bundle_name(name, cfg.version)
@@ -301,6 +337,13 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
     new = art.replace(file=dst.name, sha256=facts["sha256"], size_bytes=facts["size_bytes"],
                       companions=tuple(companions), passes=tuple(passes), benchmarks=())
     write_manifest(new, dst)  # runner eval reads the preprocessing from it
+    container = art.extra.get("container") if dst.suffix == ".edc" else None
+    if container:  # measured as the file it decodes to, in that file's runtime
+        from edgebase.capabilities import get_target
+
+        runtime = get_target(container["target"]).runtime
+    else:
+        runtime = runtime_for_suffix(dst.suffix).name
     entry = {
         "path": dst.name, "manifest": dst.name + ".json", "format": art.format,
         "precision": art.precision, "runtime": runtime, "size_bytes": facts["size_bytes"],
@@ -313,6 +356,10 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
     }
     for c in entry["companions"]:
         c.pop("file", None)
+    if container:
+        from device_runners.container import describe
+
+        entry["decodes_to"] = describe(dst)["files"]  # name, size and sha256 of each file
     entry["accuracy"], entry["latency"] = _measure(dst, runtime, cfg, log)
     bench = {"tool": "deploy release", "precision_hint": "f32", "device": None,
              **{k: v for k, v in entry["latency"].items() if k != "command"}}

@@ -15,7 +15,9 @@ Layout (little-endian)::
 The header lists the ``files`` (name, size, sha256, the zlib-compressed skeleton's place in
 the blob, the ``holes`` cut from it: offset in the file and layer index) and the ``layers``
 (name, shape as stored, ``perm`` from PyTorch's axes to it, count of stored entries, the
-Huffman code lengths, and the places in the blob of the codebook and streams). Positions are
+Huffman code lengths, and the places in the blob of the codebook and streams). A codebook
+holds 0.0 and the layer's distinct non-zero values in ascending order (at most 256 entries;
+version 1 padded every codebook to 256 entries, version 2 stores only those in use). Positions are
 "sparse" -- ``gap`` = zeros skipped before an entry, ``gap_bits`` wide; a run of zeros longer
 than the widest gap is bridged by stored entries of code 0 (value 0.0), as in Han et al. -- or
 "dense" for layers pruning left mostly dense: a code for every weight and no gap stream.
@@ -42,9 +44,10 @@ from edgebase.files import atomic_path
 from device_runners import huffman
 
 MAGIC = b"EDCZ"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # version 1 always stored 256 codebook entries; 2 stores the entries in use
 SUFFIX = ".edc"
-CODEBOOK = 256
+CODEBOOK = 256  # most entries a codebook may have (8-bit codes)
 # what a container may make the runner allocate: its files decoded at most MAX_RATIO times its
 # own size (Deep Compression reaches 5-50x) and MAX_DECODED_BYTES in all
 MAX_RATIO = 1024
@@ -77,9 +80,9 @@ def read(path: str | os.PathLike) -> Container:
         raise ModelFileError(f"{path}: not an edgedeploy Deep Compression container "
                              f"(no {MAGIC.decode()} magic)")
     version, length = struct.unpack_from("<HI", data, 4)
-    if version != VERSION:
+    if version not in READS:
         raise ModelFileError(f"{path}: container version {version}; this runner reads "
-                             f"version {VERSION}")
+                             f"versions {', '.join(map(str, READS))}")
     if 10 + length > len(data):
         raise ModelFileError(f"{path}: truncated container (header of {length} bytes)")
     try:
@@ -108,7 +111,7 @@ def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
             raise ValueError(f"{size} values do not fit in a file of {largest} bytes")
         codebook = np.frombuffer(c.piece(layer["codebook"]), "<f4")
         code_len = np.asarray(layer["code_lengths"], np.int64)
-        if len(codebook) != CODEBOOK or len(code_len) != CODEBOOK:
+        if not 1 <= len(codebook) <= CODEBOOK or len(code_len) != len(codebook):
             raise ValueError("codebook or code table of the wrong size")
         codes = huffman.decode(c.piece(layer["codes"]), code_len, count)
         if dense:

@@ -36,6 +36,16 @@ def old_name(parser, flag: str, new: str, dest: str, **kwargs) -> None:
                         default=argparse.SUPPRESS, **kwargs)
 
 
+def add_model_build(parser) -> None:
+    """--num-classes, --width, --input-size: how a zoo model is built for given weights."""
+    parser.add_argument("--num-classes", type=POSITIVE,
+                        help="classifier outputs (default: the model's)")
+    parser.add_argument("--width", type=above(0),
+                        help="width multiplier / scale, where the model has one")
+    parser.add_argument("--input-size", type=POSITIVE,
+                        help="square input side in pixels (default: the model's)")
+
+
 def csv(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 

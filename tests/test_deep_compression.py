@@ -70,6 +70,39 @@ def test_container_round_trip_sparse_dense_and_transposed(tmp_path):
     assert describe(tmp_path / "x.edc")["decoded_bytes"] == sum(len(v) for v in files.values())
 
 
+def _as_version_1(src: Path, dst: Path) -> None:
+    """Rewrite a container as version 1 wrote it: every codebook padded to 256 entries."""
+    import json
+    import struct
+    import zlib
+
+    from device_runners.container import MAGIC
+
+    c = read(src)
+    blob = bytearray(c.blob)
+    for layer in c.header["layers"]:
+        book = np.zeros(256, "<f4")
+        used = np.frombuffer(c.piece(layer["codebook"]), "<f4")
+        book[:len(used)] = used
+        layer["codebook"] = {"at": len(blob), "bytes": book.nbytes}
+        blob += book.tobytes()
+        layer["code_lengths"] += [0] * (256 - len(layer["code_lengths"]))
+    header = zlib.compress(json.dumps(c.header).encode())
+    dst.write_bytes(MAGIC + struct.pack("<HI", 1, len(header)) + header + bytes(blob))
+
+
+def test_codebooks_hold_only_the_values_in_use_and_version_1_still_decodes(tmp_path):
+    rng = np.random.default_rng(4)
+    w = _weights(rng, (8, 8, 3, 3), values=5)
+    files = {"m.onnx": _file_with(w)}
+    write_container(files, {"w": w}, tmp_path / "x.edc")
+    layer = read(tmp_path / "x.edc").header["layers"][0]
+    assert layer["codebook"]["bytes"] == 4 * (1 + len(np.unique(w[w != 0])))  # 0.0 + values
+    _as_version_1(tmp_path / "x.edc", tmp_path / "v1.edc")
+    out = unpack(tmp_path / "v1.edc", tmp_path / "out")
+    assert {p.name: p.read_bytes() for p in out} == files
+
+
 def test_long_zero_runs_get_fillers():
     codes = np.zeros(100, np.int64)
     codes[[0, 40, 41]] = [3, 5, 7]
@@ -174,15 +207,20 @@ def test_han_squeezenet_reencoded_bit_identically_below_560_kb(tmp_path):
     assert np.abs(b.run(x)[0] - ref).max() < 1e-4
 
 
-def test_compress_a_batchnorm_net_with_pruning_and_sharing(tmp_path):
+def test_compress_a_batchnorm_net_with_pruning_and_sharing_no_finetuning(tmp_path):
     from deploy.compress_stage import CompressConfig, compress
     from deploy.export import load_source
+    from quant.finetune import FinetuneConfig
 
     source = load_source("shufflenet_v2_x0_5.cifar10")
     art = compress(source, CompressConfig(target="onnx", output_dir=tmp_path, prune=0.5,
-                                          share_bits=5), log=lambda m: None)
+                                          share_bits=5, prune_layers="uniform",
+                                          finetune=FinetuneConfig(epochs=0)),
+                   log=lambda m: None)
     c = art.extra["container"]
     assert art.validation["status"] == "passed"  # the file against the shared parent
     assert all(f["distinct_after"] <= 32 for f in c["layers"])
     assert c["ratio_vs_target_file"] > 6
+    sizes = c["sizes"]  # the paper's columns: each step smaller than the one before
+    assert sizes["files"] > sizes["after_pruning"] > sizes["after_sharing"] > sizes["total"]
     assert art.passes[-1]["name"] == "deep_compression" and not art.passes[-1]["fine_tuned"]

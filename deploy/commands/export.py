@@ -14,7 +14,7 @@ OPTION_FLAGS = {"no_simplify": ("simplify", False), "nchw_input": ("nhwc_input",
 
 def add_arguments(p) -> None:
     from deploy import preprocess_flags
-    from edgebase.cli_flags import POSITIVE, above, add_json, at_least, old_name, output_dir
+    from edgebase.cli_flags import POSITIVE, add_json, add_model_build, at_least, old_name, output_dir
     from edgebase.capabilities import TARGETS, target_names
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
@@ -25,9 +25,7 @@ def add_arguments(p) -> None:
                    help=f"float16 weights ({fp16}); validated at >= 99%% top-1 agreement")
     p.add_argument("--weights", metavar="PATH",
                    help="checkpoint of the model's architecture (state dict or checkpoint dict)")
-    p.add_argument("--num-classes", type=POSITIVE, help="classifier outputs (default: the model's)")
-    p.add_argument("--width", type=above(0), help="width multiplier / scale, where the model has one")
-    p.add_argument("--input-size", type=POSITIVE, help="square input side in pixels (default: the model's)")
+    add_model_build(p)
     p.add_argument("--batch", type=POSITIVE, default=1, help="batch size baked into the file (default 1)")
     p.add_argument("--output", metavar="DIR", type=output_dir, help="output folder (default: out/<file's "
                    "model name>, e.g. out/shufflenet_v2_x0_5.cifar10)")

@@ -8,13 +8,11 @@ HELP = "build a versioned, verifiable release bundle (folder + zip) for mobile a
 
 def add_arguments(p) -> None:
     from edgebase.capabilities import DEFAULT_RELEASE_TARGETS, TARGETS, all_int8_io
-    from edgebase.cli_flags import POSITIVE, above, add_json, csv, old_name, output_dir
+    from edgebase.cli_flags import POSITIVE, add_json, add_model_build, csv, old_name, output_dir
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
     p.add_argument("--weights", type=Path, metavar="PATH", help="checkpoint to release (default: the model's packaged weights)")
-    p.add_argument("--num-classes", type=POSITIVE, help="classifier outputs (default: the model's)")
-    p.add_argument("--width", type=above(0), help="width multiplier / scale, where the model has one")
-    p.add_argument("--input-size", type=POSITIVE, help="square input side in pixels (default: the model's)")
+    add_model_build(p)
     p.add_argument("--labels", dest="labels_file", type=Path, metavar="FILE",
                    help="class names, one a line, for models whose classes the zoo cannot name")
     p.add_argument("--target", type=csv, default=DEFAULT_RELEASE_TARGETS, metavar="T1,T2",
@@ -44,6 +42,10 @@ def add_arguments(p) -> None:
     old_name(p, "--eval-split", "--split", dest="eval_split")
     p.add_argument("--threads", type=POSITIVE, help="threads for eval and bench (default: all cores)")
     p.add_argument("--bench-runs", type=POSITIVE, default=100, help="timed runs per file (default: 100)")
+    p.add_argument("--container", dest="containers", type=Path, action="append", default=[],
+                   metavar="FILE.edc", help="also carry this Deep Compression container (made "
+                   "by deploy compress from the same parent; repeatable): measured as the file "
+                   "it decodes to, checked by runner verify")
     p.add_argument("--output", type=output_dir, default=Path("release"), metavar="DIR",
                    help="where the bundle, its zip and the build folder go (default: release)")
     add_json(p, "the bundle's manifest.json (every file, its checks and measurements)")
@@ -67,7 +69,7 @@ def run(args) -> int:
                         output=Path(args.output), threads=args.threads, bench_runs=args.bench_runs,
                         weights=args.weights, num_classes=args.num_classes, width=args.width,
                         input_size=args.input_size, labels_file=args.labels_file,
-                        force=args.force)
+                        force=args.force, containers=tuple(args.containers))
     # with --json alone stdout is the JSON: progress goes to stderr
     log = (lambda m: print(m, file=sys.stderr)) if args.json == "-" else print
     folder, zip_path = release(cfg, log=log)
