@@ -321,8 +321,11 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
         shutil.copyfile(src.parent / c["file"], stage / cdst)
         companions.append({**c, "file": cdst})
     passes = list(art.passes)
-    runtime = runtime_for_suffix(dst.suffix).name
-    pack = get_target(art.format).bundle.get("pack")
+    container = art.extra.get("container") if dst.suffix == ".edc" else None
+    # a container is measured as the file it decodes to, in that file's runtime
+    runtime = (get_target(container["target"]).runtime if container
+               else runtime_for_suffix(dst.suffix).name)
+    pack = None if container else get_target(art.format).bundle.get("pack")
     format_fields: dict[str, Any] = {}
     if pack is not None:
         data, record, format_fields = pack(src.read_bytes(), art, labels, cfg.version)
@@ -337,13 +340,6 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
     new = art.replace(file=dst.name, sha256=facts["sha256"], size_bytes=facts["size_bytes"],
                       companions=tuple(companions), passes=tuple(passes), benchmarks=())
     write_manifest(new, dst)  # runner eval reads the preprocessing from it
-    container = art.extra.get("container") if dst.suffix == ".edc" else None
-    if container:  # measured as the file it decodes to, in that file's runtime
-        from edgebase.capabilities import get_target
-
-        runtime = get_target(container["target"]).runtime
-    else:
-        runtime = runtime_for_suffix(dst.suffix).name
     entry = {
         "path": dst.name, "manifest": dst.name + ".json", "format": art.format,
         "precision": art.precision, "runtime": runtime, "size_bytes": facts["size_bytes"],
