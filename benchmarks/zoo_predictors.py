@@ -84,7 +84,7 @@ def markdown(result: dict, source: Path, png: str) -> str:
              + f"); CPU {cpu.get('model', '?')}, {cpu.get('cores', '?')} cores shared",
              "- fit: latency = a * predictor + b per runtime and thread count; R^2 of the fit, "
              "Spearman rank correlation in brackets; predictors from zoo.facts", "",
-             "| runtime | threads | models | " + " | ".join(f"R² {v}" for v in PREDICTORS.values())
+             "| target | threads | models | " + " | ".join(f"R² {v}" for v in PREDICTORS.values())
              + " |", "|---|---|---|" + "---|" * len(PREDICTORS)]
     for f in result["fits"]:
         lines.append(f"| {f['target']} | {f['threads']} | {f['models']} | " + " | ".join(

@@ -196,9 +196,9 @@ def to_markdown(report: dict[str, Any], plots: dict[str, str], layers_md: str = 
             f"paper's ARM widths at scale(s) {', '.join('x' + str(s) for s in cfg['scales'])}; "
             f"fixed FLOPs within a table (MMAC column); widths marked derived are not printed "
             f"in the paper (zoo/guidelines.py says how they were chosen)",
-            f"- files: each target's own converter; int8 by its PTQ pass with minmax ranges on "
-            f"seeded noise (latency only); every file checked against its PyTorch parent on "
-            f"random inputs before timing (cosine in the JSON)",
+            "- files: each target's own converter; int8 by its PTQ pass with minmax ranges on "
+            "seeded noise (latency only); every file checked against its PyTorch parent on "
+            "random inputs before timing (cosine in the JSON)",
             f"- latency: batch 1, runner bench (inference call only), {cfg['warmup']} warm-up "
             f"runs, {cfg['runs']} timed runs per thread count in {cfg['rounds']} interleaved "
             f"rounds; p50 = median of the rounds' p50s; img/s = 1000 / p50 ms", ""]

@@ -10,7 +10,6 @@ times: scheduling, input/output copies). Shares are of the wall time.
 """
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 

@@ -64,7 +64,6 @@ def run(args) -> int:
     from deploy.guidelines import GuidelinesConfig, run_guidelines
     from deploy.guidelines_plots import write_plots
     from deploy.guidelines_report import markdown_table, to_markdown, verdict_table
-    from device_runners import sysinfo
     from edgebase.cli_flags import write_json
     from edgebase.files import write_text_atomic
 

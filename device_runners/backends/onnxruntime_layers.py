@@ -24,8 +24,8 @@ _FOLLOW_PRODUCER = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Leak
 _REORDERS = ("ReorderInput", "ReorderOutput")
 
 
-def file_tensor_layers(proto, layers: list[dict[str, Any]]) -> dict[str, str]:
-    """{tensor name of the exported graph: layer name}."""
+def file_layers(proto, layers: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """({tensor name of the exported graph: layer name}, {node name: layer name})."""
     names = {l["name"] for l in layers}
     init = {t.name: tuple(t.dims) for t in proto.graph.initializer}
     producer = {o: n for n in proto.graph.node for o in n.output}
@@ -61,11 +61,12 @@ def file_tensor_layers(proto, layers: list[dict[str, Any]]) -> dict[str, str]:
             src = producer.get(n.input[0]) if n.input else None
             if src is not None and src.name in node_layer:
                 node_layer[n.name] = node_layer[src.name]
-    return {o: node_layer[n.name] for n in proto.graph.node if n.name in node_layer
-            for o in n.output}
+    return ({o: node_layer[n.name] for n in proto.graph.node if n.name in node_layer
+             for o in n.output}, node_layer)
 
 
-def optimized_node_layers(opt, tensor_layer: dict[str, str]) -> dict[str, str]:
+def optimized_node_layers(opt, tensor_layer: dict[str, str], node_layer: dict[str, str]
+                          ) -> dict[str, str]:
     """{optimized node name: layer name}; see the module docstring."""
     out: dict[str, str] = {}
     consumers = defaultdict(list)
@@ -73,7 +74,10 @@ def optimized_node_layers(opt, tensor_layer: dict[str, str]) -> dict[str, str]:
         for i in n.input:
             consumers[i].append(n)
     for n in opt.graph.node:
-        hit = next((tensor_layer[o] for o in n.output if o in tensor_layer), None)
+        # a node that kept its name (its output may have been renamed, e.g. an NCHWc concat)
+        hit = node_layer.get(n.name)
+        if hit is None:
+            hit = next((tensor_layer[o] for o in n.output if o in tensor_layer), None)
         if hit is None and n.name.endswith("_nchwc"):
             hit = tensor_layer.get(n.name[: -len("_nchwc")])
         if hit is not None:
@@ -96,7 +100,8 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
     from device_runners.backends.onnxruntime import OnnxRuntimeBackend
 
     path = Path(path)
-    tensor_layer = file_tensor_layers(onnx.load(str(path), load_external_data=False), layers)
+    tensor_layer, file_node_layer = file_layers(onnx.load(str(path), load_external_data=False),
+                                                layers)
     feeds = OnnxRuntimeBackend(path, threads=threads).example(batch=1)
     with tempfile.TemporaryDirectory() as tmp:
         so = ort.SessionOptions()
@@ -110,7 +115,7 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
             session.run(None, feeds)
         events = json.loads(Path(session.end_profiling()).read_text())
         opt = onnx.load(so.optimized_model_filepath, load_external_data=False)
-    node_layer = optimized_node_layers(opt, tensor_layer)
+    node_layer = optimized_node_layers(opt, tensor_layer, file_node_layer)
     op_type = {n.name: n.op_type for n in opt.graph.node}
     starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
     cutoff = starts[warmup] if len(starts) > warmup else 0
