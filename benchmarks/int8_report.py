@@ -63,13 +63,11 @@ def quantize(source, target: str, fp32_path: Path, calib, out: Path, io: str = "
 
 def logits(path: Path, target: str, x: np.ndarray) -> np.ndarray:
     from edgebase.capabilities import get_target
-    from quant.accuracy import Runner
+    from device_runners.file_logits import FileLogits
 
     t = get_target(target)
-    r = Runner(path, t.runtime, t.input_layout, threads=1)
-    out = np.concatenate([r(x[s:s + 50]) for s in range(0, len(x), 50)])
-    r.close()
-    return out
+    with FileLogits(path, t.runtime, t.input_layout, threads=1) as f:
+        return np.concatenate([f(x[s:s + 50]) for s in range(0, len(x), 50)])
 
 
 def file_size(path: Path) -> int:

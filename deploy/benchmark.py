@@ -23,6 +23,9 @@ Float files run in f32, their declared precision. Where a runtime's own default 
 another precision (OpenVINO: bf16 on AMX Xeons), the same file is measured a second time in
 that default and reported as its own row (``precision_hint: auto``), so an app that keeps the
 default knows its accuracy and speed.
+
+The run is planned as cells and executed in this process or on a Ray cluster (deploy.sweep);
+this module holds what a cell does with one model, file or latency round.
 """
 from __future__ import annotations
 
@@ -67,6 +70,10 @@ class BenchmarkConfig:
 
         if not self.models:
             raise ConfigError("name at least one model (see `deploy models`)")
+        from zoo import get_entry
+
+        for name in self.models:  # a typo is refused here, not reported as a failed cell
+            get_entry(name)  # UnknownNameError lists the valid names
         targets = tuple(self.targets) if self.targets else tuple(target_names())
         for t in targets:
             get_target(t)  # UnknownNameError lists the valid targets
@@ -198,36 +205,12 @@ def rates(macs: int | None, p50_ms: float, threads: int, cpu, arithmetic: str = 
 
 
 # ---- artifacts ---------------------------------------------------------------------------
-def find_reusable(path: Path, source, target: str, precision: str):
-    """The Artifact at ``path`` if it is a passed export of the same trained parent, intact."""
-    from edgebase.files import sha256_file
-    from edgebase.manifest import read_manifest
-
-    sha = source.weights.get("sha256")
-    if sha is None or not path.is_file() or precision == INT8:
-        # random-init parents are rebuilt (reuse could mix two random draws), and so is int8
-        # (its calibration data is not compared)
-        return None
-    try:
-        art = read_manifest(path)
-    except DeployError:
-        return None
-    if art is None or not art.passed or art.format != target or art.precision != precision:
-        return None
-    m = art.model
-    if (m.get("name"), m.get("num_classes"), m.get("input_size"), m.get("weights", {}).get("sha256")
-            ) != (source.name, source.entry.num_classes, source.entry.input_size, sha):
-        return None
-    files = [(path, art.sha256)] + [(path.parent / c["file"], c["sha256"]) for c in art.companions]
-    if any(not f.is_file() or sha256_file(f) != want for f, want in files):
-        return None
-    return art
-
-
 def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
     """(path, artifact, reused) for one cell; raises DeployError when it cannot be made."""
     from deploy.export import ExportConfig, export
+    from deploy.int8_stage import Int8Config
     from deploy.placement import file_stem
+    from deploy.reuse import find_reusable
     from edgebase.capabilities import get_target
 
     entry = get_target(target)
@@ -238,17 +221,16 @@ def export_cell(source, target: str, precision: str, config: BenchmarkConfig):
     entry.check_precision(precision)
     # named as `deploy export` names them: folder and file by the model the file holds
     out = config.output_dir / file_stem(source)
-    path = out / entry.file_name(file_stem(source), precision)
-    art = find_reusable(path, source, target, precision)
+    # force: the output folder is this command's cache; find_reusable keeps what still matches
+    export_config = ExportConfig(target=target, precision=precision, output_dir=out,
+                                 validate_data=config.data, threads=max(config.threads),
+                                 force=True)
+    art = find_reusable(source, export_config)
     if art is not None:
-        return path, art, True
-    extra = {}
-    if precision == INT8 and "calib" in {f.name for f in dataclasses.fields(ExportConfig)}:
-        extra["calib"] = config.calib  # None: the export stage's own default (or its error)
-    # force: the output folder is this command's cache; find_reusable kept what still matches
-    art = export(source, ExportConfig(target=target, precision=precision, output_dir=out,
-                                      validate_data=config.data, threads=max(config.threads),
-                                      force=True, **extra))
+        return out / art.file, art, True
+    # calib None: the int8 stage's own default (or its error)
+    int8 = Int8Config(calib=config.calib) if precision == INT8 else None
+    art = export(source, export_config, int8)
     return out / art.file, art, False
 
 
@@ -262,76 +244,11 @@ def one_line(err: BaseException) -> str:
     return text if isinstance(err, DeployError) else f"{type(err).__name__}: {text}"
 
 
-def _log(msg: str) -> None:
+def log_stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def benchmark_model(name: str, config: BenchmarkConfig, cpu, log: Callable[[str], None] = _log
-                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    import torch
-
-    from deploy.export import load_source
-
-    torch.manual_seed(config.seed)
-    source = load_source(name, weights=config.weights, input_size=config.input_size,
-                         num_classes=config.num_classes)
-    desc = source.describe()
-    model = {k: desc[k] for k in ("name", "arch", "num_classes", "input_size", "params", "macs",
-                                  "mac_cost", "weights")}
-    if not source.weights.get("trained"):  # every number below is then latency only
-        model["warnings"] = [f"{source.name} has random-init weights (trained: false): its "
-                             f"accuracy columns are chance level and mean nothing; latency only"]
-        log(f"warning: {model['warnings'][0]}")
-    images = torch_pred = None
-    if config.evaluate:
-        images = load_eval_images(config.data, source.entry.preprocess, config.limit, config.seed)
-        log(f"{name}: PyTorch fp32 on {len(images.crops)} images of {images.path.name}")
-        torch_pred = torch_predictions(source.model, images, source.entry.preprocess)
-        model.update(data=images.path.name, images=len(images.crops),
-                     torch_top1=100.0 * float(np.mean(torch_pred == images.labels)))
-    cells, timed = [], []  # timed: (cell, path, runtime) of the files to time
-    for target in config.targets:
-        for precision in config.precisions:
-            cell: dict[str, Any] = {"model": name, "target": target, "precision": precision}
-            default_cell = None
-            log(f"{name} {target} {precision}: export")
-            t0 = time.perf_counter()
-            try:
-                path, art, reused = export_cell(source, target, precision, config)
-                cell.update(file=str(path), reused=reused,
-                            size_bytes=art.size_bytes + sum(c["size_bytes"] for c in art.companions),
-                            validation=_validation(art.validation))
-                runtime = _runtime(target)
-                _evaluate(cell, path, runtime, art, images, model, torch_pred, config, log)
-                timed.append((cell, path, runtime))
-                default_cell = _runtime_default_cell(cell, path, runtime, art)
-                cell["status"] = "ok"
-            except Int8Unavailable as err:
-                cell.update(status="unavailable", error=one_line(err))
-                log(f"{name} {target} {precision}: {cell['error']}")
-            except Exception as err:  # noqa: BLE001 - one failed cell must not stop the table
-                cell.update(status="failed", error=one_line(err))
-                log(f"{name} {target} {precision}: FAILED: {cell['error']}")
-            cell["seconds"] = round(time.perf_counter() - t0, 2)
-            cells.append(cell)
-            if default_cell is not None:  # the runtime's own default precision, as its own row
-                t0 = time.perf_counter()
-                try:
-                    _evaluate(default_cell, path, runtime, art, images, model, torch_pred,
-                              config, log)
-                    timed.append((default_cell, path, runtime))
-                    default_cell["status"] = "ok"
-                except Exception as err:  # noqa: BLE001 - as above
-                    default_cell.update(status="failed", error=one_line(err))
-                    log(f"{name} {target} {precision} (runtime default): FAILED: "
-                        f"{default_cell['error']}")
-                default_cell["seconds"] = round(time.perf_counter() - t0, 2)
-                cells.append(default_cell)
-    model["eager"] = interleaved_latency(source, model, timed, config, cpu, log)
-    return model, cells
-
-
-def _runtime_default_cell(cell: dict[str, Any], path: Path, runtime: str, art
+def runtime_default_row(cell: dict[str, Any], path: Path, runtime: str, art
                           ) -> dict[str, Any] | None:
     """A second row for a float file whose runtime defaults to another precision here."""
     from device_runners.backends import backend_class
@@ -339,7 +256,7 @@ def _runtime_default_cell(cell: dict[str, Any], path: Path, runtime: str, art
     if cell["precision"] == INT8 or backend_class(runtime).default_precision() == "f32":
         return None
     return {k: cell[k] for k in ("model", "target", "precision", "file", "reused", "size_bytes")
-            } | {"precision_hint": "auto", "validation": _validation(
+            } | {"precision_hint": "auto", "validation": validation_summary(
                 (art.validation or {}).get("runtime_default"))}
 
 
@@ -349,7 +266,7 @@ def _what(model, cell: dict[str, Any]) -> str:
         f" (runtime default, hint {hint})" if hint else "")
 
 
-def _evaluate(cell: dict[str, Any], path: Path, runtime: str, art, images, model, torch_pred,
+def evaluate_row(cell: dict[str, Any], path: Path, runtime: str, art, images, model, torch_pred,
               config: BenchmarkConfig, log: Callable[[str], None]) -> None:
     """Accuracy of one file into ``cell`` (when images are given), with the cell's precision
     hint (None: f32)."""
@@ -368,7 +285,7 @@ def _median(v) -> float:
 
 
 def interleaved_latency(source, model, timed, config: BenchmarkConfig, cpu,
-                        log: Callable[[str], None] = _log) -> dict[str, Any]:
+                        log: Callable[[str], None] = log_stderr) -> dict[str, Any]:
     """PyTorch eager and every file in ``timed``, in interleaved rounds; fills each cell's
     ``latency`` and returns the eager record per thread count."""
     from device_runners.bench import bench
@@ -458,6 +375,43 @@ def device_session(config: BenchmarkConfig):
     return _DEVICES[config.device]
 
 
+def record_benchmarks(timed, cpu) -> None:
+    """Each timed file's latency into its manifest (``Artifact.benchmarks``), one record per
+    thread count; a later run of the same measurement (machine or device, runtime, threads,
+    precision hint) replaces the earlier record."""
+    from device_runners.sysinfo import machine_record
+    from edgebase.manifest import read_manifest, write_manifest
+
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for cell, path, runtime in timed:
+        art = read_manifest(path) if cell["status"] == "ok" and cell.get("latency") else None
+        if art is None:
+            continue
+        batch = art.input.shape[0] if art.inputs and art.input.shape[0] > 0 else 1
+        records = [{"tool": "deploy benchmark", "runtime": runtime, "threads": int(t),
+                    "batch": batch, "precision_hint": cell.get("precision_hint") or "f32",
+                    "inference_precision": cell.get("inference_precision"),
+                    "device": cell.get("device"),
+                    "machine": None if cell.get("device") else machine_record(cpu),
+                    "p50_ms": lat["p50_ms"], "p90_ms": lat.get("p90_ms"),
+                    "rounds": lat.get("rounds"), "load": lat.get("load"),
+                    "loaded": lat.get("loaded"), "measured": when}
+                   for t, lat in cell["latency"].items()]
+        write_manifest(art.with_benchmarks(*records), path)
+
+
+def close_device_session(config: BenchmarkConfig, cells: list[dict[str, Any]]
+                         ) -> dict[str, Any] | None:
+    """The device's record for the report (None: no device), its SSH connection closed."""
+    if not config.device or config.device not in _DEVICES:
+        return None
+    dev = _DEVICES.pop(config.device)[0]
+    dev.ssh.close()
+    fps = [c.get("device_fingerprint") for c in cells if c.get("device_fingerprint")]
+    return {"address": str(dev.address), "fingerprint": fps[-1] if fps else None,
+            "emulated": (fps[-1] if fps else {}).get("emulated") or None}
+
+
 def _measure_on_device(cell: dict[str, Any], path: Path, runtime: str, hint, config,
                        what: str, log: Callable[[str], None]) -> None:
     """Latency per thread count of one file on the device (runner bench over SSH); the
@@ -493,59 +447,17 @@ def _measure_on_device(cell: dict[str, Any], path: Path, runtime: str, hint, con
         log(f"{what}: {t} thread(s) p50 {r['p50_ms']:.3f} ms on {device.address}")
 
 
-def _runtime(target: str) -> str:
+def runtime_of(target: str) -> str:
     from edgebase.capabilities import get_target
 
     return get_target(target).runtime
 
 
-def _validation(v: dict[str, Any] | None) -> dict[str, Any] | None:
+def validation_summary(v: dict[str, Any] | None) -> dict[str, Any] | None:
     if not v:
         return None
     keys = ("status", "images", "data", "max_abs_diff", "cosine_min", "top1_agreement")
     return {k: v[k] for k in keys if k in v}
-
-
-def run_benchmark(config: BenchmarkConfig, command: str = "",
-                  log: Callable[[str], None] = _log) -> dict[str, Any]:
-    """The whole benchmark as one JSON-ready dict (see deploy.benchmark_report)."""
-    from deploy.toolchain import versions
-    from device_runners import sysinfo
-
-    cpu = sysinfo.cpu_info()
-    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    load_start = os.getloadavg()
-    models, cells = [], []
-    for name in config.models:
-        try:
-            model, model_cells = benchmark_model(name, config, cpu, log)
-        except Exception as err:  # noqa: BLE001 - a model that cannot be built fails its row
-            log(f"{name}: FAILED: {one_line(err)}")
-            model = {"name": name, "error": one_line(err)}
-            model_cells = [{"model": name, "target": t, "precision": p, "status": "failed",
-                            "error": one_line(err)}
-                           for t in config.targets for p in config.precisions]
-        models.append(model)
-        cells.extend(model_cells)
-    report_device = None
-    if config.device and config.device in _DEVICES:
-        dev = _DEVICES.pop(config.device)[0]
-        dev.ssh.close()
-        fps = [c.get("device_fingerprint") for c in cells if c.get("device_fingerprint")]
-        report_device = {"address": str(dev.address), "fingerprint": fps[-1] if fps else None,
-                         "emulated": (fps[-1] if fps else {}).get("emulated") or None}
-    return {
-        "device": report_device,
-        "command": command, "started": started,
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "machine": {"cpu": cpu.to_dict(), "load_average_start": list(load_start),
-                    "load_average_end": list(os.getloadavg()), "platform": sys.platform},
-        "versions": versions(),
-        "config": {k: (str(v) if isinstance(v, Path) else v)
-                   for k, v in dataclasses.asdict(config).items()},
-        "models": models, "cells": cells,
-        "warnings": [w for m in models for w in m.get("warnings", ())],
-    }
 
 
 def worst_load(report: dict[str, Any]) -> float | None:

@@ -46,7 +46,7 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                    + [f"{_ms(eager[t]['p50_ms'])} / {_ms(eager[t]['p90_ms'])}{_flag(eager[t])}"
                       for t in threads]
                    + ["1.00×" for _ in threads]
-                   + [_rate(gm[0]), _share(gm[1]), weights_note(m)])
+                   + [_rate(gm[0]), _share(gm[1]), _with_node(weights_note(m), m)])
     for c in report["cells"]:
         # a failed cell's partial measurements stay in the JSON, out of the table
         lat = (c.get("latency") or {}) if c["status"] == "ok" else {}
@@ -61,7 +61,7 @@ def rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                    + [f"{lat[t]['speedup']:.2f}×{_flag(lat[t])}" if lat.get(t, {}).get("speedup")
                       else "—" for t in threads]
                    + [_rate(last.get("gmacs")), _share(last.get("peak_share")),
-                      c.get("error") or ("emulated device" if c.get("emulated") else "")])
+                      c.get("error") or _with_node("emulated device" if c.get("emulated") else "", c)])
     order = {m["name"]: i for i, m in enumerate(report["models"])}
     out.sort(key=lambda r: order.get(r[0], 0))  # stable: eager row first within a model
     return head, out
@@ -114,6 +114,13 @@ def eager_rates(model: dict[str, Any], report: dict[str, Any], threads: str):
     return rates(model.get("macs"), model["eager"][threads]["p50_ms"], int(threads), cpu)
 
 
+def _with_node(note: str, record: dict[str, Any]) -> str:
+    """A cluster run's rows say which node (and CPU kind) timed them."""
+    node = record.get("timed_on")
+    where = f"timed on {node['node']} ({node['cpu']})" if node else ""
+    return "; ".join(x for x in (note, where) if x)
+
+
 def weights_note(m: dict[str, Any]) -> str:
     w = m.get("weights") or {}
     if not w.get("trained"):
@@ -146,6 +153,17 @@ def latency_line(cfg: dict[str, Any]) -> str:
             f"{cfg['rounds']} interleaved round(s) (each: {cfg['warmup']} warm-up runs, then "
             f"PyTorch eager fp32 and every file, inference call only, runner bench); p50 = "
             f"median of the rounds' p50s; speed-up = median over rounds of eager p50 / file p50")
+
+
+def cluster_line(cluster: dict[str, Any]) -> str:
+    """Where a cluster sweep ran: nodes and their CPUs, retried and resumed cells."""
+    nodes = ", ".join(f"{n['node']} ({n['cpu']}, {n['cores']} cores)" for n in cluster["nodes"])
+    retried = sorted({r["cell"] for r in cluster["retried"]})
+    return (f"cluster: {cluster['cells']} cells as Ray tasks at {cluster['address']} on "
+            f"{len(cluster['nodes'])} node(s): {nodes or 'none'}; each time cell had its node's "
+            f"timing slot to itself and its rows name the node; retried after a lost node: "
+            f"{', '.join(retried) if retried else 'none'}; resumed from an earlier run: "
+            f"{len(cluster['resumed'])}")
 
 
 def header_lines(report: dict[str, Any]) -> list[str]:
@@ -187,6 +205,8 @@ def header_lines(report: dict[str, Any]) -> list[str]:
                          "board is: compare them with other emulated runs only")
         if dev.get("fingerprint"):
             lines.append("- " + fingerprint_line(dev["address"], dev["fingerprint"]))
+    if report.get("cluster"):
+        lines.append(f"- {cluster_line(report['cluster'])}")
     if "int8" in cfg["precisions"]:
         lines.append(f"- int8 calibration: {cfg.get('calib') or 'none given: the export stage default'}")
     if imgs:

@@ -19,6 +19,7 @@ COMMANDS = {
     "benchmark": "deploy.commands.benchmark",
     "train": "deploy.commands.train",
     "device": "deploy.commands.device",
+    "guidelines": "deploy.commands.guidelines",
 }
 
 

@@ -1,22 +1,32 @@
 """The Deep Compression stage: a PyTorch model -> a validated target file -> a container.
 
-1. BatchNorm folded into the convolutions (torch.fx), so the exported file holds exactly the
+1. magnitude pruning (``--prune``): masks from the weights as they will be stored (BatchNorm
+   folded), then masked fine-tuning with BatchNorm still live (``quant.finetune``);
+2. BatchNorm folded into the convolutions (torch.fx), so the exported file holds exactly the
    weights this stage shares (an exporter folding BN itself would rescale them per channel);
-2. magnitude pruning and k-means weight sharing (``quant.weight_sharing``); layers that
-   already take at most 2**bits values are kept bit for bit;
-3. the export stage on that model: the target file, validated against it on real images;
-4. the container (``quant.container_writer``): the file with every conv/linear weight cut out
+3. k-means weight sharing (``quant.weight_sharing``; layers that already take at most
+   2**bits values are kept bit for bit), then centroid fine-tuning;
+4. the export stage on that model: the target file, validated against it on real images;
+5. the container (``quant.container_writer``): the file with every conv/linear weight cut out
    and stored as codebook + Huffman-coded indices and positions; decoded once here and
    compared byte for byte with the exported file before it is kept;
-5. with ``--eval``: top-1 of the dense parent in PyTorch vs the decoded file on labelled images.
+6. with ``--data``: top-1 of the dense parent, after pruning and after sharing (PyTorch), and
+   of the decoded file, on the same labelled images.
+
+Fine-tuning data (``quant.finetune_data``): ``--train-data`` (labelled, cross-entropy),
+``--distill-data`` (unlabelled, distillation from the dense parent), or by default the
+CIFAR-10 training images of the shared data folder, unlabelled (for an ImageNet net they are
+upscaled by its preprocessing: the only ImageNet photos here are the evaluation sample). A set
+that would hand fine-tuning any of its evaluation images is refused. Nothing is fine-tuned
+when no weight changed (re-encoding an already shared net stays lossless) or with
+``--epochs 0``. Every step, its data, epochs, rates and time are in the manifest.
 
 The container and its manifest (``<model>.edc.json``) are written last; nothing is left
-behind on failure. Fine-tuning after pruning and sharing (``--train-data``) is not part of
-this stage yet, so aggressive settings lose accuracy that fine-tuning would recover: the
-measured drop is in the manifest and on screen.
+behind on failure.
 """
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -25,10 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgebase.errors import ConfigError, ValidationError
+from edgebase.errors import ConfigError, DataError, ValidationError
 from edgebase.manifest import Artifact, file_facts, write_manifest
 
 SUFFIX = ".edc"
+DEFAULT_DISTILL = "cifar10.zip"  # in the shared data folder: training images, used unlabelled
+LARGE_INPUT_LIMIT = 5000  # default fine-tuning images for inputs above 32 px (decoded at size)
+PRUNE_LAYERS = ("sensitivity", "uniform")
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,12 @@ class CompressConfig:
     eval_data: Path | None = None
     eval_limit: int | None = None
     threads: int | None = None
+    train_data: Path | None = None  # labelled fine-tuning images
+    distill_data: Path | None = None  # unlabelled fine-tuning images
+    train_limit: int | None = None  # fine-tuning images (None: all for 32-px nets, else 5000)
+    finetune: Any = None  # quant.finetune.FinetuneConfig; None: its defaults
+    prune_layers: str = "sensitivity"  # per-layer shares: "sensitivity" scan or "uniform"
+    progress: bool = True
 
     def __post_init__(self):
         from edgebase.capabilities import get_target
@@ -54,8 +73,20 @@ class CompressConfig:
                               f"most 256 values per layer)")
         if not 1 <= self.gap_bits <= 8:
             raise ConfigError(f"gap bits {self.gap_bits}: 1 to 8")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.eval_limit}")
+        if self.prune_layers not in PRUNE_LAYERS:
+            raise ConfigError(f"--prune-layers {self.prune_layers!r}: one of "
+                              f"{', '.join(PRUNE_LAYERS)}")
+        if self.train_data is not None and self.distill_data is not None:
+            raise ConfigError("--train-data and --distill-data: give one (labelled images, or "
+                              "unlabelled ones for distillation)")
+        if self.finetune is None:
+            from quant.finetune import FinetuneConfig
+
+            object.__setattr__(self, "finetune", FinetuneConfig())
         object.__setattr__(self, "output_dir", Path(self.output_dir))
 
 
@@ -64,33 +95,42 @@ def fold_batchnorm(model):
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(model)  # fuse deep-copies: the parent keeps its BatchNorm
+        return fuse(model.eval())  # fuse deep-copies: the parent keeps its BatchNorm
     except Exception as e:  # noqa: BLE001 - tracing can fail on dynamic control flow
         raise ConfigError(f"cannot fold BatchNorm into the convolutions of this model "
                           f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
 
 
 def compress(source, config: CompressConfig, log: Callable[[str], None] = print) -> Artifact:
+    """Prune, share and code ``source`` into a container in ``config.output_dir`` (locked
+    while it is written, like an export's)."""
+    from edgebase.files import folder_lock
+
+    with folder_lock(config.output_dir, "compress"):
+        return _compress(source, config, log)
+
+
+def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Artifact:
     from deploy.export import ExportConfig, ModelSource, export
     from deploy.placement import file_stem
     from edgebase.capabilities import get_target
     from device_runners.container import unpack
     from quant.container_writer import read_files, write_container
-    from quant.weight_sharing import compress_weights, weighted_layers
+    from quant.weight_sharing import weighted_layers
 
     target = get_target(config.target)
     out = config.output_dir / f"{file_stem(source)}{target.suffix}{SUFFIX}"
-    eval_set = _eval_images(config, source)  # bad paths fail before anything slow
+    evaluation = _eval_set(config, source)  # bad paths fail before anything slow
+    tuning = _FinetuneSource(config, source)
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
     t0 = time.perf_counter()
-    model = fold_batchnorm(source.model)
-    layers_facts = compress_weights(model, config.prune, config.share_bits)
-    kept = sum(f["unchanged"] for f in layers_facts)
-    log(f"weights: {len(layers_facts)} layers, pruned to "
-        f"{sum(f['nonzero'] for f in layers_facts) / sum(f['weights'] for f in layers_facts):.1%}"
-        f" non-zero, at most {2 ** config.share_bits} values per layer ({kept} layers already "
-        f"were: kept bit for bit)")
+    model, steps = _prune_and_share(source, config, tuning, evaluation, log)
     shared_weights = {**source.weights, "deep_compression": {
-        "prune": config.prune, "share_bits": config.share_bits, "batchnorm_folded": True}}
+        "prune": config.prune, "share_bits": config.share_bits, "batchnorm_folded": True,
+        "fine_tuned": tuning.used}}
     shared = ModelSource(source.entry, model, shared_weights)
     config.output_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=config.output_dir))
@@ -114,15 +154,16 @@ def compress(source, config: CompressConfig, log: Callable[[str], None] = print)
             raise ValidationError(f"{out.name}: the container does not decode to the exported "
                                   f"files")
         accuracy = None
-        if eval_set is not None:
-            accuracy = _accuracy(source, model_file, target, eval_set, config)
+        if evaluation is not None:
+            accuracy = _file_accuracy(evaluation, model_file, target, config)
             log(f"top-1 on {accuracy['images']} images: dense PyTorch "
                 f"{accuracy['ref_top1']:.2f} %, decoded {target.name} file "
                 f"{accuracy['top1']:.2f} % (drop {accuracy['top1_drop']:.2f})")
         model_bytes = sum(len(v) for k, v in files.items() if not k.endswith(".json"))
         record = {"name": "deep_compression", "prune": config.prune,
                   "share_bits": config.share_bits, "gap_bits": config.gap_bits,
-                  "huffman": True, "batchnorm_folded": True, "fine_tuned": False}
+                  "huffman": True, "batchnorm_folded": True, "fine_tuned": tuning.used,
+                  "steps": steps}
         artifact = exported.replace(
             file=out.name, format=SUFFIX[1:], companions=(),
             passes=tuple(exported.passes) + (record,), benchmarks=(),
@@ -131,7 +172,7 @@ def compress(source, config: CompressConfig, log: Callable[[str], None] = print)
                 "target_bytes": model_bytes, "ratio_vs_target_file":
                     round(model_bytes / sizes["total"], 2),
                 "decode_ms": round(decode_ms, 1), "seconds": round(seconds, 1),
-                "layers": layers_facts, "accuracy": accuracy}})
+                "layers": steps["layers"], "accuracy": accuracy}})
         os.replace(tmp, out)
         facts = file_facts(out)
         artifact = artifact.replace(sha256=facts["sha256"], size_bytes=facts["size_bytes"])
@@ -143,27 +184,190 @@ def compress(source, config: CompressConfig, log: Callable[[str], None] = print)
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _eval_images(config: CompressConfig, source):
-    if config.eval_data is None:
+def _prune_and_share(source, config: CompressConfig, tuning, evaluation, log):
+    """The parent's weights pruned, fine-tuned, folded, shared and fine-tuned again: the
+    model to export, and the record of each step (with PyTorch top-1 when evaluating)."""
+    from quant.finetune import centroid_finetune, masked_finetune
+    from quant.weight_sharing import (apply_masks, layer_facts, magnitude_masks, share_weights,
+                                      weighted_layers)
+
+    before = {n: m.weight.detach().numpy().copy()
+              for n, m in weighted_layers(fold_batchnorm(source.model))}
+    steps: dict[str, Any] = {}
+    model = source.model
+    if config.prune > 0:
+        model = copy.deepcopy(source.model)
+        folded = fold_batchnorm(model)
+        step: dict[str, Any] = {"sparsity": config.prune}
+        if config.prune_layers == "sensitivity":
+            from quant.prune_sensitivity import SCAN_IMAGES, sensitivity_shares
+
+            x = tuning.data(log).inputs(SCAN_IMAGES, seed=config.finetune.seed)
+            shares, step["per_layer"] = sensitivity_shares(folded, x, config.prune)
+            log(f"sensitivity scan: {len(shares)} layers, pruned shares "
+                f"{min(shares.values()):.2f}..{max(shares.values()):.2f} "
+                f"({step['per_layer']['seconds']:.0f} s)")
+        else:
+            shares, step["per_layer"] = config.prune, {"per_layer": "uniform"}
+        masks = magnitude_masks(folded, shares)
+        apply_masks(model, masks)
+        kept = sum(int(m.sum()) for m in masks.values()) / sum(m.size for m in masks.values())
+        log(f"pruned: {kept:.1%} of the conv/linear weights kept")
+        step["nonzero"] = round(kept, 4)
+        if tuning.wanted:
+            import torch
+
+            step["finetune"] = masked_finetune(
+                model, {n: torch.from_numpy(m) for n, m in masks.items()}, tuning.data(log),
+                config.finetune, teacher=source.model, progress=config.progress, log=log)
+            tuning.used = True
+        step["top1"] = _torch_top1(evaluation, model, "after pruning", log)
+        steps["pruning"] = step
+    model = fold_batchnorm(model)
+    changed = share_weights(model, config.share_bits)
+    log(f"shared: at most {2 ** config.share_bits} values per layer ({len(changed)} of "
+        f"{len(before)} layers changed; the others were kept bit for bit)")
+    step = {"bits": config.share_bits, "init": "linear", "layers_changed": len(changed)}
+    if tuning.wanted and (changed or config.prune > 0):
+        step["finetune"] = centroid_finetune(
+            model, [n for n, _ in weighted_layers(model)], tuning.data(log), config.finetune,
+            teacher=source.model, progress=config.progress, log=log)
+        tuning.used = True
+    step["top1"] = _torch_top1(evaluation, model, "after sharing", log)
+    steps["sharing"] = step
+    steps["dense_top1"] = evaluation.dense_top1 if evaluation is not None else None
+    steps["layers"] = layer_facts(model, before)
+    return model, steps
+
+
+class _FinetuneSource:
+    """Where fine-tuning (and sensitivity scan) images come from; read once a step wants
+    them."""
+
+    def __init__(self, config: CompressConfig, source):
+        self.config, self.source, self._data, self.used = config, source, None, False
+        self.wanted = config.finetune.epochs > 0
+        scanning = config.prune > 0 and config.prune_layers == "sensitivity"
+        if not (self.wanted or scanning):
+            return
+        from deploy.validate import data_dir
+
+        if config.train_data is not None:
+            self.path, self.labelled, self.note = Path(config.train_data), True, None
+        elif config.distill_data is not None:
+            self.path, self.labelled, self.note = Path(config.distill_data), False, None
+        else:
+            try:
+                self.path, self.labelled = data_dir() / DEFAULT_DISTILL, False
+            except DataError:
+                raise DataError("fine-tuning needs images and the shared data folder is "
+                                "missing: give --train-data or --distill-data (or --epochs 0 "
+                                "--prune-layers uniform for none)") from None
+            size = source.entry.preprocess.crop
+            self.note = ("default: CIFAR-10 training images, labels unused" +
+                         ("" if size <= 32 else f", upscaled to the model's {size}x{size} "
+                          f"input (no ImageNet images but the evaluation sample are here)"))
+        if not self.path.exists():
+            raise DataError(f"fine-tuning data {self.path}: no such file or folder (give "
+                            f"--train-data or --distill-data, or --epochs 0 --prune-layers "
+                            f"uniform for none)")
+        from quant.finetune_data import check_finetune_set
+
+        check_finetune_set(self.path, labelled=self.labelled,
+                           num_classes=source.entry.num_classes)
+        self._keep_off_evaluation()
+
+    def _keep_off_evaluation(self) -> None:
+        """Refuse a set that shares images with --data or with the default validation and
+        evaluation sets (a set without splits, such as the ImageNet sample, is all test)."""
+        from deploy.validate import DATASETS, data_dir
+        from quant.finetune_data import image_keys
+
+        evaluated = [Path(self.config.eval_data)] if self.config.eval_data else []
+        try:
+            evaluated += [data_dir() / file for file, _ in DATASETS.values()]
+        except DataError:
+            pass  # no shared data folder: nothing of it to keep apart
+        same = [e for e in evaluated if e.exists() and e.resolve() == self.path.resolve()]
+        if not same:
+            return
+        overlap = image_keys(self.path, "train") & image_keys(same[0], "test")
+        if overlap:
+            flag = "--train-data" if self.labelled else "--distill-data"
+            raise DataError(f"{flag} {self.path}: {len(overlap)} of its images are evaluation "
+                            f"images; fine-tuning reads a train/ split, or images kept apart "
+                            f"from evaluation")
+
+    def data(self, log):
+        from quant.finetune_data import load_finetune_data
+
+        if self._data is None:
+            entry = self.source.entry
+            limit = self.config.train_limit
+            if limit is None and entry.preprocess.crop > 32:
+                limit = LARGE_INPUT_LIMIT
+            t0 = time.perf_counter()
+            self._data = load_finetune_data(
+                self.path, entry.preprocess, labelled=self.labelled,
+                num_classes=entry.num_classes, limit=limit, seed=self.config.finetune.seed,
+                progress=self.config.progress, note=self.note)
+            log(f"fine-tuning on {len(self._data)} images of {self.path.name} "
+                f"({self._data.source['use']}; read in {time.perf_counter() - t0:.0f} s)")
+        return self._data
+
+
+class _EvalSet:
+    """The labelled evaluation images, preprocessed once, and the dense parent's logits."""
+
+    def __init__(self, config: CompressConfig, source):
+        from edgebase.images import ImageSet
+        from quant.accuracy import EvalSet
+
+        images = ImageSet(config.eval_data, split="test")
+        self.data = str(config.eval_data)
+        self.set = EvalSet(images, images.subset(config.eval_limit, seed=0),
+                           source.entry.preprocess)
+        self._source = source
+        self._ref = None
+
+    @property
+    def ref(self):
+        from deploy.validate import torch_logits
+
+        if self._ref is None:
+            self._ref = torch_logits(self._source.model, self.set.x)  # it runs in chunks itself
+        return self._ref
+
+    @property
+    def dense_top1(self) -> float:
+        return self.set.compare(self.ref, self.ref).ref_top1
+
+    def compare(self, logits) -> dict[str, Any]:
+        return {**self.set.compare(self.ref, logits).to_dict(), "data": self.data}
+
+
+def _eval_set(config: CompressConfig, source) -> _EvalSet | None:
+    return None if config.eval_data is None else _EvalSet(config, source)
+
+
+def _torch_top1(evaluation: _EvalSet | None, model, what: str, log) -> float | None:
+    if evaluation is None:
         return None
-    from edgebase.images import ImageSet
-
-    return ImageSet(config.eval_data, split="test")
-
-
-def _accuracy(source, model_file: Path, target, images, config) -> dict[str, Any]:
-    """Top-1/top-5 of the dense PyTorch parent and of the exported (= decoded) file."""
     from deploy.validate import torch_logits
-    from quant.accuracy import EvalSet, Runner, compare_logits
 
-    indices = images.subset(config.eval_limit, seed=0)
-    evaluation = EvalSet(images, indices, source.entry.preprocess)
-    ref = torch_logits(source.model, evaluation.x)  # it runs in chunks itself
-    runner = Runner(model_file, target.runtime, target.input_layout, config.threads)
-    cand = evaluation.logits(runner)
-    runner.close()
-    return {**compare_logits(ref, cand, evaluation.labels).to_dict(),
-            "data": str(config.eval_data)}
+    result = evaluation.compare(torch_logits(model, evaluation.set.x))
+    log(f"top-1 {what} (PyTorch, {result['images']} images): {result['top1']:.2f} % "
+        f"(dense {result['ref_top1']:.2f} %)")
+    return result["top1"]
+
+
+def _file_accuracy(evaluation: _EvalSet, model_file: Path, target, config) -> dict[str, Any]:
+    """Top-1/top-5 of the dense PyTorch parent and of the exported (= decoded) file."""
+    from device_runners.file_logits import FileLogits
+
+    with FileLogits(model_file, target.runtime, target.input_layout, config.threads) as f:
+        cand = evaluation.set.logits(f)
+    return evaluation.compare(cand)
 
 
 __all__ = ["CompressConfig", "compress", "fold_batchnorm"]

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgebase.errors import ConfigError, ValidationError
+from edgebase.errors import ConfigError, DeployError, ValidationError
+from edgebase.files import raise_if_disk_full
+from device_runners.embedded import background_first
 from edgebase.manifest import Artifact
 from deploy.overwrite import check_overwrite, parent_identity
 from deploy.placement import file_stem, place
-from deploy.validate import MIN_IMAGES, RANDOM_INIT_NOTE, compare, precision_record, run_file
-from deploy.validate import runtime_default_mode, torch_logits, validation_batch
+from deploy.validate import MIN_IMAGES, RANDOM_INIT_NOTE, parent_reference, validate_against_parent
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,6 @@ class ExportConfig:
     validate_images: int = MIN_IMAGES
     threads: int | None = None  # runtime threads during validation (None: its default)
     options: Mapping[str, Any] = field(default_factory=dict)  # target options (capabilities)
-    # int8 only (deploy.int8_stage): calibration images, "zeroq" or "synthetic" (None: the
-    # model's default, see deploy.int8_stage.calibration_data), their count (None: the
-    # default), calibration method, input/output type, held-out labelled images, allowed drop
-    calib: Path | str | None = None
-    calib_size: int | None = None
-    calib_method: str | None = None
-    io: str = "float"
-    eval_data: Path | None = None
-    eval_limit: int | None = None
-    max_drop: float | None = None
-    seed: int = 0
     force: bool = False  # replace a finished file of the same name made from another parent
 
     def __post_init__(self):
@@ -84,7 +74,9 @@ class ModelSource:
 
     @property
     def name(self) -> str:
-        return self.entry.name
+        """The name shown and recorded: the entry's, with the width when --width changed it
+        (``mobilenet_v1_x0_25`` for the architecture default at width 0.25)."""
+        return file_stem(self)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -94,7 +86,7 @@ class ModelSource:
 
     def identity(self, precision: str) -> dict[str, Any]:
         """What the no-overwrite rule compares with an existing file's manifest."""
-        model = {"name": self.entry.name, "num_classes": self.entry.num_classes,
+        model = {"name": self.name, "num_classes": self.entry.num_classes,
                  "input_size": self.entry.input_size, "weights": self.weights}
         return parent_identity(model, precision, self.entry.preprocess, self.labels)
 
@@ -103,7 +95,7 @@ class ModelSource:
 
         facts = model_facts(self.model, self.entry.input_size)
         return {
-            "name": self.entry.name, "arch": self.entry.arch,
+            "name": self.name, "arch": self.entry.arch,
             "kwargs": dict(self.entry.kwargs), "num_classes": self.entry.num_classes,
             "input_size": self.entry.input_size, "params": facts.params, "macs": facts.macs,
             "mac_cost": facts.mac_cost, "adaptation": self.entry.adaptation,
@@ -140,26 +132,38 @@ def load_source(name: str, *, weights: str | os.PathLike | None = None,
     return ModelSource(entry, model.eval(), info, note)
 
 
-def export(source: ModelSource, config: ExportConfig) -> Artifact:
-    """Convert, validate and write; returns the Artifact written beside the model file."""
+def export(source: ModelSource, config: ExportConfig, int8=None) -> Artifact:
+    """Convert, validate and write; returns the Artifact written beside the model file.
+
+    Precision int8 runs the int8 stage on the fp32 file this stage makes, with ``int8``
+    (``deploy.int8_stage.Int8Config``; None: its defaults). The output folder is locked for
+    the whole stage (``edgebase.files.folder_lock``): a second export into it is refused at
+    once instead of interleaving its files with this one's."""
+    from edgebase.files import folder_lock
+
+    with folder_lock(config.output_dir, "export"):
+        return _export(source, config, int8)
+
+
+def _export(source: ModelSource, config: ExportConfig, int8=None) -> Artifact:
     import torch
 
     if config.precision == "int8":
-        from deploy.int8_stage import export_int8
+        from deploy.int8_stage import Int8Config, export_int8
 
         # the int8 stage is handed its parent stage: it makes the fp32 file with it
-        return export_int8(source, config, fp32_stage=export)
+        return export_int8(source, config, int8 or Int8Config(), fp32_stage=export)
+    if int8 is not None:
+        raise ConfigError(f"int8 options need precision int8, not {config.precision}")
     target = config.target_entry
     out_dir = config.output_dir
     final = out_dir / target.file_name(file_stem(source), config.precision)
     check_overwrite(final, source.identity(config.precision), config.force)
     # real images first: a missing data folder fails before a slow conversion
     t0 = time.perf_counter()
-    x, data_info = validation_batch(source.entry.preprocess, config.validate_images,
-                                    config.validate_data)
-    reference = torch_logits(source.model, x)
+    ref = parent_reference(source, config.validate_images, config.validate_data)
     seconds = {"conversion": 0.0, "validation": time.perf_counter() - t0}
-    example = torch.from_numpy(x[:1]).repeat(config.batch, 1, 1, 1)
+    example = torch.from_numpy(ref.x[:1]).repeat(config.batch, 1, 1, 1)
     model_info = source.describe()
     options = dict(config.options)
     if target.embeds_metadata:
@@ -169,33 +173,25 @@ def export(source: ModelSource, config: ExportConfig) -> Artifact:
     try:
         progress(f"converting {source.name} to {target.name} {config.precision}")
         t0 = time.perf_counter()
-        conversion = target.convert_fn()(source.model, example, work / final.name,
-                                         precision=config.precision, **options)
+        try:
+            conversion = target.convert_fn()(source.model, example, work / final.name,
+                                             precision=config.precision, **options)
+        except DeployError as err:
+            raise_if_disk_full(work, final, err)
+            raise
         seconds["conversion"] = time.perf_counter() - t0
-        progress(f"converted in {seconds['conversion']:.1f} s; validating on {len(x)} images")
+        progress(f"converted in {seconds['conversion']:.1f} s; validating on {len(ref.x)} images")
         t0 = time.perf_counter()
         layout = conversion.details.get("input_layout", target.input_layout)  # options may change it
-        out, backend = run_file(conversion.file, target.runtime, x, layout, config.threads)
-        tolerance = target.tolerance(config.precision)
-        validation = {**compare(reference, out, tolerance), **data_info,
-                      "runtime": f"{backend.name} {backend.version}", **precision_record(backend)}
-        default_mode = runtime_default_mode(
-            target.runtime, reference, tolerance,
-            lambda hint: run_file(conversion.file, target.runtime, x, layout, config.threads,
-                                  precision_hint=hint))
-        if default_mode:
-            validation["runtime_default"] = default_mode
-        if not source.weights.get("trained"):
-            validation["note"] = RANDOM_INIT_NOTE
+        checked = validate_against_parent(conversion.file, target, config.precision, ref,
+                                          layout, config.threads)
         seconds["validation"] += time.perf_counter() - t0
-        artifact = _artifact(source, model_info, config, conversion, backend, validation,
-                             seconds)
-        backend.close()
-        if validation["status"] != "passed":
+        artifact = _artifact(source, model_info, config, conversion, checked, seconds)
+        if not checked.passed:
             failed, _ = place(conversion, final, artifact, failed=True)
             raise ValidationError(
                 f"{final.name} disagrees with its PyTorch parent: "
-                f"{'; '.join(validation.get('failures', []))} (kept as {failed.name})")
+                f"{'; '.join(checked.record.get('failures', []))} (kept as {failed.name})")
         return place(conversion, final, artifact, failed=False)[1]
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -208,13 +204,13 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _artifact(source, model_info, config, conversion, backend, validation, seconds) -> Artifact:
+def _artifact(source, model_info, config, conversion, checked, seconds) -> Artifact:
     from deploy.toolchain import versions
 
     target = config.target_entry
     layout = conversion.details.get("input_layout", target.input_layout)
-    inputs = tuple(dataclasses.replace(t, layout=layout) for t in backend.inputs)
-    outputs = tuple(backend.outputs)
+    inputs = tuple(dataclasses.replace(t, layout=layout) for t in checked.inputs)
+    outputs = checked.outputs
     preprocess = dataclasses.replace(source.entry.preprocess, layout=layout)
     option_record = {k: v for k, v in config.options.items() if k != "metadata"}
     passes = ({"name": "export", "target": target.name, "precision": config.precision,
@@ -227,7 +223,7 @@ def _artifact(source, model_info, config, conversion, backend, validation, secon
         file=conversion.file.name, format=target.name, precision=config.precision,
         sha256="", size_bytes=0, model=model_info, inputs=inputs, outputs=outputs,
         preprocess=preprocess, labels=source.labels, passes=passes,
-        toolchain=versions(target.tools), validation=validation, extra=extra,
+        toolchain=versions(target.tools), validation=checked.record, extra=extra,
     )
 
 
@@ -241,9 +237,13 @@ def _embedded(source, model_info, target, config) -> dict[str, str]:
                                        | {"weights_sha256": model_info["weights"].get("sha256"),
                                           "trained": model_info["weights"]["trained"]}),
         "edgedeploy.preprocess": json.dumps(pre),
-        # the zoo's label set name, or the names of --labels FILE one a line
+        # the zoo's label set name, or the names of --labels FILE one a line (names of the
+        # big sets would cost a size-critical container ~10 KB)
         "edgedeploy.labels": (source.entry.labels if source.label_names is None
                               else "\n".join(source.label_names)) or "",
+        # so that a runner without the manifest needs no --label-offset for TF-style
+        # 1001-class models (class 0 "background")
+        **({"edgedeploy.label_offset": "1"} if background_first(source.labels) else {}),
         "edgedeploy.precision": config.precision,
     }
 

@@ -1,7 +1,8 @@
-"""The int8 stage: fp32 Artifact + calibration data -> validated int8 Artifact.
+"""The int8 stage: fp32 Artifact + ``Int8Config`` -> validated int8 Artifact.
 
-``export_int8(source, config)`` is what ``deploy export --int8`` (and ``deploy benchmark`` /
-``deploy release`` with precision int8) run:
+``export_int8(source, config, int8)`` is what ``deploy export --int8`` (and ``deploy
+benchmark`` / ``deploy release`` with precision int8) run; ``config`` is the export stage's
+(target, output folder, validation images, threads), ``int8`` this stage's own options:
 
 1. calibration data (``calibration_data``): ``--calib PATH`` (seeded, class-balanced),
    ``zeroq`` (distilled from BatchNorm statistics) or ``synthetic`` (noise: latency only);
@@ -23,13 +24,43 @@ import dataclasses
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from edgebase.errors import ConfigError, ValidationError
+from edgebase.errors import ConfigError, DeployError, ValidationError
 from quant import progress
 
 PRECISION = "int8"
+
+
+@dataclass(frozen=True)
+class Int8Config:
+    """The int8 pass's options (what ``deploy export --int8`` flags set)."""
+
+    # calibration images, "zeroq" or "synthetic" (None: the model's default, see
+    # calibration_data), their count (None: the default), the range estimation method
+    calib: Path | str | None = None
+    calib_size: int | None = None
+    calib_method: str | None = None
+    io: str = "float"  # input/output type (the capability table's Target.int8_io)
+    # held-out labelled images for fp32 vs int8 accuracy, their count, the allowed top-1 drop
+    eval_data: Path | None = None
+    eval_limit: int | None = None
+    max_drop: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.calib_size is not None and self.calib_size < 1:
+            raise ConfigError(f"--calib-size must be >= 1, got {self.calib_size}")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {self.eval_limit}")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise ConfigError(f"--max-drop must be >= 0 (points of top-1), got {self.max_drop}")
+        if self.max_drop is not None and self.eval_data is None:
+            raise ConfigError("--max-drop needs --data PATH (labelled images to measure the drop)")
+        if self.eval_limit is not None and self.eval_data is None:
+            raise ConfigError("--limit needs --data PATH (the labelled images it counts)")
 
 
 def input_range(preprocess) -> tuple[float, float]:
@@ -39,7 +70,7 @@ def input_range(preprocess) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def calibration_data(source, config, log: Callable[[str], None] = progress):
+def calibration_data(source, config: Int8Config, log: Callable[[str], None] = progress):
     """The CalibrationSet for ``config``: ``--calib PATH``, ``zeroq`` or ``synthetic``; without
     it, the packaged training images of a packaged model, ZeroQ for a trained checkpoint, and
     an error for random-init weights (synthetic ranges only when asked for)."""
@@ -84,26 +115,28 @@ def _zeroq(source, config, log, why: str):
     return calib
 
 
-def export_int8(source, config, fp32_stage: Callable, log: Callable[[str], None] = progress):
+def export_int8(source, config, int8: Int8Config, fp32_stage: Callable,
+                log: Callable[[str], None] = progress):
     """Quantize ``source`` for ``config.target``; returns the written int8 Artifact.
 
     ``fp32_stage(source, config)`` writes the validated fp32 parent (the export stage)."""
     import quant
     from deploy.overwrite import check_overwrite
     from deploy.placement import file_stem, place
+    from deploy.validate import parent_reference, validate_against_parent
 
     target = config.target_entry
     ptq = quant.get_pass(target.name)
-    options = ptq.make_options(config.calib_method, config.io,
+    options = ptq.make_options(int8.calib_method, int8.io,
                                input_range=input_range(source.entry.preprocess))
     final = config.output_dir / target.file_name(file_stem(source), PRECISION)
     # both files this writes, before anything slow (the fp32 parent is replaced too)
     check_overwrite(final, source.identity(PRECISION), config.force)
     check_overwrite(config.output_dir / target.file_name(file_stem(source), "fp32"),
                     source.identity("fp32"), config.force)
-    eval_set = _eval_images(config)  # read before anything slow: bad paths fail fast
+    eval_set = _eval_images(int8)  # read before anything slow: bad paths fail fast
     t0 = time.perf_counter()
-    calib = calibration_data(source, config, log)
+    calib = calibration_data(source, int8, log)
     seconds = {"calibration": time.perf_counter() - t0}
     fp32 = fp32_stage(source, dataclasses.replace(config, precision="fp32"))
     fp32_path = config.output_dir / fp32.file
@@ -114,28 +147,36 @@ def export_int8(source, config, fp32_stage: Callable, log: Callable[[str], None]
         log(f"quantizing with {target.name}'s quantizer")
         t0 = time.perf_counter()
         file = work / final.name
-        facts = ptq.quantize(fp32_path, file, calib, options, parent=source.model)
+        try:
+            facts = ptq.quantize(fp32_path, file, calib, options, parent=source.model)
+        except DeployError as err:
+            from edgebase.files import raise_if_disk_full
+
+            raise_if_disk_full(work, final, err)
+            raise
         seconds["quantization"] = time.perf_counter() - t0
         log(f"quantized with {facts['quantizer']} in {seconds['quantization']:.1f} s; "
             f"validating against the PyTorch parent")
         t0 = time.perf_counter()
-        checked = _check(source, config, target, file)
+        ref = parent_reference(source, config.validate_images, config.validate_data)
+        checked = validate_against_parent(file, target, PRECISION, ref, threads=config.threads)
         seconds["validation"] = time.perf_counter() - t0
         accuracy, sensitivity = None, None
         if eval_set is not None:
             log("measuring fp32 vs int8 accuracy")
             t0 = time.perf_counter()
-            accuracy, evaluation = _evaluate(fp32_path, file, target, config, eval_set, calib,
-                                             source.entry.preprocess)
+            accuracy, evaluation = _evaluate(fp32_path, file, target, config, int8, eval_set,
+                                             calib, source.entry.preprocess)
             log(f"accuracy on {accuracy['images']} held-out images: fp32 top-1 "
                 f"{accuracy['ref_top1']:.2f} %, int8 {accuracy['top1']:.2f} % (drop "
                 f"{accuracy['top1_drop']:.2f}), agreement {accuracy['agreement']:.1f} %")
-            if config.max_drop is not None and accuracy["top1_drop"] > config.max_drop:
+            if int8.max_drop is not None and accuracy["top1_drop"] > int8.max_drop:
                 from quant.sensitivity import fall_back
 
                 sensitivity, facts, accuracy = fall_back(
-                    ptq, fp32_path, file, calib, options, source, config, evaluation, log)
-                checked = _check(source, config, target, file)
+                    ptq, fp32_path, file, calib, options, source, config, int8, evaluation, log)
+                checked = validate_against_parent(file, target, PRECISION, ref,
+                                                  threads=config.threads)
             seconds["accuracy"] = time.perf_counter() - t0
         artifact = _artifact(source, config, fp32, file, calib, facts, seconds, checked,
                              accuracy, sensitivity)
@@ -143,14 +184,14 @@ def export_int8(source, config, fp32_stage: Callable, log: Callable[[str], None]
 
         companions = tuple(file.with_suffix(s) for s in target.companions)
         conversion = Conversion(file=file, companions=companions)
-        backend_ok = checked["validation"]["status"] == "passed"
+        backend_ok = checked.passed
         drop_ok = sensitivity is None or sensitivity.get("reached", True)
         dest, artifact = place(conversion, final, artifact, failed=not (backend_ok and drop_ok))
-        disagrees = "; ".join(checked["validation"].get("failures", []))
+        disagrees = "; ".join(checked.record.get("failures", []))
         if not drop_ok:  # what the user asked for comes first; the check's verdict after it
             raise ValidationError(
                 f"{final.name}: top-1 drop {accuracy['top1_drop']:.2f} is above --max-drop "
-                f"{config.max_drop} even with {len(sensitivity['float_layers'])} layers in float"
+                f"{int8.max_drop} even with {len(sensitivity['float_layers'])} layers in float"
                 f"{'' if backend_ok else f', and it disagrees with its PyTorch parent ({disagrees})'}"
                 f" (kept as {dest.name}; see its manifest's extra.sensitivity)")
         if not backend_ok:
@@ -161,63 +202,29 @@ def export_int8(source, config, fp32_stage: Callable, log: Callable[[str], None]
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _eval_images(config):
-    if config.eval_data is None:
-        if config.max_drop is not None:
-            raise ConfigError("--max-drop needs --data PATH (labelled images to measure the drop)")
+def _eval_images(int8: Int8Config):
+    if int8.eval_data is None:
         return None
     from edgebase.images import ImageSet
 
-    return ImageSet(config.eval_data, split="test")
+    return ImageSet(int8.eval_data, split="test")
 
 
-def _check(source, config, target, file: Path) -> dict[str, Any]:
-    """Validation against the PyTorch parent, exactly as the export stage does it."""
-    from deploy.validate import RANDOM_INIT_NOTE, compare, precision_record
-    from deploy.validate import runtime_default_mode, torch_logits, validation_batch
-    from quant.accuracy import Runner
-
-    x, data_info = validation_batch(source.entry.preprocess, config.validate_images,
-                                    config.validate_data)
-    reference = torch_logits(source.model, x)
-    runner = Runner(file, target.runtime, target.input_layout, config.threads)
-    tolerance = target.tolerance(PRECISION)
-    trained = bool(source.weights.get("trained"))
-    if not trained:  # top-1 of a random-init net flips with sub-pixel noise: cosine only
-        tolerance = dataclasses.replace(tolerance, min_top1=0.0)
-    validation = {**compare(reference, runner(x), tolerance), **data_info,
-                  "runtime": f"{runner.backend.name} {runner.backend.version}",
-                  **precision_record(runner.backend)}
-
-    def run_with(hint):
-        other = Runner(file, target.runtime, target.input_layout, config.threads, hint)
-        return other(x), other.backend
-
-    default_mode = runtime_default_mode(target.runtime, reference, tolerance, run_with)
-    if default_mode:
-        validation["runtime_default"] = default_mode
-    if not trained:
-        validation["note"] = RANDOM_INIT_NOTE
-    specs = (runner.backend.inputs, runner.backend.outputs)
-    runner.close()
-    return {"validation": validation, "inputs": specs[0], "outputs": specs[1]}
-
-
-def _evaluate(fp32_path, int8_path, target, config, images, calib, preprocess):
-    from quant.accuracy import EvalSet, Runner
+def _evaluate(fp32_path, int8_path, target, config, int8: Int8Config, images, calib,
+              preprocess):
+    from device_runners.file_logits import FileLogits
+    from quant.accuracy import EvalSet
     from quant.calibration import eval_indices
 
-    indices = eval_indices(images, calib, limit=config.eval_limit, seed=config.seed)
+    indices = eval_indices(images, calib, limit=int8.eval_limit, seed=int8.seed)
     evaluation = EvalSet(images, indices, preprocess)
-    ref = Runner(fp32_path, target.runtime, target.input_layout, config.threads)
-    evaluation.ref_logits = evaluation.logits(ref)
-    ref.close()
-    cand = Runner(int8_path, target.runtime, target.input_layout, config.threads)
-    comparison = evaluation.compare(evaluation.ref_logits, evaluation.logits(cand))
-    cand.close()
-    return {**comparison.to_dict(), "data": str(config.eval_data),
+    with FileLogits(fp32_path, target.runtime, target.input_layout, config.threads) as ref:
+        evaluation.ref_logits = evaluation.logits(ref)
+    with FileLogits(int8_path, target.runtime, target.input_layout, config.threads) as cand:
+        comparison = evaluation.compare(evaluation.ref_logits, evaluation.logits(cand))
+    return {**comparison.to_dict(), "data": str(int8.eval_data),
             "excluded_calibration_images": len(images) - len(indices)
-            if config.eval_limit is None else None}, evaluation
+            if int8.eval_limit is None else None}, evaluation
 
 
 def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, accuracy,
@@ -227,7 +234,7 @@ def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, 
 
     target = config.target_entry
     layout = target.input_layout
-    inputs = tuple(dataclasses.replace(t, layout=layout) for t in checked["inputs"])
+    inputs = tuple(dataclasses.replace(t, layout=layout) for t in checked.inputs)
     size = sum(f["size_bytes"] for f in [file_facts(file)] + [
         file_facts(file.with_suffix(s)) for s in target.companions])
     fp32_size = fp32.size_bytes + sum(c["size_bytes"] for c in fp32.companions)
@@ -249,7 +256,7 @@ def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, 
                              "size_bytes": fp32_size},
              "size_ratio_vs_fp32": round(fp32_size / size, 3),
              "accuracy": accuracy, "sensitivity": sensitivity}
-    validation = checked["validation"]
+    validation = checked.record
     if calib.latency_only:  # loud in the manifest too: readers (runner) warn on it
         extra["latency_only"] = calib.source["note"]
         note = "; ".join(n for n in (validation.get("note"), calib.source["note"]) if n)
@@ -257,6 +264,6 @@ def _artifact(source, config, fp32, file: Path, calib, facts, seconds, checked, 
     tools = tuple(dict.fromkeys(target.tools + target.ptq_tools))
     return fp32.replace(
         file=file.name, precision=PRECISION, sha256="", size_bytes=0, inputs=inputs,
-        outputs=tuple(checked["outputs"]), passes=tuple(fp32.passes) + (int8_pass,),
+        outputs=checked.outputs, passes=tuple(fp32.passes) + (int8_pass,),
         toolchain=versions(tools), validation=validation, benchmarks=(),
         companions=(), extra=extra)

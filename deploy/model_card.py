@@ -2,8 +2,9 @@
 
 Sections: what the model is, how it was trained and quantized, the accuracy/latency table
 (values recorded by ``runner eval``/``runner bench`` during the release, with the machine and
-commands), the exact preprocessing an app must apply, and loading code for Android (Kotlin),
-iOS (Swift) and a board (``runner``). A figure that was not measured says so.
+commands), the exact preprocessing an app must apply, app code from each format's own guide
+(the capability table's ``BundleHooks.app_guide``: Android and iOS for ``.tflite``) and the
+commands for a board (``runner``). A figure that was not measured says so.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 
 def render(m: dict[str, Any]) -> str:
-    parts = [_header(m), _files_table(m), _preprocessing(m), _android(m), _ios(m), _runner(m),
+    parts = [_header(m), _files_table(m), _preprocessing(m), *_app_guides(m), _runner(m),
              _provenance(m)]
     return "\n\n".join(p.strip("\n") for p in parts if p) + "\n"
 
@@ -129,7 +130,7 @@ def _preprocessing(m: dict[str, Any]) -> str:
              f"3. Per channel c ({'R, G, B' if p.get('color', 'RGB') == 'RGB' else 'B, G, R'}): "
              f"x = (pixel / 255 - mean[c]) / std[c] with mean = {_vec(mean)}, std = {_vec(std)}; "
              f"the same as (pixel - {_vec(mean_px)}) / {_vec(std_px)} in pixel units "
-             f"(the normalization packed in the .tflite metadata).",
+             f"(the units of normalization packed in a file's metadata).",
              "4. Lay the values out and type them as each file's input says:", "",
              "| file | input | layout | dtype | quantization (q = round(x / scale) + zero_point) |",
              "|---|---|---|---|---|"]
@@ -162,165 +163,38 @@ def _vec(v) -> str:
     return "(" + ", ".join(f"{x:g}" for x in v) + ")"
 
 
-def _tflite(m: dict[str, Any]) -> dict[str, Any] | None:
-    """The .tflite a phone app should start from: fp32 if there is one, else the first."""
-    files = [x for x in m["models"] if x["format"] == "tflite"]
-    return next((x for x in files if x["precision"] == "fp32"), files[0] if files else None)
+def _app_guides(m: dict[str, Any]) -> list[str]:
+    """Each format's own app sections, in the order the bundle lists the formats."""
+    from edgebase.capabilities import TARGETS
+
+    out = []
+    for name in dict.fromkeys(x["format"] for x in m["models"]):
+        target = TARGETS.get(name)
+        guide = target.bundle.get("app_guide") if target else None
+        if guide is not None:
+            out.append(guide(m, [x for x in m["models"] if x["format"] == name]))
+    return out
 
 
-def _int_range(t: dict[str, Any]) -> tuple[int, int]:
-    """The clamp range of a quantized tensor's dtype (uint8 inputs are what mobile apps feed)."""
-    return (0, 255) if t.get("dtype") == "uint8" else (-128, 127)
+def _install(m: dict[str, Any]) -> str:
+    """The pip extras of the runtimes the bundle's files need, and whether PyTorch comes too."""
+    from edgebase.capabilities import RUNTIMES
 
-
-def _swift_int(t: dict[str, Any]) -> str:
-    return "UInt8" if t.get("dtype") == "uint8" else "Int8"
-
-
-def _android(m: dict[str, Any]) -> str:
-    model = _tflite(m)
-    if model is None:
-        return ""
-    p, t, out = m["preprocess"], model["input"], model["outputs"][0]
-    name, size, n = model["path"], p["crop"], m.get("num_classes", out["shape"][-1])
-    quant = t.get("scale") is not None
-    nchw = t.get("layout") == "NCHW"
-    lo, hi = _int_range(t)
-    put = (f"input.put(maxOf({lo}, minOf({hi}, round(v / {t['scale']:.9g}f).toInt() + "
-           f"({t['zero_point']}))).toByte())" if quant else "input.putFloat(v)")
-    order = ("for (c in 0 until 3) for (p in px) {  // NCHW: all R, then all G, then all B"
-             if nchw else "for (p in px) for (c in 0 until 3) {  // NHWC: R, G, B of each pixel")
-    out_decl = (f"Array(1) {{ ByteArray({n}) }}" if out.get("scale") is not None
-                else f"Array(1) {{ FloatArray({n}) }}")
-    q_out = "(out[0][i].toInt() and 0xFF)" if out.get("dtype") == "uint8" else "out[0][i]"
-    score = (f"({q_out} - ({out['zero_point']})) * {out['scale']:.9g}f"
-             if out.get("scale") is not None else "out[0][i]")
-    code = f"""## Android (Kotlin, LiteRT Interpreter)
-
-Copy `{name}` and `{m['labels']}` into `app/src/main/assets/` (keep them uncompressed:
-`androidResources {{ noCompress += "tflite" }}`) and add `implementation("com.google.ai.edge.litert:litert:1.4.0")`.
-
-```kotlin
-import android.content.Context
-import android.graphics.Bitmap
-import org.tensorflow.lite.Interpreter
-import java.io.FileInputStream
-import java.nio.ByteBuffer
-import java.nio.ByteOrder
-import java.nio.channels.FileChannel
-import kotlin.math.round
-
-class Classifier(context: Context) {{
-    private val mean = floatArrayOf({', '.join(f'{x:g}f' for x in p['mean'])})
-    private val std = floatArrayOf({', '.join(f'{x:g}f' for x in p['std'])})
-    private val labels = context.assets.open("{m['labels']}").bufferedReader().readLines()
-    private val interpreter = context.assets.openFd("{name}").use {{ fd ->
-        val model = FileInputStream(fd.fileDescriptor).channel
-            .map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength)
-        Interpreter(model, Interpreter.Options().setNumThreads(2))
-    }}
-
-    fun classify(bitmap: Bitmap): Pair<String, Float> {{
-        // shorter side -> {p['resize']} px, then the centre {size} x {size}
-        val short = minOf(bitmap.width, bitmap.height)
-        val w = {p['resize']} * bitmap.width / short
-        val h = {p['resize']} * bitmap.height / short
-        val scaled = Bitmap.createScaledBitmap(bitmap, w, h, true)
-        val crop = Bitmap.createBitmap(scaled, Math.rint((w - {size}) / 2.0).toInt(),
-                                       Math.rint((h - {size}) / 2.0).toInt(), {size}, {size})
-        val px = IntArray({size} * {size})
-        crop.getPixels(px, 0, {size}, 0, 0, {size}, {size})
-        val input = ByteBuffer.allocateDirect({'' if quant else '4 * '}3 * {size} * {size}).order(ByteOrder.nativeOrder())
-        {order}
-            val v = (((p shr (16 - 8 * c)) and 0xFF) / 255f - mean[c]) / std[c]
-            {put}
-        }}
-        input.rewind()
-        val out = {out_decl}
-        interpreter.run(input, out)
-        val i = (0 until {n}).maxBy {{ {score.replace('[i]', '[it]')} }}
-        return labels[i] to {score}
-    }}
-}}
-```
-"""
-    if model.get("tflite_metadata") and not nchw and t["dtype"] in ("float32", "uint8"):
-        code += f"""
-The file carries TFLite metadata (normalization, labels), so the Task library can read it
-directly (`implementation("org.tensorflow:tensorflow-lite-task-vision:0.4.4")`); it resizes the
-whole image to {size} x {size} itself, so crop the centre first to match the preprocessing above:
-
-```kotlin
-// centreCrop: the bitmap after the resize and centre crop of classify() above
-val classifier = org.tensorflow.lite.task.vision.classifier.ImageClassifier.createFromFile(context, "{name}")
-val top = classifier.classify(org.tensorflow.lite.support.image.TensorImage.fromBitmap(centreCrop))[0].categories[0]
-```
-"""
-    elif model.get("tflite_metadata"):
-        code += (f"\nThe file carries TFLite metadata (normalization, labels packed inside), but its "
-                 f"input is {t['dtype']} {t.get('layout')}: the Task library's ImageClassifier takes only "
-                 f"NHWC float32/uint8 inputs, so use the Interpreter code above.\n")
-    return code
-
-
-def _ios(m: dict[str, Any]) -> str:
-    model = _tflite(m)
-    if model is None:
-        return ""
-    p, t, out = m["preprocess"], model["input"], model["outputs"][0]
-    size, stem = p["crop"], model["path"].rsplit(".", 1)[0]
-    quant = t.get("scale") is not None
-    index = "c * plane + i" if t.get("layout") == "NCHW" else "i * 3 + c"
-    if quant:
-        kind, (lo, hi) = _swift_int(t), _int_range(t)
-        fill = (f"var x = [{kind}](repeating: 0, count: 3 * plane)\n"
-                f"for i in 0..<plane {{ for c in 0..<3 {{\n"
-                f"    let v = (Float(rgb[i * 3 + c]) / 255 - mean[c]) / std[c]\n"
-                f"    x[{index}] = {kind}(max({lo}, min({hi}, (v / {t['scale']:.9g}).rounded(.toNearestOrEven) + {t['zero_point']})))\n"
-                f"}} }}\n"
-                f"try interpreter.copy(Data(bytes: x, count: x.count), toInputAt: 0)")
-    else:
-        fill = (f"var x = [Float](repeating: 0, count: 3 * plane)\n"
-                f"for i in 0..<plane {{ for c in 0..<3 {{\n"
-                f"    x[{index}] = (Float(rgb[i * 3 + c]) / 255 - mean[c]) / std[c]\n"
-                f"}} }}\n"
-                f"try interpreter.copy(Data(bytes: x, count: x.count * MemoryLayout<Float>.stride), toInputAt: 0)")
-    if out.get("scale") is not None:
-        read = (f"let q = output.data.withUnsafeBytes {{ Array($0.bindMemory(to: {_swift_int(out)}.self)) }}\n"
-                f"let scores = q.map {{ (Float($0) - Float({out['zero_point']})) * Float({out['scale']:.9g}) }}")
-    else:
-        read = "let scores = output.data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }"
-    return f"""## iOS (Swift, TensorFlowLiteSwift)
-
-Add `pod 'TensorFlowLiteSwift'` and put `{model['path']}` and `{m['labels']}` in the app bundle.
-`rgb` holds the {size} x {size} centre crop (after the resize above) as row-major R, G, B bytes.
-
-```swift
-import TensorFlowLite
-
-let mean: [Float] = [{', '.join(f'{x:g}' for x in p['mean'])}]
-let std: [Float] = [{', '.join(f'{x:g}' for x in p['std'])}]
-let plane = {size} * {size}
-var options = Interpreter.Options()
-options.threadCount = 2
-let interpreter = try Interpreter(
-    modelPath: Bundle.main.path(forResource: "{stem}", ofType: "tflite")!, options: options)
-try interpreter.allocateTensors()
-{fill}
-try interpreter.invoke()
-let output = try interpreter.output(at: 0)
-{read}
-let labels = try String(contentsOfFile: Bundle.main.path(forResource: "labels", ofType: "txt")!)
-    .split(separator: "\\n")
-let best = scores.indices.max {{ scores[$0] < scores[$1] }}!
-print(labels[best], scores[best])
-```
-"""
+    runtimes = [RUNTIMES[r] for r in dict.fromkeys(x["runtime"] for x in m["models"])
+                if r in RUNTIMES]
+    extras = ",".join(r.extra for r in runtimes)
+    line = f"`pip install 'edgedeploy[{extras}]'`" if extras else "`pip install edgedeploy`"
+    if len(runtimes) > 1:
+        line += " (or only the extras of the files you ship)"
+    heavy = [r.name for r in runtimes if not r.torch_free]
+    if not heavy:
+        return line + "; no PyTorch needed."
+    others = "; the others need none" if len(heavy) < len(runtimes) else ""
+    return line + f"; {', '.join(heavy)} loads PyTorch (its runtime links libtorch){others}."
 
 
 def _runner(m: dict[str, Any]) -> str:
-    lines = ["## On a board (`runner`)", "",
-             "`pip install 'edgedeploy[litert]'` (or `[onnxruntime]`, `[openvino]`); no PyTorch needed.",
+    lines = ["## On a board (`runner`)", "", _install(m),
              "", "```sh", "runner verify .            # sizes, sha256, loading, input specs"]
     a = next((x["accuracy"] for x in m["models"] if x.get("accuracy")), None)
     if a:

@@ -21,6 +21,8 @@ PRESETS = {
 
 
 def add_arguments(p) -> None:
+    from edgebase.cli_flags import POSITIVE
+
     g = p.add_argument_group("preprocessing and labels of your checkpoint (default: the "
                              "model's own, see `deploy models`); recorded in the manifest")
     g.add_argument("--preset", choices=tuple(PRESETS), help="cifar10: no crop, CIFAR-10 "
@@ -30,7 +32,7 @@ def add_arguments(p) -> None:
                    help="per-channel mean, 1 or 3 values in 0..1 units (e.g. 0.5)")
     g.add_argument("--std", type=float, nargs="+", metavar="S",
                    help="per-channel std, 1 or 3 values in 0..1 units (e.g. 0.5)")
-    g.add_argument("--resize", type=int, metavar="N",
+    g.add_argument("--resize", type=POSITIVE, metavar="N",
                    help="short side in pixels before the centre crop to the input size "
                         "(>= the input size; equal means no crop)")
     g.add_argument("--labels", metavar="FILE", help="class names, one a line, as many as "

@@ -1,10 +1,13 @@
 """``deploy release``: one versioned, self-describing, verifiable bundle for mobile apps.
 
-    artifacts (built by the export pipeline, or reused when a manifest with the same parent
-    and passes is already in the build folder)
-      -> copied into the bundle under stable names (.tflite files get TFLite metadata:
-         normalization, descriptions, labels.txt packed inside; outputs checked identical)
-      -> measured there with ``runner eval`` / ``runner bench`` (machine and command recorded)
+    artifacts (built by the export pipeline, or reused by ``deploy.reuse``'s rule when the
+    build folder already holds the same file)
+      -> copied into the bundle under stable names; a format that carries metadata gets the
+         bundle's labels and normalization packed in by its own hook (the capability table's
+         ``BundleHooks.pack``: TFLite Support metadata for .tflite), and its runtime must give
+         identical outputs before and after
+      -> measured there with ``runner eval`` / ``runner bench`` (machine and command recorded;
+         the latency also in the file's own manifest, ``benchmarks``)
       -> labels.txt, README.md (model card), manifest.json (every file's size and sha256)
       -> a deterministic zip of the folder (sorted entries, fixed times, relative paths).
 
@@ -25,11 +28,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgebase.capabilities import runtime_for_suffix
+from edgebase.capabilities import DEFAULT_RELEASE_TARGETS, get_target, runtime_for_suffix
 from edgebase.bundle import MANIFEST, SCHEMA, file_entry, list_files, write_zip
 from edgebase.errors import ConfigError, DataError, DeployError, ValidationError
 from edgebase.files import write_bytes_atomic, write_text_atomic
-from edgebase.manifest import Artifact, read_manifest, write_manifest
+from edgebase.manifest import Artifact, write_manifest
 
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -37,9 +40,9 @@ NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 @dataclass(frozen=True)
 class ReleaseConfig:
     model: str
-    targets: tuple[str, ...] = ("tflite",)
+    targets: tuple[str, ...] = DEFAULT_RELEASE_TARGETS
     int8: bool = False
-    int8_io: str = "float"  # input/output type of int8 TFLite files (ONNX/OpenVINO keep float)
+    int8_io: str = "float"  # input/output type of int8 files of targets that offer it
     fp16: bool = False
     version: str = "1.0.0"
     calib: Path | None = None
@@ -57,6 +60,7 @@ class ReleaseConfig:
     input_size: int | None = None
     labels_file: Path | None = None  # for models whose classes have no label set in the zoo
     force: bool = False  # replace an existing bundle of this name and version from another parent
+    containers: tuple[Path, ...] = ()  # Deep Compression containers (`deploy compress`) to carry
 
     def __post_init__(self):
         if not self.targets:
@@ -67,16 +71,19 @@ class ReleaseConfig:
             raise ConfigError(f"--version {self.version!r}: use letters, digits and . _ + - only")
         if self.int8 and self.calib is None:
             raise ConfigError("--int8 needs --calib PATH (calibration images)")
-        from quant.tflite_ptq import IO_TYPES
+        from edgebase.capabilities import TARGETS, all_int8_io
 
-        if self.int8_io not in IO_TYPES:
-            raise ConfigError(f"--int8-io {self.int8_io!r}: valid: {', '.join(IO_TYPES)}")
-        if self.int8_io != "float" and not (self.int8 and "tflite" in self.targets):
-            raise ConfigError("--int8-io applies to int8 TFLite files: it needs --int8 and the tflite target")
+        if self.int8_io not in all_int8_io():
+            raise ConfigError(f"--int8-io {self.int8_io!r}: valid: {', '.join(all_int8_io())}")
+        offering = [n for n, t in TARGETS.items() if self.int8_io in t.int8_io]
+        if self.int8_io != "float" and not (self.int8 and set(offering) & set(self.targets)):
+            raise ConfigError(f"--int8-io {self.int8_io} applies to int8 files of "
+                              f"{', '.join(offering)}: it needs --int8 and one of those targets")
         if self.eval_limit < 1 or self.bench_runs < 1 or self.bench_warmup < 0:
             raise ConfigError("--limit and --bench-runs must be at least 1, --bench-warmup 0 or more")
         for what, p in (("--calib", self.calib), ("--data", self.eval_data),
-                        ("--weights", self.weights), ("--labels", self.labels_file)):
+                        ("--weights", self.weights), ("--labels", self.labels_file),
+                        *(("--container", c) for c in self.containers)):
             if p is not None and not Path(p).exists():
                 raise DataError(f"{what} {p}: no such file or folder")
 
@@ -122,6 +129,8 @@ def plan(cfg: ReleaseConfig) -> tuple[list[tuple[str, str]], list[dict[str, str]
 def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Built]:
     """Every (target, precision) of the release through the export stage, reusing matches."""
     from deploy.export import ExportConfig, export, load_source
+    from deploy.int8_stage import Int8Config
+    from deploy.reuse import find_reusable
 
     pairs, skipped = plan(cfg)
     for s in skipped:
@@ -129,6 +138,7 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
 
     source = load_source(cfg.model, weights=cfg.weights, num_classes=cfg.num_classes,
                          width=cfg.width, input_size=cfg.input_size)
+    choose_labels(source.name, source.entry.num_classes, source.labels, cfg.labels_file)
     if not source.weights.get("trained"):
         log(f"note: {source.name} has random-init weights; its accuracy figures mean nothing")
     # before any export: a bundle of this name and version from another parent stays
@@ -137,23 +147,26 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
     check_bundle_overwrite(cfg.output / bundle_name(source.name, cfg.version), bundle_identity(
         source.name, source.entry.num_classes, source.weights.get("sha256"),
         dataclasses.asdict(source.entry.preprocess)), cfg.force)
+    carried = [container_artifact(Path(c), source) for c in cfg.containers]  # before exporting
     done: dict[tuple[str, str], Built] = {}
     # int8 first: the int8 stage exports its own fp32 parent, which the fp32 step then reuses
     for target, precision in sorted(pairs, key=lambda tp: tp[1] != "int8"):
-        extra = {"calib": cfg.calib} if precision == "int8" else {}
-        if precision == "int8" and target == "tflite":
-            extra["io"] = cfg.int8_io
+        int8 = None
+        if precision == "int8":  # --int8-io where the target offers it, else its default
+            offered = get_target(target).int8_io
+            int8 = Int8Config(calib=cfg.calib,
+                              io=cfg.int8_io if cfg.int8_io in offered else offered[0])
         # force: the build folder is this command's cache (find_reusable keeps what matches);
         # the bundle's own files are named by model, version and precision
         config = ExportConfig(target=target, precision=precision, output_dir=build_dir,
-                              threads=cfg.threads, force=True, **extra)
-        found = find_reusable(build_dir, source, config)
+                              threads=cfg.threads, force=True)
+        found = find_reusable(source, config)
         if found is not None:
-            log(f"reusing {found.name} (same parent, passes and toolchain)")
-            done[target, precision] = Built(found, read_manifest(found), True)
+            log(f"reusing {found.file} (same parent, passes and toolchain)")
+            done[target, precision] = Built(build_dir / found.file, found, True)
             continue
         log(f"exporting {source.name} -> {target} {precision}")
-        art = export(source, config)
+        art = export(source, config, int8)
         done[target, precision] = Built(build_dir / art.file, art, False)
     built = [done[pair] for pair in pairs]  # the bundle lists files in plan order
     for b in built:
@@ -161,48 +174,7 @@ def build_artifacts(cfg: ReleaseConfig, build_dir: Path, log=print) -> list[Buil
             status = (b.artifact.validation or {}).get("status", "not run") if b.artifact else "no manifest"
             raise ValidationError(f"{b.path.name}: validation against the PyTorch parent did not "
                                   f"pass ({status}); refusing to release it")
-    return built
-
-
-def _export_pass(art: Artifact) -> dict[str, Any] | None:
-    return next((p for p in art.passes if p.get("name") == "export"), None)
-
-
-def find_reusable(build_dir: Path, source, config) -> Path | None:
-    """The file in ``build_dir`` that ``export(source, config)`` would write again: same parent
-    (model build and weights), same export pass settings, same toolchain, and bytes that still
-    match its manifest. Anything else is rebuilt."""
-    from deploy.placement import file_stem
-    from edgebase.files import sha256_file
-    from deploy.toolchain import versions
-
-    target = config.target_entry
-    if config.precision == "int8":
-        return None  # its calibration pass is not compared yet: always rebuilt
-    path = build_dir / target.file_name(file_stem(source), config.precision)
-    try:
-        art = read_manifest(path)
-    except DeployError:
-        return None
-    if art is None or not path.is_file() or not art.passed:
-        return None
-    want = {k: v for k, v in source.describe().items() if k in ("name", "kwargs", "input_size", "weights")}
-    have = {k: art.model.get(k) for k in want}
-    step = _export_pass(art) or {}
-    same = (
-        json.dumps(have, sort_keys=True, default=str) == json.dumps(want, sort_keys=True, default=str)
-        and art.format == config.target and art.precision == config.precision
-        and step.get("batch") == config.batch and step.get("options") == dict(config.options)
-        and art.toolchain == versions(target.tools)
-        and len(art.passes) == 1
-    )
-    if not same or sha256_file(path) != art.sha256:
-        return None
-    for c in art.companions:
-        comp = build_dir / c["file"]
-        if not comp.is_file() or sha256_file(comp) != c["sha256"]:
-            return None
-    return path
+    return built + carried
 
 
 # ---- the bundle -------------------------------------------------------------------------
@@ -212,10 +184,57 @@ def bundle_name(name: str, version: str) -> str:
 
 
 def release(cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
-    """Build (or reuse), assemble, measure; returns (bundle folder, zip)."""
-    cfg.output.mkdir(parents=True, exist_ok=True)
-    built = build_artifacts(cfg, cfg.output / "build", log=log)
-    return assemble(built, cfg, log=log)
+    """Build (or reuse), assemble, measure; returns (bundle folder, zip).
+
+    A release that fails or is interrupted leaves no build file it made: what it exported is
+    removed again, so nothing in the build folder looks like a result of a release that did
+    not happen (files reused from earlier releases stay)."""
+    from edgebase.files import folder_lock
+
+    build = cfg.output / "build"
+    with folder_lock(cfg.output, "release"):
+        before = set(build.iterdir()) if build.is_dir() else set()
+        try:
+            built = build_artifacts(cfg, build, log=log)
+            return assemble(built, cfg, log=log)
+        except BaseException:
+            for path in (set(build.iterdir()) if build.is_dir() else set()) - before:
+                if path.is_file():
+                    path.unlink()
+            raise
+
+
+def _parent_weights(art: Artifact) -> dict[str, Any]:
+    """The weights an artifact descends from; a container's record of how it compressed
+    them is not part of the parent."""
+    return {k: v for k, v in (art.model.get("weights") or {}).items() if k != "deep_compression"}
+
+
+def container_artifact(path: Path, source) -> Built:
+    """A ``deploy compress`` container as a bundle file: its manifest must be there, its
+    validation passed, and its parent the release's (same weights file, classes)."""
+    from edgebase.files import sha256_file
+    from edgebase.manifest import read_manifest
+
+    if path.suffix != ".edc":
+        raise ConfigError(f"--container {path}: not a Deep Compression container (.edc, made "
+                          f"by deploy compress)")
+    art = read_manifest(path)
+    if art is None:
+        raise ConfigError(f"--container {path}: no manifest {path.name}.json beside it (copy "
+                          f"the container with its manifest)")
+    if sha256_file(path) != art.sha256:
+        raise ValidationError(f"--container {path}: its bytes differ from its manifest's sha256")
+    if not art.passed:
+        raise ValidationError(f"--container {path}: its validation against the PyTorch parent "
+                              f"did not pass; refusing to release it")
+    parent = {k: v for k, v in source.weights.items() if k != "deep_compression"}
+    if (json.dumps(_parent_weights(art), sort_keys=True, default=str)
+            != json.dumps(parent, sort_keys=True, default=str)
+            or list(art.labels or ()) != list(source.labels)):
+        raise ConfigError(f"--container {path}: compressed from another parent than this "
+                          f"release's {source.name} (weights or classes differ)")
+    return Built(path, art, False)
 
 
 def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
@@ -223,7 +242,7 @@ def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Pat
     name = first.model.get("name") or cfg.model
     labels = release_labels(first, cfg.labels_file)
     for b in built[1:]:
-        if (b.artifact.model.get("weights") != first.model.get("weights")
+        if (_parent_weights(b.artifact) != _parent_weights(first)
                 or b.artifact.labels != first.labels):
             raise ConfigError(f"{b.path.name} comes from a different model than {built[0].path.name}")
     folder = bundle_name(name, cfg.version)
@@ -248,30 +267,42 @@ def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Pat
         write_text_atomic(stage / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         for p in stage.rglob("*"):  # atomic writes leave 0600 files; a bundle is for sharing
             p.chmod(0o644 if p.is_file() else 0o755)
+        # the zip first (atomically), from the staged folder: a full disk or an interruption
+        # here leaves the earlier bundle, if any, as it was
+        write_zip(stage, zip_path, folder)
+        zip_path.chmod(0o644)
         if final.exists():
             shutil.rmtree(final)
         os.replace(stage, final)
     finally:
         if stage.exists():
             shutil.rmtree(stage)
-    write_zip(final, zip_path, folder)
-    zip_path.chmod(0o644)
     log(f"wrote {final}/ and {zip_path}")
     return final, zip_path
 
 
 def release_labels(art: Artifact, labels_file: Path | None) -> list[str]:
     """The model's labels, or --labels for a model whose classes the zoo cannot name."""
-    classes = int(art.outputs[0].shape[-1])
+    return choose_labels(art.model.get("name"), int(art.outputs[0].shape[-1]), art.labels,
+                         labels_file)
+
+
+def choose_labels(name, classes: int, own, labels_file: Path | None) -> list[str]:
+    """``own`` labels, or those of ``labels_file``; checked before any export is made (and
+    again on the built files), so a wrong --labels never fails a release late."""
     if labels_file is None:
-        if not art.labels:
-            raise ConfigError(f"{art.model.get('name')}: no label set is known for its {classes} "
-                              f"classes; pass --labels FILE (one name a line)")
-        return list(art.labels)
-    labels = [line.strip() for line in Path(labels_file).read_text().splitlines() if line.strip()]
+        if not own:
+            raise ConfigError(f"{name}: no label set is known for its {classes} classes; pass "
+                              f"--labels FILE (one name a line)")
+        return list(own)
+    try:
+        text = Path(labels_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"--labels {labels_file}: unreadable ({e})") from None
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
     if len(labels) != classes:
         raise ConfigError(f"--labels {labels_file}: {len(labels)} names for {classes} classes")
-    if art.labels and list(art.labels) != labels:
+    if own and list(own) != labels:
         raise ConfigError(f"--labels {labels_file} contradicts the model's own labels; drop --labels")
     return labels
 
@@ -290,13 +321,17 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
         shutil.copyfile(src.parent / c["file"], stage / cdst)
         companions.append({**c, "file": cdst})
     passes = list(art.passes)
-    metadata = False
-    if src.suffix == ".tflite":
-        data = _with_metadata(src, art, labels, cfg)
+    container = art.extra.get("container") if dst.suffix == ".edc" else None
+    # a container is measured as the file it decodes to, in that file's runtime
+    runtime = (get_target(container["target"]).runtime if container
+               else runtime_for_suffix(dst.suffix).name)
+    pack = None if container else get_target(art.format).bundle.get("pack")
+    format_fields: dict[str, Any] = {}
+    if pack is not None:
+        data, record, format_fields = pack(src.read_bytes(), art, labels, cfg.version)
         write_bytes_atomic(dst, data)
-        passes.append({"name": "tflite_metadata", "schema": "tflite-support metadata 1.0.0",
-                       "packed": ["labels.txt"], "outputs_identical": True})
-        metadata = True
+        _check_same_outputs(src, dst, runtime)
+        passes.append(record)
     else:
         shutil.copyfile(src, dst)
     from edgebase.manifest import file_facts
@@ -304,12 +339,11 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
     facts = file_facts(dst)
     new = art.replace(file=dst.name, sha256=facts["sha256"], size_bytes=facts["size_bytes"],
                       companions=tuple(companions), passes=tuple(passes), benchmarks=())
-    write_manifest(new, dst)
-    runtime = runtime_for_suffix(dst.suffix).name
+    write_manifest(new, dst)  # runner eval reads the preprocessing from it
     entry = {
         "path": dst.name, "manifest": dst.name + ".json", "format": art.format,
         "precision": art.precision, "runtime": runtime, "size_bytes": facts["size_bytes"],
-        "sha256": facts["sha256"], "tflite_metadata": metadata,
+        "sha256": facts["sha256"], **format_fields,
         "input": _spec(art.input), "preprocess": dataclasses.asdict(art.preprocess),
         "outputs": [_spec(t) for t in art.outputs], "labels": "labels.txt",
         "companions": [{"path": c["file"], **file_entry(stage, c["file"])} for c in companions],
@@ -318,7 +352,14 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
     }
     for c in entry["companions"]:
         c.pop("file", None)
+    if container:
+        from device_runners.container import describe
+
+        entry["decodes_to"] = describe(dst)["files"]  # name, size and sha256 of each file
     entry["accuracy"], entry["latency"] = _measure(dst, runtime, cfg, log)
+    bench = {"tool": "deploy release", "precision_hint": "f32", "device": None,
+             **{k: v for k, v in entry["latency"].items() if k != "command"}}
+    write_manifest(new.with_benchmarks(bench), dst)
     return entry
 
 
@@ -327,41 +368,24 @@ def _spec(t) -> dict[str, Any]:
             "scale": t.scale, "zero_point": t.zero_point}
 
 
-def _with_metadata(src: Path, art: Artifact, labels, cfg: ReleaseConfig) -> bytes:
-    """The .tflite with TFLite Support metadata, after checking LiteRT gives identical outputs."""
+def _check_same_outputs(before: Path, after: Path, runtime: str) -> None:
+    """The runtime must compute exactly the same outputs from the file with metadata packed in
+    as from the file without (one seeded input in the input's own dtype)."""
     import numpy as np
 
-    from edgebase.tflite_metadata import write_metadata
-
-    pre = art.preprocess
-    if pre is None:
-        raise ConfigError(f"{src.name}: the manifest has no preprocessing to record in the metadata")
-    raw = src.read_bytes()
-    data = write_metadata(
-        raw, name=art.model.get("name", src.stem), version=cfg.version, labels=labels,
-        description=f"{art.model.get('arch', 'image')} classifier, {len(labels)} classes, "
-                    f"{art.precision}",
-        mean=[255.0 * m for m in pre.mean], std=[255.0 * s for s in pre.std],
-        input_description=(f"RGB image, {pre.crop}x{pre.crop} centre crop after resizing the "
-                           f"short side to {pre.resize}, {art.input.layout or ''} "
-                           f"{art.input.dtype}").replace("  ", " "),
-        output_description=f"{len(labels)} class scores (logits), in labels.txt order")
-    from ai_edge_litert.interpreter import Interpreter
+    from device_runners.loading import load
 
     outs = []
-    for content in (raw, data):
-        it = Interpreter(model_content=content, num_threads=1)
-        it.allocate_tensors()
-        d = it.get_input_details()[0]
-        rng = np.random.default_rng(0)
-        x = (rng.integers(-128, 127, d["shape"]).astype(d["dtype"]) if np.dtype(d["dtype"]).kind in "iu"
-             else rng.standard_normal(d["shape"]).astype(d["dtype"]))
-        it.set_tensor(d["index"], x)
-        it.invoke()
-        outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+    for path in (before, after):
+        with load(path, runtime, threads=1) as backend:
+            spec = backend.inputs[0]
+            rng = np.random.default_rng(0)
+            x = (rng.integers(-128, 127, spec.shape).astype(spec.dtype)
+                 if np.dtype(spec.dtype).kind in "iu"
+                 else rng.standard_normal(spec.shape).astype(spec.dtype))
+            outs.append(np.asarray(backend.run(x)[0]).copy())
     if not np.array_equal(outs[0], outs[1]):
-        raise ValidationError(f"{src.name}: outputs changed after packing TFLite metadata")
-    return data
+        raise ValidationError(f"{after.name}: outputs changed after packing metadata into it")
 
 
 def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
@@ -369,7 +393,7 @@ def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
     from device_runners import sysinfo
     from device_runners.bench import bench
 
-    machine = _machine(sysinfo.cpu_info())
+    machine = sysinfo.machine_record(sysinfo.cpu_info())
     threads = cfg.threads or machine["cores"]
     accuracy = None
     if cfg.eval_data is not None:
@@ -397,11 +421,6 @@ def _measure(path: Path, runtime: str, cfg: ReleaseConfig, log):
                           f"{cfg.bench_warmup} --runs {cfg.bench_runs}"}
     log(f"{path.name}: {b.mean_ms:.3f} ms mean, {b.p50_ms:.3f} ms p50 ({threads} threads)")
     return accuracy, latency
-
-
-def _machine(cpu) -> dict[str, Any]:
-    return {"cpu": cpu.model, "cores": cpu.cores, "isa": cpu.isa, "os": platform.platform(),
-            "python": platform.python_version()}
 
 
 def _bundle_manifest(first: Artifact, name: str, cfg: ReleaseConfig, models, labels) -> dict[str, Any]:

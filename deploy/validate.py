@@ -1,10 +1,12 @@
 """Check an exported model file against its PyTorch parent on real images.
 
-One check, used after every export: run the file in its own runtime (the runner's backends,
-so validation and ``runner`` read files the same way), run the parent in PyTorch on the same
-preprocessed pixels, and compare logits: shapes, max |difference|, per-image cosine
-similarity, top-1 agreement. Limits come from the target's capability entry
-(``edgebase.capabilities.Tolerance``). The result is a plain dict for the manifest.
+One check, ``validate_against_parent``, used after every export, int8 pass and compression:
+run the file in its own runtime (the runner's backends through
+``device_runners.file_logits``, so validation and ``runner`` read files the same way), run the
+parent in PyTorch on the same preprocessed pixels (``parent_reference``), and compare logits:
+shapes, max |difference|, per-image cosine similarity, top-1 agreement. Limits come from the
+target's capability entry (``edgebase.capabilities.Tolerance``). The result is a plain dict
+for the manifest.
 
 Images: ``validation_batch`` reads a class-balanced, seeded subset of a real image set through
 ``edgebase.images`` with the model's own preprocessing. Without ``--data`` the
@@ -16,13 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from edgebase.errors import ConfigError, DataError, ShapeError
-from edgebase.images import to_layout
+from edgebase.errors import ConfigError, DataError
 
 MIN_IMAGES = 64
 SMALL_INPUT = 32  # nets at or below this input size validate on CIFAR-10
@@ -93,20 +95,67 @@ def torch_logits(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
     return np.concatenate(out)
 
 
-def run_file(path: str | os.PathLike, runtime: str, x: np.ndarray, layout: str,
-             threads: int | None = None, precision_hint: str | None = None
-             ) -> tuple[np.ndarray, Any]:
-    """Logits of the exported file for NCHW batch ``x`` fed in ``layout``, and its backend.
+@dataclass(frozen=True)
+class ParentReference:
+    """The parent's logits on the validation images, computed once per stage."""
 
-    Float work runs in f32 (``precision_hint`` None): the file's declared precision is what
-    is checked, whatever the runtime would pick on this CPU by itself."""
-    from device_runners.loading import load
+    x: np.ndarray  # NCHW float32, preprocessed
+    logits: np.ndarray
+    data: dict[str, Any]  # where the images came from (validation_batch)
+    trained: bool  # False: random-init weights (top-1 agreement says nothing)
 
-    backend = load(path, runtime=runtime, threads=threads, precision_hint=precision_hint)
-    outs = backend.run(to_layout(x, layout))
-    if len(outs) != 1:
-        raise ShapeError(f"{Path(path).name} has {len(outs)} outputs; a classifier has one")
-    return np.asarray(outs[0], dtype=np.float32), backend
+
+def parent_reference(source, n: int = MIN_IMAGES, data: str | os.PathLike | None = None
+                     ) -> ParentReference:
+    """``n`` real images for ``source``'s preprocessing and its PyTorch logits on them."""
+    x, info = validation_batch(source.entry.preprocess, n, data)
+    return ParentReference(x, torch_logits(source.model, x), info,
+                           bool(source.weights.get("trained")))
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The validation record for the manifest and the file's tensors as its runtime reports
+    them."""
+
+    record: dict[str, Any]
+    inputs: tuple[Any, ...]
+    outputs: tuple[Any, ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.record["status"] == "passed"
+
+
+def validate_against_parent(path: str | os.PathLike, target, precision: str,
+                            ref: ParentReference, layout: str | None = None,
+                            threads: int | None = None) -> Validated:
+    """The file at ``path`` (``target``'s format, declared ``precision``) against the parent's
+    logits, fed in ``layout`` (default: the target's), float work in f32; and, where the
+    runtime's own default precision on this CPU is another, that mode recorded beside it."""
+    from device_runners.file_logits import FileLogits
+
+    layout = layout or target.input_layout
+    tolerance = target.tolerance(precision)
+    if not ref.trained and precision == "int8":
+        # top-1 of a random-init net flips with int8's sub-pixel noise: cosine decides
+        tolerance = dataclasses.replace(tolerance, min_top1=0.0)
+    with FileLogits(path, target.runtime, layout, threads) as f:
+        record = {**compare(ref.logits, f(ref.x), tolerance), **ref.data,
+                  "runtime": f"{f.backend.name} {f.backend.version}",
+                  **precision_record(f.backend)}
+        inputs, outputs = tuple(f.backend.inputs), tuple(f.backend.outputs)
+
+    def run_with(hint):
+        other = FileLogits(path, target.runtime, layout, threads, hint)
+        return other(ref.x), other.backend
+
+    default_mode = runtime_default_mode(target.runtime, ref.logits, tolerance, run_with)
+    if default_mode:
+        record["runtime_default"] = default_mode
+    if not ref.trained:
+        record["note"] = RANDOM_INIT_NOTE
+    return Validated(record, inputs, outputs)
 
 
 def precision_record(backend) -> dict[str, str]:

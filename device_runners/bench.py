@@ -66,6 +66,8 @@ class BenchResult:
     profile: list[dict[str, Any]] | None = None
     profile_note: str | None = None
     op_counts: dict[str, int] | None = None
+    # what the file carries inside when no manifest is beside it (device_runners.embedded)
+    embedded: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # from the manifest (device_runners.caveats): None when unknown; warnings go to stderr too
     weights_trained: bool | None = None
@@ -91,6 +93,9 @@ def read_input(path: str | os.PathLike, names: list[str]):
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
+        if "pickled" in str(e):  # numpy's text goes on to suggest allow_pickle: never that
+            raise DataError(f"{path}: holds pickled Python objects, which are never loaded; "
+                            f"save plain arrays with numpy.save / numpy.savez") from None
         raise DataError(f"{path}: not a .npy/.npz array file ({e})") from None
     if isinstance(data, np.ndarray):
         return data
@@ -167,6 +172,7 @@ def _bench_file(model: str | os.PathLike, *, runtime: str | None = None, threads
     t0 = time.perf_counter()
     backend = cls(path, threads=threads, precision_hint=precision_hint)
     load_ms = (time.perf_counter() - t0) * 1e3
+    embedded = backend.embedded() if artifact is None else None
 
     if input is not None and shape is not None:
         raise ConfigError("give --input or --shape, not both")
@@ -183,9 +189,12 @@ def _bench_file(model: str | os.PathLike, *, runtime: str | None = None, threads
                 raise ConfigError("--shape is for single-input models; use --input FILE.npz")
             hints, source = {backend.input.name: tuple(shape)}, "random (--shape)"
         else:
-            hints = (shape_hints(backend.inputs, artifact.inputs, artifact.preprocess)
-                     if artifact else {})
-            source = "random (shape from the manifest)" if any(
+            hints, known = {}, "the manifest"
+            if artifact:
+                hints = shape_hints(backend.inputs, artifact.inputs, artifact.preprocess)
+            elif embedded is not None and embedded.crop and embedded.layout:
+                hints, known = shape_hints(backend.inputs, (), embedded), embedded.where
+            source = f"random (shape from {known})" if any(
                 d < 0 for t in backend.inputs for d in t.shape[1:]) and hints else "random"
         if batch is None:
             first = backend.concrete_shapes(None, hints)[0]
@@ -231,6 +240,7 @@ def _bench_file(model: str | os.PathLike, *, runtime: str | None = None, threads
         peak_gmacs=peak, peak_share=share, peak_rss_mb=sysinfo.peak_rss_mb(), cpu=cpu.to_dict(),
         precision_hint=backend.precision_hint, inference_precision=backend.inference_precision,
         arithmetic=arithmetic, peak_unit=unit.unit if unit else None, profile=rows, profile_note=note, op_counts=counts,
+        embedded=describe_embedded(embedded),
         extra={"mac_note": mac_note} if mac_note else {},
         weights_trained=weights_trained(artifact), warnings=caveats(artifact, path.name))
 
@@ -246,6 +256,30 @@ def bench(model: str | os.PathLike, **options) -> BenchResult:
         result.model = str(model)
         result.extra["container"] = container
     return result
+
+
+def describe_embedded(e) -> dict[str, Any] | None:
+    """What a file without a manifest says about itself, for the table and the JSON."""
+    if e is None:
+        return None
+    from device_runners.embedded import background_first, fmt_values as _fmt
+
+    parts = []
+    if e.mean is not None:
+        parts.append(f"normalization (x/255 - {_fmt(e.mean)}) / {_fmt(e.std)}")
+    if e.crop:
+        parts.append(f"resize {e.resize} crop {e.crop}")
+    if e.labels:
+        parts.append(f"{len(e.labels)} labels" + (f" (first {e.labels[0]!r}: label offset 1)"
+                                                  if background_first(e.labels) else ""))
+    elif e.label_offset is not None:
+        parts.append(f"label offset {e.label_offset}")
+    if e.problem:
+        parts.append(f"ignored: {e.problem}")
+    return {"where": e.where, "mean": e.mean, "std": e.std, "resize": e.resize, "crop": e.crop,
+            "labels": len(e.labels) if e.labels else None, "label_offset": e.label_offset,
+            "problem": e.problem,
+            "summary": f"{e.where}: " + ("; ".join(parts) or "nothing the runner uses")}
 
 
 def file_arithmetic(artifact, backend) -> str:
@@ -296,6 +330,8 @@ def format_table(r: BenchResult, top: int = 15) -> str:
         lines.append(f"container    {c['container_bytes']:,} bytes to download -> "
                      f"{c['decoded_bytes']:,} bytes decoded in {c['decode_ms']:.0f} ms "
                      f"(not in the latency)")
+    if r.embedded:
+        lines.append(f"file says    {r.embedded['summary']}")
     if r.op_counts:
         lines.append("ops          " + ", ".join(f"{k} {v}" for k, v in r.op_counts.items()))
     if r.profile:

@@ -15,7 +15,9 @@ Layout (little-endian)::
 The header lists the ``files`` (name, size, sha256, the zlib-compressed skeleton's place in
 the blob, the ``holes`` cut from it: offset in the file and layer index) and the ``layers``
 (name, shape as stored, ``perm`` from PyTorch's axes to it, count of stored entries, the
-Huffman code lengths, and the places in the blob of the codebook and streams). Positions are
+Huffman code lengths, and the places in the blob of the codebook and streams). A codebook
+holds 0.0 and the layer's distinct non-zero values in ascending order (at most 256 entries;
+version 1 padded every codebook to 256 entries, version 2 stores only those in use). Positions are
 "sparse" -- ``gap`` = zeros skipped before an entry, ``gap_bits`` wide; a run of zeros longer
 than the widest gap is bridged by stored entries of code 0 (value 0.0), as in Han et al. -- or
 "dense" for layers pruning left mostly dense: a code for every weight and no gap stream.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import struct
 import tempfile
@@ -41,9 +44,16 @@ from edgebase.files import atomic_path
 from device_runners import huffman
 
 MAGIC = b"EDCZ"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # version 1 always stored 256 codebook entries; 2 stores the entries in use
 SUFFIX = ".edc"
-CODEBOOK = 256
+CODEBOOK = 256  # most entries a codebook may have (8-bit codes)
+# what a container may make the runner allocate: its files decoded at most MAX_RATIO times its
+# own size (Deep Compression reaches 5-50x) and MAX_DECODED_BYTES in all
+MAX_RATIO = 1024
+MAX_DECODED_BYTES = 1 << 31
+# what a damaged header's values raise when used (a missing key, a list for a number, ...)
+HEADER_ERRORS = (KeyError, TypeError, ValueError, OverflowError, AttributeError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -70,9 +80,9 @@ def read(path: str | os.PathLike) -> Container:
         raise ModelFileError(f"{path}: not an edgedeploy Deep Compression container "
                              f"(no {MAGIC.decode()} magic)")
     version, length = struct.unpack_from("<HI", data, 4)
-    if version != VERSION:
+    if version not in READS:
         raise ModelFileError(f"{path}: container version {version}; this runner reads "
-                             f"version {VERSION}")
+                             f"versions {', '.join(map(str, READS))}")
     if 10 + length > len(data):
         raise ModelFileError(f"{path}: truncated container (header of {length} bytes)")
     try:
@@ -80,7 +90,7 @@ def read(path: str | os.PathLike) -> Container:
         files, layers = header["files"], header["layers"]
         if not isinstance(files, list) or not isinstance(layers, list):
             raise ValueError("files and layers must be lists")
-    except (ValueError, KeyError, UnicodeDecodeError, zlib.error) as e:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, zlib.error) as e:
         raise ModelFileError(f"{path}: damaged container header ({e})") from None
     return Container(path, header, data[10 + length:])
 
@@ -92,13 +102,16 @@ def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
         shape = tuple(int(d) for d in layer["shape"])
         perm = tuple(int(a) for a in layer["perm"])
         count, dense = int(layer["count"]), layer["positions"] == "dense"
-        size = int(np.prod(shape))
-        if sorted(perm) != list(range(len(shape))) or not 0 <= count <= size \
-                or (dense and count != size):
+        size = math.prod(shape)
+        if sorted(perm) != list(range(len(shape))) or min(shape, default=1) < 0 \
+                or not 0 <= count <= size or (dense and count != size):
             raise ValueError("bad shape, perm or count")
+        largest = max(int(f["size"]) for f in c.header["files"])
+        if 4 * size > largest:  # its bytes are spliced into one of the files
+            raise ValueError(f"{size} values do not fit in a file of {largest} bytes")
         codebook = np.frombuffer(c.piece(layer["codebook"]), "<f4")
         code_len = np.asarray(layer["code_lengths"], np.int64)
-        if len(codebook) != CODEBOOK or len(code_len) != CODEBOOK:
+        if not 1 <= len(codebook) <= CODEBOOK or len(code_len) != len(codebook):
             raise ValueError("codebook or code table of the wrong size")
         codes = huffman.decode(c.piece(layer["codes"]), code_len, count)
         if dense:
@@ -110,9 +123,9 @@ def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
                 raise ValueError("gap table of the wrong size")
             gaps = huffman.decode(c.piece(layer["gaps"]), gap_len, count)
             positions = np.cumsum(gaps + 1) - 1
-    except (KeyError, TypeError, ValueError) as e:  # HuffmanError is a ValueError
-        raise ModelFileError(f"{c.path}: layer {layer.get('name', '?')!r} cannot be decoded "
-                             f"({e})") from None
+    except HEADER_ERRORS as e:  # HuffmanError is a ValueError
+        name = layer.get("name", "?") if isinstance(layer, dict) else "?"
+        raise ModelFileError(f"{c.path}: layer {name!r} cannot be decoded ({e})") from None
     if count and positions[-1] >= size:
         raise ModelFileError(f"{c.path}: layer {layer['name']!r} places a weight past its "
                              f"{size} values")
@@ -125,17 +138,43 @@ def unpack(path: str | os.PathLike | Container, out_dir: str | os.PathLike) -> l
     """Materialise the container's files in ``out_dir``; each is checked against its sha256
     before it appears under its name (written to a temporary name, then renamed)."""
     c = path if isinstance(path, Container) else read(path)
-    out_dir = Path(out_dir)
+    try:
+        return _unpack(c, Path(out_dir))
+    except HEADER_ERRORS as e:
+        raise ModelFileError(f"{c.path}: damaged container header ({type(e).__name__}: "
+                             f"{e})") from None
+
+
+def _check_sizes(c: Container) -> None:
+    """Refuse, before allocating, a header that claims more than the container can hold."""
+    sizes = [int(f["size"]) for f in c.header["files"]]
+    limit = min(MAX_DECODED_BYTES, MAX_RATIO * max(len(c.blob), 1))
+    if min(sizes, default=0) < 0 or sum(sizes) > limit:
+        raise ModelFileError(f"{c.path}: its files would decode to {sum(sizes):,} bytes, more "
+                             f"than this runner accepts from a {len(c.blob):,}-byte container "
+                             f"({limit:,}); the container is damaged")
+    weights = sum(4 * math.prod(int(d) for d in layer["shape"]) for layer in c.header["layers"])
+    if weights > sum(sizes):
+        raise ModelFileError(f"{c.path}: its layers hold {weights:,} bytes of weights, more "
+                             f"than its files' {sum(sizes):,} bytes; the container is damaged")
+
+
+def _unpack(c: Container, out_dir: Path) -> list[Path]:
+    _check_sizes(c)
     tensors = [decode_layer(c, layer).tobytes() for layer in c.header["layers"]]
     written = []
     for f in c.header["files"]:
         name = Path(str(f.get("name", "")))
         if name.name != str(name) or name.name in ("", ".", ".."):
             raise ModelFileError(f"{c.path}: unsafe file name {str(name)!r} in the container")
-        try:
-            skeleton = zlib.decompress(c.piece(f["skeleton"]))
+        size = int(f["size"])
+        try:  # never inflate past the file's own size (a zlib stream can expand 1000-fold)
+            skeleton = zlib.decompressobj().decompress(c.piece(f["skeleton"]), size + 1)
         except zlib.error as e:
             raise ModelFileError(f"{c.path}: damaged skeleton of {name} ({e})") from None
+        if len(skeleton) > size:
+            raise ModelFileError(f"{c.path}: the skeleton of {name} is larger than the file "
+                                 f"({size:,} bytes); the container is damaged")
         holes = []
         for hole in sorted(f["holes"], key=lambda h: int(h["offset"])):
             i, offset = int(hole["layer"]), int(hole["offset"])
@@ -143,7 +182,7 @@ def unpack(path: str | os.PathLike | Container, out_dir: str | os.PathLike) -> l
                 raise ModelFileError(f"{c.path}: {name} refers to layer {i}, which is missing")
             holes.append((offset, tensors[i]))
         data = _splice(skeleton, holes, c.path, name)
-        if len(data) != int(f["size"]) or hashlib.sha256(data).hexdigest() != f["sha256"]:
+        if len(data) != size or hashlib.sha256(data).hexdigest() != f["sha256"]:
             raise ModelFileError(f"{c.path}: {name} does not match its sha256 after decoding "
                                  f"(damaged container)")
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,12 @@
 """``runner eval``: top-1 / top-5 of a classifier file over a labelled image set.
 
-Preprocessing comes from the manifest beside the model; for files without one, from flags
+Preprocessing comes from the manifest beside the model (a flag that contradicts it is an
+error, not an override). For files without one, each setting comes from the flags
 (``--resize``, ``--size``, ``--mean``/``--std`` or ``--scale``, ``--layout``,
-``--label-offset``); a flag that contradicts the manifest is an error, not an override.
+``--label-offset``), else from what the file carries inside (TFLite metadata, ONNX
+metadata_props: ``device_runners.embedded``), else from the input shape or a default, and the
+result says which. Labels the manifest or the file records settle the label offset (a first
+label "background" means 1).
 Integer inputs are fed through the input tensor's own quantization (q = x/scale + zero_point);
 with no normalisation given, an integer input gets the raw 0..255 pixels, which its
 quantization then maps (Google's uint8 models: (p - 128)/128). Quantized outputs are
@@ -10,12 +14,13 @@ dequantized before ranking.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +29,7 @@ from edgebase.manifest import TensorSpec, read_manifest
 from device_runners.backends import backend_class, resolve
 from device_runners.backends.base import guess_layout, shape_str
 from device_runners.caveats import caveats, weights_trained
+from device_runners.embedded import fmt_values as _fmt
 from edgebase.images import ImageSet, resize_crop
 
 
@@ -40,7 +46,10 @@ class Pipeline:
     crop_offset: str = "round"  # torchvision's placement; "floor" is TensorFlow's
     color: str = "RGB"
     label_offset: int = 0
-    source: str = "flags"  # "manifest" or "flags"
+    source: str = "flags"  # where the preprocessing came from: manifest, metadata or flags
+    # setting -> where it came from: "flags", "manifest", the file's metadata ("TFLite
+    # metadata", ...), "input shape" or "default (...)"
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         norm = (f"(x/255 - {_fmt(self.mean)}) / {_fmt(self.std)}" if self.mean is not None
@@ -49,9 +58,16 @@ class Pipeline:
                 f"(offset {self.crop_offset}), "
                 f"{norm}, {self.color}, {self.layout}, label offset {self.label_offset}")
 
-
-def _fmt(v) -> str:
-    return "(" + ", ".join(f"{x:g}" for x in v) + ")" if len(set(v)) > 1 else f"{v[0]:g}"
+    def describe_sources(self) -> str:
+        """Settings grouped by where they came from, e.g. "TFLite metadata: normalization,
+        label offset; input shape: crop, layout; default: resize (...)"."""
+        groups: dict[str, list[str]] = {}
+        for setting, where in self.sources.items():
+            base, _, why = where.partition(" (")
+            groups.setdefault(base, []).append(setting + (f" ({why}" if why else ""))
+        last = ("input shape", "default")  # the file's and the user's words first
+        order = sorted(groups, key=lambda g: (g in last, last.index(g) if g in last else 0))
+        return "; ".join(f"{where}: {', '.join(groups[where])}" for where in order)
 
 
 @dataclass
@@ -95,10 +111,16 @@ def _triple(v: Sequence[float] | float | None, what: str) -> tuple[float, ...] |
     return v
 
 
-def make_pipeline(spec: TensorSpec, manifest_pre, *, size=None, resize=None, mean=None,
-                  std=None, scale=None, layout=None, label_offset=None,
-                  interpolation=None, crop_offset=None) -> Pipeline:
-    """Preprocessing from the manifest, else from the flags; contradictions raise."""
+# With no resize given, a file that describes itself as an image classifier (metadata with a
+# normalization or labels) is evaluated the usual ImageNet way: the crop is 87.5 % of the
+# short side (256 -> 224), as in TF-slim's and torchvision's evaluation.
+CROP_FRACTION = 0.875
+
+
+def flag_normalization(mean=None, std=None, scale=None):
+    """(mean, std, where) from --mean/--std or --scale in 0..1 units; None, None, None when not
+    given. Values above 1 are TFLite's pixel units (input = (pixel - mean) / std): they are
+    taken as such and ``where`` says so; a mix of both units is refused."""
     mean, std = _triple(mean, "--mean"), _triple(std, "--std")
     if scale is not None:
         if mean is not None or std is not None:
@@ -108,9 +130,36 @@ def make_pipeline(spec: TensorSpec, manifest_pre, *, size=None, resize=None, mea
         # x*scale - 1 style (x/127.5 - 1): std = 1/(255*scale), mean centres 0..255 on zero
         std = (1.0 / (255.0 * scale),) * 3
         mean = (0.5,) * 3 if abs(scale - 1 / 127.5) < 1e-9 else (0.0,) * 3
+        return mean, std, "flags"
     if (mean is None) != (std is None):
         raise ConfigError("--mean and --std go together")
+    if mean is None:
+        return None, None, None
+    if any(not s > 0 for s in std):
+        raise ConfigError(f"--std must be positive (it divides), got {_fmt(std)}")
+    if any(m < 0 for m in mean):
+        raise ConfigError(f"--mean must be 0 or more, got {_fmt(mean)}")
+    if max(mean + std) <= 1:
+        return mean, std, "flags"
+    if any(0 < m <= 1 for m in mean) or (max(mean) == 0 and min(std) <= 1):
+        raise ConfigError(f"--mean {_fmt(mean)} and --std {_fmt(std)} mix units: give both "
+                          f"in 0..1 units (e.g. --mean 0.5 --std 0.5) or both in pixel units "
+                          f"(--mean 127.5 --std 127.5)")
+    unit = (tuple(m / 255 for m in mean), tuple(x / 255 for x in std))
+    return unit[0], unit[1], (f"flags (pixel units, as a value is above 1: {_fmt(mean)} / "
+                              f"{_fmt(std)} = {_fmt(unit[0])} / {_fmt(unit[1])} of x/255)")
+
+
+def make_pipeline(spec: TensorSpec, manifest_pre, *, embedded=None, size=None, resize=None,
+                  mean=None, std=None, scale=None, layout=None, label_offset=None,
+                  interpolation=None, crop_offset=None) -> Pipeline:
+    """Preprocessing from the manifest (a contradicting flag raises), else per setting from
+    the flags, the file's own metadata (``embedded``), the input shape or a default; the
+    Pipeline records where each setting came from. The label offset is settled later
+    (``settle_label_offset``) when the classes are known."""
+    mean, std, norm_from = flag_normalization(mean, std, scale)
     shape_layout = guess_layout(spec.shape)
+    offset_from = "flags" if crop_offset else "default"
     if manifest_pre is not None:
         p = manifest_pre
         given = {"--size": (size, p.crop), "--resize": (resize, p.resize),
@@ -124,36 +173,97 @@ def make_pipeline(spec: TensorSpec, manifest_pre, *, size=None, resize=None, mea
         if shape_layout and p.layout != shape_layout:
             raise ConfigError(f"the manifest says {p.layout} but the input is "
                               f"{shape_str(spec.shape)}")
+        sources = {k: "manifest" for k in ("resize", "crop", "normalization", "layout",
+                                           "interpolation", "colour")}
         return Pipeline(resize=p.resize, crop=p.crop, mean=tuple(p.mean), std=tuple(p.std),
                         layout=p.layout, interpolation=p.interpolation, color=p.color,
                         label_offset=label_offset or 0, crop_offset=crop_offset or "round",
-                        source="manifest")
-    layout = layout or shape_layout
+                        source="manifest", sources={**sources, "crop offset": offset_from})
+    emb = embedded if embedded is not None and not embedded.empty else None
+    meta = emb.where if emb else None
+    sources: dict[str, str] = {}
+
+    def pick(setting: str, flag_value, meta_value, fallback=None, fallback_from=None):
+        for value, where in ((flag_value, "flags"), (meta_value, meta),
+                             (fallback, fallback_from)):
+            if value is not None:
+                sources[setting] = where
+                return value
+        return None
+
+    layout = pick("layout", layout, None, shape_layout or (emb and emb.layout), "input shape"
+                  if shape_layout else meta)
     if layout not in ("NCHW", "NHWC"):
         raise ConfigError(f"cannot tell the layout of input {shape_str(spec.shape)}; "
                           f"pass --layout NCHW or --layout NHWC")
     if shape_layout and layout != shape_layout:
         raise ConfigError(f"--layout {layout} but the input is {shape_str(spec.shape)}")
     hw = spec.shape[2:4] if layout == "NCHW" else spec.shape[1:3]
-    if size is None:
-        if len(hw) != 2 or hw[0] != hw[1] or hw[0] <= 0:
-            raise ConfigError(f"input {shape_str(spec.shape)} has no fixed square size; "
-                              f"pass --size")
-        size = hw[0]
-    elif hw[0] > 0 and hw[0] != size:
+    fixed = hw[0] if len(hw) == 2 and hw[0] == hw[1] and hw[0] > 0 else None
+    if size is not None and hw[0] > 0 and hw[0] != size:
         raise ConfigError(f"--size {size} but the input is {shape_str(spec.shape)}")
+    size = pick("crop", size, None if fixed else emb and emb.crop, fixed, "input shape")
+    if size is None:
+        raise ConfigError(f"input {shape_str(spec.shape)} has no fixed square size; "
+                          f"pass --size")
+    if resize is None and emb and emb.resize is None and (emb.mean or emb.labels):
+        resize = round(size / CROP_FRACTION)
+        sources["resize"] = (f"default (crop {size} = {100 * CROP_FRACTION:g} % of the short "
+                             f"side, the usual ImageNet evaluation; --resize {size} for none)")
+    else:
+        resize = pick("resize", resize, emb and emb.resize)
     if resize is None:
-        raise ConfigError(f"no manifest beside the model: pass --resize (the short side before "
-                          f"the centre crop of {size}; e.g. 256 for 224 ImageNet crops, or "
-                          f"{size} for no crop)")
+        raise ConfigError(f"no manifest beside the model and no preprocessing inside it: pass "
+                          f"--resize (the short side before the centre crop of {size}; e.g. 256 "
+                          f"for 224 ImageNet crops, or {size} for no crop)")
     if resize < size:
         raise ConfigError(f"--resize {resize} is smaller than the crop {size}")
-    if mean is None and np.dtype(spec.dtype).kind == "f":
+    if mean is not None:
+        sources["normalization"] = norm_from
+    elif np.dtype(spec.dtype).kind != "f":
+        # as Android's Task Library does: an integer input's own quantization maps raw
+        # pixels; metadata normalization describes the float model it came from
+        sources["normalization"] = "default (raw pixels into an integer input)"
+    elif emb and emb.mean is not None:
+        mean, std = emb.mean, emb.std
+        sources["normalization"] = meta
+    else:
         raise ConfigError("a float input needs normalisation: pass --mean and --std (0..1 "
                           "units, e.g. 0.5 0.5 for x/127.5-1) or --scale")
+    interpolation = pick("interpolation", interpolation, emb and emb.interpolation,
+                         "bilinear", "default")
+    color = pick("colour", None, emb and emb.color, "RGB", "default")
+    sources["crop offset"] = offset_from
     return Pipeline(resize=resize, crop=size, mean=mean, std=std, layout=layout,
-                    interpolation=interpolation or "bilinear", label_offset=label_offset or 0,
-                    crop_offset=crop_offset or "round")
+                    interpolation=interpolation, label_offset=label_offset or 0,
+                    crop_offset=crop_offset or "round", color=color,
+                    source="metadata" if meta in sources.values() else "flags", sources=sources)
+
+
+def settle_label_offset(pipe: Pipeline, flag: int | None, labels, where: str | None,
+                        classes: int, data_classes: int, said: int | None = None) -> Pipeline:
+    """The label offset from the flag, else as the file says it outright (``said``), else from
+    labels the file or manifest records (first label "background": 1), else 0; a 1001-output
+    model with nothing to say so is refused."""
+    from device_runners.embedded import background_first
+
+    if flag is not None:
+        offset, source = flag, "flags"
+    elif said is not None:
+        offset, source = said, where
+    elif labels and len(labels) == classes:
+        offset = 1 if background_first(labels) else 0
+        source = f"{where} (its labels start with {labels[0]!r})" if offset else where
+    else:
+        offset, source = 0, "default"
+        if classes and classes == data_classes + 1:
+            raise ConfigError(f"the model has {classes} outputs for {data_classes} classes: "
+                              f"pass --label-offset 1 (class 0 is background) or 0")
+    if classes and data_classes + offset > classes:
+        raise ConfigError(f"{data_classes} classes (+ label offset {offset}) do not fit "
+                          f"the model's {classes} outputs")
+    return dataclasses.replace(pipe, label_offset=offset,
+                               sources={**pipe.sources, "label offset": source})
 
 
 def _same(a, b) -> bool:
@@ -286,19 +396,19 @@ def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: 
     if len(backend.inputs) != 1:
         raise ConfigError(f"{path.name} has {len(backend.inputs)} inputs; eval needs one image input")
     spec, out_spec = backend.input, backend.outputs[0]
-    pipe = make_pipeline(spec, artifact.preprocess if artifact else None, size=size,
-                         resize=resize, mean=mean, std=std, scale=scale, layout=layout,
-                         label_offset=label_offset, interpolation=interpolation,
-                         crop_offset=crop_offset)
+    embedded = backend.embedded() if artifact is None else None
+    pipe = make_pipeline(spec, artifact.preprocess if artifact else None, embedded=embedded,
+                         size=size, resize=resize, mean=mean, std=std, scale=scale,
+                         layout=layout, label_offset=label_offset,
+                         interpolation=interpolation, crop_offset=crop_offset)
     images = ImageSet(data, split=split)  # after the cheap checks: listing a big zip takes time
     classes = int(np.prod([d for d in out_spec.shape[1:] if d > 0])) if len(out_spec.shape) > 1 else 0
-    if classes:
-        if label_offset is None and classes == images.num_classes + 1:
-            raise ConfigError(f"the model has {classes} outputs for {images.num_classes} "
-                              f"classes: pass --label-offset 1 (class 0 is background) or 0")
-        if images.num_classes + pipe.label_offset > classes:
-            raise ConfigError(f"{images.num_classes} classes (+ label offset "
-                              f"{pipe.label_offset}) do not fit the model's {classes} outputs")
+    if artifact is not None:
+        labels, where = artifact.labels, "manifest"
+    else:
+        labels, where = (embedded.labels, embedded.where) if embedded else (None, None)
+    pipe = settle_label_offset(pipe, label_offset, labels, where, classes, images.num_classes,
+                               said=embedded.label_offset if embedded else None)
     indices = images.subset(limit, seed=seed)
     bar = _Progress(len(indices), progress, "eval")
     c1 = c5 = 0
@@ -331,7 +441,12 @@ def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: 
                       np.array([images.samples[i].label for i in indices]) + pipe.label_offset,
                       [images.samples[i].key for i in indices])
     pre = asdict(pipe)
+    pre["sources"] = dict(pipe.sources)
     pre["description"] = pipe.describe()
+    pre["from"] = pipe.describe_sources()
+    warnings = caveats(artifact, path.name)
+    if embedded is not None and embedded.problem:
+        warnings.append(f"{embedded.where} of {path.name} ignored: {embedded.problem}")
     return EvalResult(model=str(path), data=str(data), runtime=runtime,
                       runtime_version=backend.version, provider=backend.provider,
                       threads=threads, images=n, top1=100.0 * c1 / n, top5=100.0 * c5 / n,
@@ -340,8 +455,7 @@ def _evaluate_file(model: str | os.PathLike, data: str | os.PathLike, *, limit: 
                       images_per_s=n / seconds if seconds else 0.0,
                       precision_hint=backend.precision_hint,
                       inference_precision=backend.inference_precision,
-                      weights_trained=weights_trained(artifact),
-                      warnings=caveats(artifact, path.name),
+                      weights_trained=weights_trained(artifact), warnings=warnings,
                       outputs=str(outputs) if outputs is not None else None)
 
 
@@ -372,6 +486,7 @@ def format_table(r: EvalResult) -> str:
         f"precision    float work in {r.inference_precision} (hint {r.precision_hint})",
         f"data         {r.data} ({r.images} images)",
         f"preprocess   {r.preprocess['description']}",
+        *([f"from         {r.preprocess['from']}"] if r.preprocess.get("from") else []),
         f"top-1        {r.top1:.2f}%  ({r.correct1}/{r.images})",
         f"top-5        {r.top5:.2f}%  ({r.correct5}/{r.images})",
         *([f"ties         label tied across the boundary: top-1 {r.ties['top1_tied']}, "

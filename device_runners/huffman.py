@@ -84,6 +84,8 @@ def decode(data: bytes, lengths: np.ndarray, count: int) -> np.ndarray:
     lengths = np.asarray(lengths, np.int64)
     if count == 0:
         return np.zeros(0, np.int64)
+    if count > 8 * len(data):  # every symbol takes at least one bit: refuse before allocating
+        raise HuffmanError(f"{count} symbols cannot fit in a stream of {len(data)} bytes")
     codes = canonical_codes(lengths)
     width = int(lengths.max(initial=0))
     if width == 0:

@@ -5,7 +5,9 @@ worker process per runtime (``python -m device_runners.isolation RUNTIME``) impo
 runtime once, then for each request forks a child that loads the model and runs one inference
 on random data. The worker reports back one JSON line: ok, a Python-level error message, or
 the signal the child died of. Forking from the worker (which never holds a model or a runtime
-thread pool) keeps each check to the model's own load time.
+thread pool) keeps each check to the model's own load time. The worker watches the child's
+resident memory: a file that makes it grow past ``memory_budget`` (a corrupt or hostile shape;
+a board would be killed) is stopped and reported as one line.
 """
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ from pathlib import Path
 from edgebase.errors import DeployError, MissingDependencyError, ModelFileError
 
 TIMEOUT_S = 120.0
+MEMORY_FLOOR = 2 << 30  # what a check may use whatever the file's size (runtime, activations)
+MEMORY_PER_BYTE = 8  # and per byte of the model's files (weights, repacked copies)
+POLL_S = 0.05
 _workers: dict[str, "_Worker"] = {}
 
 
@@ -95,6 +100,11 @@ def check_in_child(path: Path, runtime: str, threads: int | None = None) -> None
         raise ModelFileError(f"{path}: the {runtime} check process stopped responding")
     if result.get("ok"):
         return
+    if "memory" in result:
+        raise ModelFileError(
+            f"{path}: {runtime} used more than {result['limit'] / 2 ** 30:.1f} GB loading or "
+            f"running it once (the check's limit for files of this size); the file is corrupt "
+            f"or declares tensors far larger than its weights")
     if "signal" in result:
         sig = result["signal"]
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
@@ -109,6 +119,43 @@ def _close_workers() -> None:
     for w in list(_workers.values()):
         w.close()
     _workers.clear()
+
+
+def memory_budget(path: str | os.PathLike) -> int:
+    """Resident bytes a check of ``path`` may reach: a floor, plus a multiple of the size of
+    the model file and the companions its format keeps beside it (OpenVINO's .bin)."""
+    from edgebase.capabilities import TARGETS
+
+    path = Path(path)
+    files = [path] + [path.with_suffix(c) for t in TARGETS.values()
+                      if t.suffix == path.suffix.lower() for c in t.companions]
+    size = sum(f.stat().st_size for f in files if f.is_file())
+    return MEMORY_FLOOR + MEMORY_PER_BYTE * size
+
+
+def _rss_bytes(pid: int) -> int | None:
+    try:  # statm: sizes in pages; the second is the resident set
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None  # no /proc (macOS): the budget is not enforced
+
+
+def _collect(pid: int, fd: int, limit: int) -> tuple[bytes, int | None]:
+    """The child's report from ``fd``; (b"", resident bytes) if it outgrew ``limit`` first
+    (then it is killed)."""
+    chunks = []
+    while True:
+        if select.select([fd], [], [], POLL_S)[0]:
+            data = os.read(fd, 65536)
+            if not data:
+                return b"".join(chunks), None
+            chunks.append(data)
+            continue
+        rss = _rss_bytes(pid)
+        if rss is not None and rss > limit:
+            os.kill(pid, signal.SIGKILL)
+            return b"", rss
 
 
 def manifest_shapes(path, backend) -> dict[str, tuple[int, ...]]:
@@ -134,9 +181,12 @@ def _child(path: str, threads: int | None, runtime: str, fd: int) -> None:
     try:
         from edgebase.errors import ShapeError
         from device_runners.backends import backend_class
+        from device_runners.backends.base import InputTooLargeError
         backend = backend_class(runtime)(path, threads=threads)
         try:
             x = backend.example(seed=0, shapes=manifest_shapes(path, backend))
+        except InputTooLargeError as e:  # the file's own fault: say so, with the file's name
+            raise ModelFileError(f"{path}: {e}") from None
         except ShapeError:  # dynamic axes with no manifest: loading is all we can check
             x = None
         if x is not None:
@@ -173,19 +223,20 @@ def _serve(runtime: str) -> int:
             os.close(r)
             _child(req["path"], req.get("threads"), runtime, w)
         os.close(w)
-        chunks = []
-        while True:
-            data = os.read(r, 65536)
-            if not data:
-                break
-            chunks.append(data)
+        try:
+            limit = memory_budget(req["path"])
+        except OSError:  # the file went away: the child will say so
+            limit = MEMORY_FLOOR
+        report, outgrown = _collect(pid, r, limit)
         os.close(r)
         _, status = os.waitpid(pid, 0)
-        if os.WIFSIGNALED(status):
+        if outgrown is not None:
+            result = {"ok": False, "memory": outgrown, "limit": limit}
+        elif os.WIFSIGNALED(status):
             result = {"ok": False, "signal": os.WTERMSIG(status)}
         else:
             try:
-                result = json.loads(b"".join(chunks) or b"null")
+                result = json.loads(report or b"null")
             except ValueError:
                 result = None
             if not isinstance(result, dict):

@@ -192,6 +192,12 @@ def cpu_info(fma_pipes: int = 2) -> CpuInfo:
                    flags=relevant, peaks=peaks)
 
 
+def machine_record(cpu: CpuInfo) -> dict:
+    """What a latency record says about the machine it was measured on."""
+    return {"cpu": cpu.model, "cores": cpu.cores, "isa": cpu.isa, "os": platform.platform(),
+            "python": platform.python_version()}
+
+
 def cpu_tag(cpu: CpuInfo | None = None) -> str:
     """A short file-name tag for the CPU kind: vendor and best int8 unit, e.g. ``amd-avx2``,
     ``intel-amx``, ``arm-dotprod``. Results measured on different kinds are kept apart by it."""

@@ -4,14 +4,18 @@ Checks, in order:
   1. every file listed in ``manifest.json`` exists with the recorded size and sha256, and no
      unlisted file is present (a changed byte is reported with the file's name);
   2. each model whose files are intact loads in its runtime and its input/output tensors
-     (shape, dtype, layout, quantization) are those recorded; its own manifest agrees;
-     a ``.tflite`` with packed metadata carries the bundle's labels and normalization;
+     (shape, dtype, layout, quantization) are those recorded; its own manifest agrees; a
+     Deep Compression container is decoded first, each decoded file checked against the
+     sha256 the container and manifest.json record; a format with its own check (the
+     capability table's ``BundleHooks.check``, e.g. a ``.tflite`` with packed metadata
+     carries the bundle's labels and normalization) passes it;
   3. with ``--data``, top-1 on the recorded image subset is within ``tolerance`` points of
      the recorded figure.
 A bundle is a folder or its zip. Only numpy and the runtimes of the models are imported.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -114,8 +118,7 @@ def _check_file(root: Path, rel: str, entry: dict[str, Any]) -> str | None:
 
 def _check_model(root: Path, model: dict[str, Any], manifest: dict[str, Any], threads) -> list[str]:
     from edgebase.manifest import read_manifest
-    from device_runners.loading import load
-    from device_runners.backends.base import spec_dict
+    from device_runners.container import materialized
 
     problems = []
     path = root / model["path"]
@@ -124,10 +127,38 @@ def _check_model(root: Path, model: dict[str, Any], manifest: dict[str, Any], th
         return [f"no manifest {Path(model['manifest']).name} beside it"]
     if artifact.sha256 != model.get("sha256"):
         problems.append("its own manifest records a different sha256 than manifest.json")
+    with contextlib.ExitStack() as stack:
+        try:  # a container is decoded first (each file checked against its sha256)
+            file, decoded = stack.enter_context(materialized(path))
+        except DeployError as e:
+            return problems + [f"does not decode ({e})"]
+        if decoded is not None:
+            problems += _check_decoded(decoded, model)
+        problems += _check_loaded(file, model, threads)
+    check = _format_check(model.get("format"))
+    if check is not None:
+        problems += check(root, path, model, manifest)
+    return problems
+
+
+def _check_decoded(decoded: dict[str, Any], model: dict[str, Any]) -> list[str]:
+    """The files a container decoded to are the ones the bundle manifest names."""
+    got = {f["name"]: f["sha256"] for f in decoded["files"]}
+    want = {f["name"]: f["sha256"] for f in model.get("decodes_to", ())}
+    if got != want:
+        return [f"decodes to {sorted(got)} with other contents than manifest.json records"]
+    return []
+
+
+def _check_loaded(path: Path, model: dict[str, Any], threads) -> list[str]:
+    from device_runners.loading import load
+    from device_runners.backends.base import spec_dict
+
+    problems = []
     try:
         backend = load(path, model.get("runtime"), threads=threads, isolate=True)
     except DeployError as e:
-        return problems + [f"does not load ({e})"]
+        return [f"does not load ({e})"]
     try:
         for kind, got, want in (("input", backend.inputs, [model["input"]]),
                                 ("output", backend.outputs, model["outputs"])):
@@ -140,9 +171,15 @@ def _check_model(root: Path, model: dict[str, Any], manifest: dict[str, Any], th
                     problems.append(f"{kind} {w.get('name')!r} differs: {diff}")
     finally:
         backend.close()
-    if path.suffix == ".tflite" and model.get("tflite_metadata"):
-        problems += _check_tflite_metadata(root, path, manifest)
     return problems
+
+
+def _format_check(name: str | None):
+    """The format's own bundle check from the capability table (None: it has none)."""
+    from edgebase.capabilities import TARGETS
+
+    target = TARGETS.get(name or "")
+    return target.bundle.get("check") if target else None
 
 
 def _spec_diff(got: dict[str, Any], want: dict[str, Any]) -> str | None:
@@ -159,31 +196,6 @@ def _spec_diff(got: dict[str, Any], want: dict[str, Any]) -> str | None:
     if got["zero_point"] != want.get("zero_point"):
         out.append(f"zero point {got['zero_point']} vs {want.get('zero_point')}")
     return "; ".join(out) or None
-
-
-def _check_tflite_metadata(root: Path, path: Path, manifest: dict[str, Any]) -> list[str]:
-    """The labels and normalization an Android app reads must be the bundle's."""
-    try:
-        from edgebase.tflite_metadata import read_metadata
-        meta = read_metadata(path)
-    except DeployError as e:
-        return [f"packed TFLite metadata unreadable ({e})"]
-    problems = []
-    labels = (root / manifest["labels"]).read_text().splitlines()
-    if meta["labels"] != labels:
-        problems.append(f"packed labels differ from {manifest['labels']}")
-    pre = manifest.get("preprocess") or {}
-    want_mean = [255.0 * m for m in pre.get("mean", ())]
-    want_std = [255.0 * s for s in pre.get("std", ())]
-    if not (_close(meta["mean"], want_mean) and _close(meta["std"], want_std)):
-        problems.append(f"packed normalization mean {meta['mean']} std {meta['std']} differs "
-                        f"from the bundle's {want_mean} / {want_std} (pixel units)")
-    return problems
-
-
-def _close(a, b) -> bool:
-    return a is not None and len(a) == len(b) and all(abs(x - y) <= 1e-4 * max(1.0, abs(y))
-                                                      for x, y in zip(a, b))
 
 
 def _check_accuracy(root: Path, model: dict[str, Any], data, tolerance, limit, threads):

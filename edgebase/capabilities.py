@@ -4,8 +4,9 @@ The only place that knows each target: the CLI (choices, option checks), the exp
 stages (converter, PTQ module, file names, which runtime validates, tool versions), the runner
 (which backend reads which suffix, the pip extra that installs it), releases and the benchmark
 all read it. A new target is an exporter module, a quantizer module, a backend module, one
-``Target`` and one ``Runtime`` entry here, and one pip extra. This module imports no framework:
-code is named by ``module:attribute`` and imported only when used.
+``Target`` and one ``Runtime`` entry here, and one pip extra (plus, for a format that carries
+release metadata or has its own app code, the modules its ``BundleHooks`` name). This module
+imports no framework: code is named by ``module:attribute`` and imported only when used.
 """
 from __future__ import annotations
 
@@ -42,6 +43,35 @@ FP16 = Tolerance(max_abs=None, min_top1=0.99, min_cosine=0.999)
 INT8 = Tolerance(max_abs=None, min_top1=0.75, min_cosine=0.9)
 
 
+def resolve(ref: str) -> Any:
+    """The object a ``"module:attribute"`` reference names (the module is imported now)."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class BundleHooks:
+    """A format's own release code, each a ``"module:function"`` (None: the format has none).
+
+    ``pack(data, artifact, labels, version) -> (data, pass_record, entry_fields)``: the model
+    file's bytes with the bundle's labels and normalization stored inside (``deploy release``
+    then checks that the runtime gives identical outputs, records the pass and adds
+    ``entry_fields`` to the file's entry in manifest.json);
+    ``check(root, path, entry, bundle_manifest) -> [problem, ...]``: what ``runner verify``
+    asks of a bundle's file of this format (torch-free: it runs on the device);
+    ``app_guide(bundle_manifest, entries) -> str``: the model card's sections with app code
+    for this format's files (empty string: none).
+    """
+
+    pack: str | None = None
+    check: str | None = None
+    app_guide: str | None = None
+
+    def get(self, name: str) -> Callable[..., Any] | None:
+        ref = getattr(self, name)
+        return resolve(ref) if ref else None
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -58,6 +88,8 @@ class Target:
     tools: tuple[str, ...] = ()  # distributions whose versions the manifest records
     ptq: str | None = None  # module of the int8 pass (quant.<...>), None: no int8
     ptq_tools: tuple[str, ...] = ()  # distributions the int8 pass uses, recorded with ``tools``
+    int8_io: tuple[str, ...] = ("float",)  # input/output types of its int8 files (first: default)
+    bundle: BundleHooks = BundleHooks()  # format-specific release code (metadata, app snippets)
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -82,8 +114,7 @@ class Target:
             raise ConfigError(f"{self.name} has no option {', '.join(unknown)}; valid: {valid}")
 
     def convert_fn(self) -> Callable[..., Any]:
-        module, _, fn = self.converter.partition(":")
-        return getattr(importlib.import_module(module), fn)
+        return resolve(self.converter)
 
     def file_name(self, stem: str, precision: str) -> str:
         """``mobilenet_v2.tflite`` for fp32, ``mobilenet_v2.fp16.tflite`` otherwise."""
@@ -100,10 +131,18 @@ class Runtime:
     extra: str  # pip extra that installs it
     aliases: tuple[str, ...] = ()  # other names accepted for --runtime
     torch_free: bool = True  # installs and runs without torch (what a board wants)
+    # "module:function" timing each operator of a file and naming the PyTorch layer it came
+    # from (device_runners.layer_match); None: the runtime exposes no per-operator timer
+    layer_profiler: str | None = None
+
+    def layer_profiler_fn(self):
+        if self.layer_profiler is None:
+            return None
+        module, _, fn = self.layer_profiler.partition(":")
+        return getattr(importlib.import_module(module), fn)
 
     def backend_class(self):
-        module, _, cls = self.backend.partition(":")
-        return getattr(importlib.import_module(module), cls)
+        return resolve(self.backend)
 
 
 TARGETS: dict[str, Target] = {}
@@ -155,6 +194,15 @@ def all_precisions() -> list[str]:
     return sorted({p for t in TARGETS.values() for p in t.precisions})
 
 
+def all_int8_io() -> list[str]:
+    """Every int8 input/output type some target offers, the common default first."""
+    return list(dict.fromkeys(io for t in TARGETS.values() if t.ptq for io in t.int8_io))
+
+
+# what `deploy release` builds when no --target is given: the mobile format
+DEFAULT_RELEASE_TARGETS = ("tflite",)
+
+
 register_target(Target(
     name="onnx", suffix=".onnx", runtime="onnxruntime", extra="onnxruntime",
     converter="exporters.onnx:torch_to_onnx", input_layout="NCHW",
@@ -176,6 +224,9 @@ register_target(Target(
     converter="exporters.tflite:torch_to_tflite", input_layout="NHWC",
     tools=("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
     ptq="quant.tflite_ptq", ptq_tools=("ai-edge-quantizer", "ai-edge-litert"),
+    int8_io=("float", "int8", "uint8"),
+    bundle=BundleHooks(pack="edgebase.tflite_bundle:pack", check="edgebase.tflite_bundle:check",
+                       app_guide="deploy.tflite_app_guide:render"),
     tolerances={"fp32": Tolerance(max_abs=1e-3, min_top1=1.0, min_cosine=0.99999),
                 "fp16": FP16, "int8": INT8},
     options={"nhwc_input": "take NHWC input as mobile apps feed it (default on; off keeps "
@@ -207,13 +258,16 @@ register_target(Target(
 # runtimes: the first one listing a suffix is that suffix's default (OpenVINO also reads
 # .onnx and .tflite, but only when asked)
 register_runtime(Runtime(name="litert", backend="device_runners.backends.litert:LiteRTBackend",
-                         suffixes=(".tflite",), extra="litert", aliases=("tflite",)))
+                         suffixes=(".tflite",), extra="litert", aliases=("tflite",),
+                         layer_profiler="device_runners.backends.litert_layers:profile_layers"))
 register_runtime(Runtime(name="onnxruntime",
                          backend="device_runners.backends.onnxruntime:OnnxRuntimeBackend",
-                         suffixes=(".onnx", ".ort"), extra="onnxruntime", aliases=("ort",)))
+                         suffixes=(".onnx", ".ort"), extra="onnxruntime", aliases=("ort",),
+                         layer_profiler="device_runners.backends.onnxruntime_layers:profile_layers"))
 register_runtime(Runtime(name="openvino", backend="device_runners.backends.openvino:OpenVINOBackend",
                          suffixes=(".xml", ".onnx", ".tflite"), extra="openvino",
-                         aliases=("ov",)))
+                         aliases=("ov",),
+                         layer_profiler="device_runners.backends.openvino_layers:profile_layers"))
 # not torch-free: executorch.runtime imports torch (its pybindings link libtorch)
 register_runtime(Runtime(name="executorch",
                          backend="device_runners.backends.executorch:ExecuTorchBackend",

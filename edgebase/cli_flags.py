@@ -36,6 +36,16 @@ def old_name(parser, flag: str, new: str, dest: str, **kwargs) -> None:
                         default=argparse.SUPPRESS, **kwargs)
 
 
+def add_model_build(parser) -> None:
+    """--num-classes, --width, --input-size: how a zoo model is built for given weights."""
+    parser.add_argument("--num-classes", type=POSITIVE,
+                        help="classifier outputs (default: the model's)")
+    parser.add_argument("--width", type=above(0),
+                        help="width multiplier / scale, where the model has one")
+    parser.add_argument("--input-size", type=POSITIVE,
+                        help="square input side in pixels (default: the model's)")
+
+
 def csv(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
@@ -47,7 +57,7 @@ def json_file(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r} does not end in .json; write --json FILE.json, or put --json after the "
             f"positional arguments")
-    return text
+    return text if text == STDOUT else output_file(text)
 
 
 def add_json(parser, what: str) -> None:
@@ -65,3 +75,62 @@ def write_json(data: Any, dest: str) -> None:
     from edgebase.files import write_text_atomic
 
     write_text_atomic(dest, text)
+
+
+def at_least(lo: float, kind=int):
+    """An argparse type for numbers >= ``lo``: a bad value is refused while parsing, before
+    any work starts, with the flag's name and the valid range."""
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo:g}, got {text}")
+        return value
+
+    parse.__name__ = f"number >= {lo:g}"
+    return parse
+
+
+def above(lo: float):
+    """An argparse type for floats > ``lo`` (a learning rate, a time budget, a width)."""
+    base = at_least(float("-inf"), float)
+
+    def parse(text: str) -> float:
+        value = base(text)
+        if value <= lo:
+            raise argparse.ArgumentTypeError(f"must be more than {lo:g}, got {text}")
+        return value
+
+    parse.__name__ = f"number > {lo:g}"
+    return parse
+
+
+POSITIVE = at_least(1)  # counts that must be >= 1: threads, runs, batch, images
+COUNT = at_least(0)  # counts that may be 0: warm-up runs, a label offset
+
+
+def output_dir(text: str) -> str:
+    """An argparse type for an output folder that can be made and written (checked now)."""
+    from edgebase.files import output_problem
+
+    problem = output_problem(text, "folder")
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def output_file(text: str) -> str:
+    """An argparse type for an output file whose folder can be written (checked now)."""
+    from edgebase.files import output_problem
+
+    problem = output_problem(text, "file")
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text

@@ -14,6 +14,7 @@ import io
 import os
 import random
 import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -56,9 +57,13 @@ class ImageSet:
             except (zipfile.BadZipFile, OSError) as e:
                 raise DataError(f"{self.path}: unreadable zip ({e})") from None
             files = [n for n in self._zip.namelist() if not n.endswith("/")]
+            unsafe = next((n for n in files if _unsafe(n)), None)
+            if unsafe is not None:  # never read, and never silently skipped either
+                raise DataError(f"{self.path}: member {unsafe!r} points outside the archive "
+                                f"(absolute path or '..'); repack the zip with relative paths")
         else:
             raise DataError(f"{self.path}: not a folder or a zip of images")
-        images = sorted(f for f in files if _suffix(f) in IMAGE_SUFFIXES and not _unsafe(f))
+        images = sorted(f for f in files if _suffix(f) in IMAGE_SUFFIXES)
         if not images:
             raise DataError(f"{self.path}: contains no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.samples, self.classes, self.layout = _label(images, split, self.path)
@@ -72,8 +77,14 @@ class ImageSet:
 
     def read_bytes(self, key: str) -> bytes:
         if self._zip is not None:
-            return self._zip.read(key)
-        return (self.path / key).read_bytes()
+            try:
+                return self._zip.read(key)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as e:
+                raise DataError(f"{self.path}:{key}: damaged in the zip ({e})") from None
+        try:
+            return (self.path / key).read_bytes()
+        except OSError as e:
+            raise DataError(f"{self.path / key}: unreadable ({e.strerror})") from None
 
     def load(self, index: int) -> np.ndarray:
         return decode(self.read_bytes(self.samples[index].key), f"{self.path}:{self.samples[index].key}")
@@ -107,7 +118,8 @@ def _suffix(name: str) -> str:
 
 
 def _unsafe(name: str) -> bool:
-    return name.startswith("/") or ".." in name.split("/")
+    return name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") \
+        or (len(name) > 1 and name[1] == ":")  # C:/... from a Windows zip tool
 
 
 def _label(images: list[str], split: str, path: Path):

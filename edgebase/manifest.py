@@ -17,6 +17,9 @@ from edgebase.errors import ModelFileError
 from edgebase.files import sha256_file, write_text_atomic
 
 SCHEMA = "edgedeploy.artifact/1"
+# what makes two latency records of one file the same measurement (the newer one replaces it)
+BENCHMARK_IDENTITY = ("tool", "runtime", "threads", "batch", "precision_hint", "machine",
+                      "device")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class Artifact:
     passes: tuple[dict[str, Any], ...] = ()  # ordered: {"name": "export", "target": ..., ...}
     toolchain: dict[str, str] = field(default_factory=dict)
     validation: dict[str, Any] | None = None  # {"status": "passed"|"failed", ...metrics}
-    benchmarks: tuple[dict[str, Any], ...] = ()
+    benchmarks: tuple[dict[str, Any], ...] = ()  # latency records (deploy benchmark, release)
     # other files the model needs, e.g. OpenVINO's .bin: {"file", "sha256", "size_bytes"}
     companions: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)  # per-target facts (op histogram, ...)
@@ -80,6 +83,16 @@ class Artifact:
 
     def replace(self, **changes) -> "Artifact":
         return dataclasses.replace(self, **changes)
+
+    def with_benchmarks(self, *records: dict[str, Any]) -> "Artifact":
+        """This Artifact with latency ``records`` added; an earlier record of the same
+        measurement (``BENCHMARK_IDENTITY``) is replaced, not kept beside the new one."""
+        def key(r: dict[str, Any]) -> str:
+            return json.dumps([r.get(k) for k in BENCHMARK_IDENTITY], sort_keys=True)
+
+        new = {key(r) for r in records}
+        kept = tuple(r for r in self.benchmarks if key(r) not in new)
+        return self.replace(benchmarks=kept + tuple(records))
 
     # ---- (de)serialisation --------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -132,11 +145,19 @@ def read_manifest(model_file: str | os.PathLike) -> Artifact | None:
         raise ModelFileError(f"{path}: unreadable manifest ({e})") from None
     try:
         return Artifact.from_dict(data)
-    except TypeError as e:
-        raise ModelFileError(f"{path}: malformed manifest ({e})") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a field of the wrong kind
+        raise ModelFileError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None
 
 
 def file_facts(model_file: str | os.PathLike) -> dict[str, Any]:
     """sha256 and size of one file (OpenVINO: the .xml; its .bin goes in ``companions``)."""
     p = Path(model_file)
     return {"file": p.name, "sha256": sha256_file(p), "size_bytes": p.stat().st_size}
+
+
+def files_match(artifact: Artifact, model_file: str | os.PathLike) -> bool:
+    """Do ``model_file`` and its companions still hold the bytes ``artifact`` records?"""
+    p = Path(model_file)
+    files = [(p, artifact.sha256)] + [(p.parent / c["file"], c["sha256"])
+                                      for c in artifact.companions]
+    return all(f.is_file() and sha256_file(f) == want for f, want in files)

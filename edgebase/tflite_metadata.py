@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import zipfile
+import zlib
 from typing import Any, Sequence
 
 import numpy as np
 
-from edgebase.errors import ConfigError, MissingDependencyError, ModelFileError
+from edgebase.errors import ConfigError, DeployError, MissingDependencyError, ModelFileError
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
@@ -394,8 +396,20 @@ def read_metadata(path: str | os.PathLike | bytes) -> dict[str, Any]:
     model has no metadata or names a packed file that is not there.
     """
     data = bytes(path) if isinstance(path, (bytes, bytearray)) else _read(path)
-    raw = metadata_buffer(data)
     where = "model" if isinstance(path, (bytes, bytearray)) else str(path)
+    try:
+        return _read_metadata(data, where)
+    except (ValueError, IndexError, TypeError, KeyError, struct.error, zlib.error, EOFError,
+            NotImplementedError, RuntimeError) as e:  # zipfile: unknown method, encrypted
+        if isinstance(e, DeployError):
+            raise
+        # a damaged flatbuffer fails wherever the first bad offset or string is read
+        raise ModelFileError(f"{where}: damaged TFLite metadata ({type(e).__name__}: "
+                             f"{e})") from None
+
+
+def _read_metadata(data: bytes, where: str) -> dict[str, Any]:
+    raw = metadata_buffer(data)
     if raw is None:
         raise ModelFileError(f"{where}: has no {METADATA_NAME} metadata")
     meta = parse_metadata(raw)

@@ -1,54 +1,17 @@
 """fp32 vs int8 on labelled images: top-1/top-5 of both files, top-1 agreement, logit cosine.
 
-Both model files run in their own runtime through the runner's backends. Integer inputs are
-fed through the input tensor's quantization (q = round(x / scale) + zero_point) and integer
-outputs are dequantized, so every file is compared on the same preprocessed pixels.
+Both model files run in their own runtime through ``device_runners.file_logits.FileLogits``
+(integer inputs fed through their quantization, integer outputs dequantized), so every file
+is compared on the same preprocessed pixels.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from edgebase.errors import DataError
-
-
-def quantize_input(x: np.ndarray, spec) -> np.ndarray:
-    dt = np.dtype(spec.dtype)
-    if dt.kind == "f":
-        return np.ascontiguousarray(x, dtype=dt)
-    info = np.iinfo(dt)
-    q = np.round(x / spec.scale) + spec.zero_point
-    return np.clip(q, info.min, info.max).astype(dt)
-
-
-def dequantize_output(y: np.ndarray, spec) -> np.ndarray:
-    if np.dtype(spec.dtype).kind == "f" or not spec.scale:
-        return np.asarray(y, np.float32)
-    return ((y.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)
-
-
-class Runner:
-    """A model file in its runtime, taking NCHW float batches and returning float logits."""
-
-    def __init__(self, path: str | os.PathLike, runtime: str, layout: str,
-                 threads: int | None = None, precision_hint: str | None = None):
-        from device_runners.loading import load
-
-        self.backend = load(path, runtime=runtime, threads=threads, precision_hint=precision_hint)
-        self.layout = layout
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        from edgebase.images import to_layout
-
-        b = self.backend
-        outs = b.run(quantize_input(to_layout(x, self.layout), b.inputs[0]))
-        return dequantize_output(np.asarray(outs[0]), b.outputs[0])
-
-    def close(self) -> None:
-        self.backend.close()
 
 
 def label_offset(num_outputs: int, num_classes: int, where: str) -> int:
@@ -117,8 +80,10 @@ class EvalSet:
         self.num_classes = images.num_classes
         self.ref_logits: np.ndarray | None = None  # the fp32 file's, kept for later comparisons
 
-    def logits(self, runner, batch: int = 32) -> np.ndarray:
-        return np.concatenate([runner(self.x[s:s + batch]) for s in range(0, len(self.x), batch)])
+    def logits(self, file_logits, batch: int = 32) -> np.ndarray:
+        """``file_logits`` (a FileLogits) on every image, in batches."""
+        return np.concatenate([file_logits(self.x[s:s + batch])
+                               for s in range(0, len(self.x), batch)])
 
     def compare(self, ref_logits: np.ndarray, cand_logits: np.ndarray) -> Comparison:
         offset = label_offset(ref_logits.shape[1], self.num_classes, self.path)

@@ -27,19 +27,9 @@ def int8_precision(args) -> str | None:
 
 
 def int8_config(args) -> dict[str, Any]:
-    """ExportConfig fields from the int8 flags (checked here, before anything slow)."""
-    if args.calib_size is not None and args.calib_size < 1:
-        raise ConfigError(f"--calib-size must be >= 1, got {args.calib_size}")
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
-    if args.max_drop is not None and args.max_drop < 0:
-        raise ConfigError(f"--max-drop must be >= 0 (points of top-1), got {args.max_drop}")
-    # --data measures int8 accuracy too (the old --eval did only that)
+    """The int8 stage's options (``deploy.int8_stage.Int8Config`` fields, checked there)
+    from the flags; --data measures int8 accuracy too (the old --eval did only that)."""
     eval_data = getattr(args, "eval", None) or (args.data if args.int8 else None)
-    if args.max_drop is not None and eval_data is None:
-        raise ConfigError("--max-drop needs --data PATH (labelled images to measure the drop)")
-    if args.limit is not None and eval_data is None:
-        raise ConfigError("--limit needs --data PATH (the labelled images it counts)")
     from quant.calibration import KEYWORDS
 
     calib = args.calib if args.calib in KEYWORDS else Path(args.calib) if args.calib else None

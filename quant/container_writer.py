@@ -31,14 +31,15 @@ PERMS_4D = ((0, 1, 2, 3), (0, 2, 3, 1), (1, 2, 3, 0))
 
 
 def codebook_of(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(codebook [256] float32 with entry 0 = 0.0, code per element of ``w``)."""
+    """(codebook float32: 0.0 then the distinct non-zero values ascending, code per element of
+    ``w``)."""
     flat = np.ascontiguousarray(w, np.float32).reshape(-1)
     values = np.unique(flat[flat != 0])
     if len(values) > CODEBOOK - 1:
         raise ConfigError(f"{len(values)} distinct non-zero weights; weight sharing allows "
                           f"at most {CODEBOOK - 1} per layer")
-    book = np.zeros(CODEBOOK, np.float32)
-    book[1:1 + len(values)] = values
+    book = np.zeros(1 + len(values), np.float32)
+    book[1:] = values
     codes = np.zeros(len(flat), np.int64)
     nz = flat != 0
     codes[nz] = np.searchsorted(values, flat[nz]) + 1
@@ -63,26 +64,36 @@ def sparse_entries(codes: np.ndarray, gap_bits: int) -> tuple[np.ndarray, np.nda
     return np.asarray(out_codes, np.int64), np.asarray(out_gaps, np.int64)
 
 
-def _cheaper_positions(codes: np.ndarray, gap_bits: int, put) -> dict:
+def _cheaper_positions(codes: np.ndarray, symbols: int, gap_bits: int, put) -> dict:
     """The smaller of two encodings of a layer's codes: "sparse" (the non-zeros and their
     Huffman-coded gaps) or "dense" (a code for every weight, 0 for zero; no gap stream), which
     wins for layers that pruning left mostly dense, where a gap of 0 is nearly certain and
-    costs Huffman a whole bit."""
-    counts = np.bincount(codes, minlength=CODEBOOK)
+    costs Huffman a whole bit. Also returns how many entries the sparse form stores."""
+    counts = np.bincount(codes, minlength=symbols)
     dense_len = huffman.code_lengths(counts)
     dense_bits = int((dense_len * counts).sum())
     sparse_codes, gaps = sparse_entries(codes, gap_bits)
-    code_counts = np.bincount(sparse_codes, minlength=CODEBOOK)
+    code_counts = np.bincount(sparse_codes, minlength=symbols)
     gap_counts = np.bincount(gaps, minlength=1 << gap_bits)
     code_len, gap_len = huffman.code_lengths(code_counts), huffman.code_lengths(gap_counts)
     sparse_bits = int((code_len * code_counts).sum() + (gap_len * gap_counts).sum())
     if dense_bits <= sparse_bits:
         return {"positions": "dense", "count": len(codes), "code_lengths": dense_len.tolist(),
-                "codes": put(huffman.encode(codes, dense_len))}
+                "codes": put(huffman.encode(codes, dense_len))}, len(sparse_codes)
     return {"positions": "sparse", "count": len(sparse_codes), "gap_bits": gap_bits,
             "code_lengths": code_len.tolist(), "gap_lengths": gap_len.tolist(),
             "codes": put(huffman.encode(sparse_codes, code_len)),
-            "gaps": put(huffman.encode(gaps, gap_len))}
+            "gaps": put(huffman.encode(gaps, gap_len))}, len(sparse_codes)
+
+
+def fixed_width_bytes(size: int, stored: int, book: int, gap_bits: int) -> tuple[float, float]:
+    """What a layer would take before Huffman coding, as in the paper's table: (after pruning:
+    float32 values with ``gap_bits`` relative positions, or dense float32 if smaller; after
+    sharing: the codebook plus fixed-width codes with those positions, or dense codes)."""
+    code_bits = max(1, int(np.ceil(np.log2(book))))
+    pruned = min(32 * size, (32 + gap_bits) * stored) / 8
+    shared = 4 * book + min(code_bits * size, (code_bits + gap_bits) * stored) / 8
+    return pruned, shared
 
 
 def locate(files: Mapping[str, bytes], w: np.ndarray, name: str) -> tuple[str, int, tuple]:
@@ -116,6 +127,7 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, np.ndarray]
 
     holes: dict[str, list[dict]] = {f: [] for f in files}
     entries, sizes = [], {"codebooks": 0, "codes": 0, "gaps": 0}
+    before_huffman = np.zeros(2)  # layers after pruning, after sharing (fixed-width codes)
     for index, (name, w) in enumerate(layers.items()):
         w = np.asarray(w, np.float32)
         fname, offset, perm = locate(files, w, name)
@@ -125,8 +137,10 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, np.ndarray]
         # shape as stored in the file; perm maps PyTorch's axes to it (for reading, not decoding)
         entry = {"name": name, "shape": list(stored.shape), "perm": list(perm),
                  "codebook": put(book.astype("<f4").tobytes())}
-        entry.update(_cheaper_positions(codes, gap_bits, put))
+        positions, sparse_count = _cheaper_positions(codes, len(book), gap_bits, put)
+        entry.update(positions)
         entries.append(entry)
+        before_huffman += fixed_width_bytes(codes.size, sparse_count, len(book), gap_bits)
         sizes["codebooks"] += entry["codebook"]["bytes"]
         sizes["codes"] += entry["codes"]["bytes"]
         sizes["gaps"] += entry["gaps"]["bytes"] if "gaps" in entry else 0
@@ -153,6 +167,9 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, np.ndarray]
     write_bytes_atomic(out, data)
     sizes["total"] = len(data)
     sizes["files"] = sum(len(d) for d in files.values())
+    rest = len(data) - sizes["codebooks"] - sizes["codes"] - sizes["gaps"]
+    sizes["after_pruning"] = int(round(rest + before_huffman[0]))
+    sizes["after_sharing"] = int(round(rest + before_huffman[1]))
     return sizes
 
 

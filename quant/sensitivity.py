@@ -86,14 +86,14 @@ def rank_layers(parent, targets, calib: np.ndarray) -> list[dict[str, Any]]:
     return ranking
 
 
-def fall_back(ptq, fp32_path: Path, int8_path: Path, calib, options, source, config,
+def fall_back(ptq, fp32_path: Path, int8_path: Path, calib, options, source, config, int8,
               evaluation, log: Callable[[str], None] = progress):
     """Re-quantize with the most sensitive layers in float until the drop is within
-    ``config.max_drop``; returns (sensitivity record, facts, accuracy) and leaves the chosen
+    ``int8.max_drop`` (``config``: the export stage's target and threads); returns (sensitivity record, facts, accuracy) and leaves the chosen
     file at ``int8_path``."""
     import dataclasses
 
-    from quant.accuracy import Runner
+    from device_runners.file_logits import FileLogits
 
     target = config.target_entry
     t0 = time.perf_counter()
@@ -114,9 +114,8 @@ def fall_back(ptq, fp32_path: Path, int8_path: Path, calib, options, source, con
         out.parent.mkdir(exist_ok=True)
         opts = dataclasses.replace(options, exclude=exclude)
         facts = ptq.quantize(fp32_path, out, calib, opts, parent=source.model)
-        runner = Runner(out, target.runtime, target.input_layout, config.threads)
-        acc = evaluation.compare(evaluation.ref_logits, evaluation.logits(runner)).to_dict()
-        runner.close()
+        with FileLogits(out, target.runtime, target.input_layout, config.threads) as logits:
+            acc = evaluation.compare(evaluation.ref_logits, evaluation.logits(logits)).to_dict()
         steps.append({"float_layers": k, "top1_drop": acc["top1_drop"],
                       "agreement": acc["agreement"], "size_bytes": _size(out, target)})
         log(f"sensitivity: {k} layer(s) in float -> top-1 drop {acc['top1_drop']:.2f}")
@@ -126,14 +125,14 @@ def fall_back(ptq, fp32_path: Path, int8_path: Path, calib, options, source, con
     # doubling until the drop holds (or the budget ends), then bisect down to the fewest
     k, good, bad = 1, None, 0
     while k <= budget:
-        if attempt(k)[2]["top1_drop"] <= config.max_drop:
+        if attempt(k)[2]["top1_drop"] <= int8.max_drop:
             good = k
             break
         bad, k = k, min(k * 2, budget) if k < budget else budget + 1
     if good is not None:
         while good - bad > 1:
             mid = (good + bad) // 2
-            if attempt(mid)[2]["top1_drop"] <= config.max_drop:
+            if attempt(mid)[2]["top1_drop"] <= int8.max_drop:
                 good = mid
             else:
                 bad = mid
@@ -142,7 +141,7 @@ def fall_back(ptq, fp32_path: Path, int8_path: Path, calib, options, source, con
         chosen = min(results, key=lambda j: (results[j][2]["top1_drop"], j))
     out, facts, acc = results[chosen]
     _move(out, int8_path, target)
-    record = {"max_drop": config.max_drop, "reached": acc["top1_drop"] <= config.max_drop,
+    record = {"max_drop": int8.max_drop, "reached": acc["top1_drop"] <= int8.max_drop,
               "ranking_method": "per-layer logit error with that layer in float (PyTorch "
                                 "simulation of the int8 file, calibration inputs)",
               "ranking": ranking,
@@ -150,7 +149,7 @@ def fall_back(ptq, fp32_path: Path, int8_path: Path, calib, options, source, con
               "float_layers_in_file": [r["target"] for r in ranking[:chosen]],
               "steps": steps, "size_bytes_before": base_size,
               "size_bytes_after": _size(int8_path, target)}
-    return record, facts, {**acc, "data": str(config.eval_data)}
+    return record, facts, {**acc, "data": str(int8.eval_data)}
 
 
 def _size(path: Path, target) -> int:

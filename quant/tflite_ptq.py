@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgebase.capabilities import TARGETS
 from edgebase.errors import ConfigError, MissingDependencyError, ModelFileError
 from exporters.tflite_graph import builtin_names as _op_names
 from exporters.tflite_graph import load_schema as _schema
@@ -35,7 +36,7 @@ TARGET = "tflite"
 # per-image min/max, which under-ranges heavy-tailed tensors: measured on MobileNetV1-0.25, it
 # clipped the logits of 24 % of held-out images
 METHODS = (image_ranges.NAME, "minmax", "ema")
-IO_TYPES = ("float", "int8", "uint8")
+IO_TYPES = TARGETS[TARGET].int8_io  # float, int8, uint8 (the capability table)
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 EDGE_OPS = ("QUANTIZE", "DEQUANTIZE")
 

@@ -106,10 +106,12 @@ def exported(model_name: str, target: str, precision: str, size: int = SMALL,
     out = session_dir() / f"{model_name}-{target}-{precision}-{size}"
     source = load_source(model_name, weights=checkpoint(model_name, size, classes),
                          num_classes=classes, input_size=size)
-    extra = {}
+    int8 = None
     if precision == "int8":
+        from deploy.int8_stage import Int8Config
         from deploy.validate import data_dir
 
-        extra = {"calib": data_dir() / "imagenet-sample-1k.zip", "calib_size": INT8_CALIB_IMAGES}
-    config = ExportConfig(target=target, precision=precision, output_dir=out, threads=1, **extra)
-    return export(source, config), out
+        int8 = Int8Config(calib=data_dir() / "imagenet-sample-1k.zip",
+                          calib_size=INT8_CALIB_IMAGES)
+    config = ExportConfig(target=target, precision=precision, output_dir=out, threads=1)
+    return export(source, config, int8), out

@@ -108,6 +108,21 @@ def test_numbers_are_consistent(run):
         assert c["agreement"] >= 90.0
 
 
+def test_latency_lands_in_each_files_manifest(run):
+    """Artifact.benchmarks of every timed file holds the report's latency, one record per
+    thread count and precision hint."""
+    from edgebase.manifest import read_manifest
+
+    timed = [c for c in run["report"]["cells"] if c["status"] == "ok" and c.get("latency")]
+    assert timed
+    for c in timed:
+        records = [b for b in read_manifest(c["file"]).benchmarks
+                   if b["precision_hint"] == c.get("precision_hint", "f32")]
+        assert {str(b["threads"]): b["p50_ms"] for b in records} == {
+            t: lat["p50_ms"] for t, lat in c["latency"].items()}
+        assert all(b["tool"] == "deploy benchmark" and b["machine"]["cpu"] for b in records)
+
+
 def test_top1_matches_runner_eval(run):
     """The benchmark's accuracy path and `runner eval` see the same pixels and labels."""
     from deploy.validate import default_data

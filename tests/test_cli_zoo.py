@@ -129,7 +129,7 @@ def test_inspect_bad_weights_is_one_clear_line(tmp_path, capsys, argv, match):
     (["shufflenet_v2_x1_0", "--width", "0.75"], "width=0.75 is not supported; valid: 0.5"),
     (["squeezenet1_1", "--input-size", "8"], "--input-size must be >= 16"),
     (["squeezenet1_0", "--input-size", "20"], "20x20 input does not fit"),
-    (["mobilenet_v2", "--num-classes", "0"], "--num-classes must be >= 1"),
+    (["mobilenet_v2", "--num-classes", "0"], "--num-classes: must be at least 1, got 0"),
     (["mobilenet_v2", "--weights", "/nonexistent/w.pth"], "does not exist"),
 ])
 def test_inspect_option_errors(capsys, argv, match):

@@ -70,6 +70,39 @@ def test_container_round_trip_sparse_dense_and_transposed(tmp_path):
     assert describe(tmp_path / "x.edc")["decoded_bytes"] == sum(len(v) for v in files.values())
 
 
+def _as_version_1(src: Path, dst: Path) -> None:
+    """Rewrite a container as version 1 wrote it: every codebook padded to 256 entries."""
+    import json
+    import struct
+    import zlib
+
+    from device_runners.container import MAGIC
+
+    c = read(src)
+    blob = bytearray(c.blob)
+    for layer in c.header["layers"]:
+        book = np.zeros(256, "<f4")
+        used = np.frombuffer(c.piece(layer["codebook"]), "<f4")
+        book[:len(used)] = used
+        layer["codebook"] = {"at": len(blob), "bytes": book.nbytes}
+        blob += book.tobytes()
+        layer["code_lengths"] += [0] * (256 - len(layer["code_lengths"]))
+    header = zlib.compress(json.dumps(c.header).encode())
+    dst.write_bytes(MAGIC + struct.pack("<HI", 1, len(header)) + header + bytes(blob))
+
+
+def test_codebooks_hold_only_the_values_in_use_and_version_1_still_decodes(tmp_path):
+    rng = np.random.default_rng(4)
+    w = _weights(rng, (8, 8, 3, 3), values=5)
+    files = {"m.onnx": _file_with(w)}
+    write_container(files, {"w": w}, tmp_path / "x.edc")
+    layer = read(tmp_path / "x.edc").header["layers"][0]
+    assert layer["codebook"]["bytes"] == 4 * (1 + len(np.unique(w[w != 0])))  # 0.0 + values
+    _as_version_1(tmp_path / "x.edc", tmp_path / "v1.edc")
+    out = unpack(tmp_path / "v1.edc", tmp_path / "out")
+    assert {p.name: p.read_bytes() for p in out} == files
+
+
 def test_long_zero_runs_get_fillers():
     codes = np.zeros(100, np.int64)
     codes[[0, 40, 41]] = [3, 5, 7]
@@ -98,6 +131,45 @@ def test_damaged_containers_are_one_line_errors_and_leave_nothing(tmp_path, dama
         unpack(tmp_path / "bad.edc", tmp_path / "out")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _with_header(path: Path, edit) -> Path:
+    """The container at ``path`` with its JSON header edited (lengths fixed up)."""
+    import json
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    version, length = struct.unpack_from("<HI", data, 4)
+    header = json.loads(zlib.decompress(data[10:10 + length]))
+    edit(header)
+    new = zlib.compress(json.dumps(header).encode())
+    out = path.with_name("hostile.edc")
+    out.write_bytes(data[:4] + struct.pack("<HI", version, len(new)) + new + data[10 + length:])
+    return out
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda h: h["layers"][0].update(count=1 << 40), "cannot be decoded"),  # huge symbol count
+    (lambda h: h["layers"][0].update(shape=[1 << 20] * 4), "layers hold"),  # terabytes of weights
+    (lambda h: h["files"][0].update(size=1 << 40), "would decode to"),
+    (lambda h: h["layers"][0]["code_lengths"].__setitem__(0, float("inf")), "cannot be decoded"),
+    (lambda h: h["layers"].__setitem__(0, [1, 2]), "damaged container header"),
+    (lambda h: h["files"][0].pop("holes"), "damaged container header"),
+])
+def test_hostile_headers_are_refused_before_allocating(tmp_path, edit, message):
+    rng = np.random.default_rng(4)
+    w = _weights(rng, (8, 8, 3, 3))
+    write_container({"m.onnx": _file_with(w)}, {"w": w}, tmp_path / "x.edc")
+    with pytest.raises(ModelFileError, match=message) as err:
+        unpack(_with_header(tmp_path / "x.edc", edit), tmp_path / "out")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_huffman_refuses_more_symbols_than_bits():
+    with pytest.raises(huffman.HuffmanError, match="cannot fit"):
+        huffman.decode(b"\xff" * 4, np.array([1, 1]), 33)
 
 
 def test_decoder_imports_no_torch(tmp_path):
@@ -135,15 +207,20 @@ def test_han_squeezenet_reencoded_bit_identically_below_560_kb(tmp_path):
     assert np.abs(b.run(x)[0] - ref).max() < 1e-4
 
 
-def test_compress_a_batchnorm_net_with_pruning_and_sharing(tmp_path):
+def test_compress_a_batchnorm_net_with_pruning_and_sharing_no_finetuning(tmp_path):
     from deploy.compress_stage import CompressConfig, compress
     from deploy.export import load_source
+    from quant.finetune import FinetuneConfig
 
     source = load_source("shufflenet_v2_x0_5.cifar10")
     art = compress(source, CompressConfig(target="onnx", output_dir=tmp_path, prune=0.5,
-                                          share_bits=5), log=lambda m: None)
+                                          share_bits=5, prune_layers="uniform",
+                                          finetune=FinetuneConfig(epochs=0)),
+                   log=lambda m: None)
     c = art.extra["container"]
     assert art.validation["status"] == "passed"  # the file against the shared parent
     assert all(f["distinct_after"] <= 32 for f in c["layers"])
     assert c["ratio_vs_target_file"] > 6
+    sizes = c["sizes"]  # the paper's columns: each step smaller than the one before
+    assert sizes["files"] > sizes["after_pruning"] > sizes["after_sharing"] > sizes["total"]
     assert art.passes[-1]["name"] == "deep_compression" and not art.passes[-1]["fine_tuned"]

@@ -232,6 +232,88 @@ def test_modules_import_no_framework_until_used():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_release_bundle_of_a_pte_verifies(tiny, tmp_path):
+    """A .pte through the release's assembly (copied, measured with runner eval/bench, card,
+    checksums, zip) and runner verify on it: loads, specs, accuracy re-measured exactly; the
+    card names the [executorch] extra and says it loads PyTorch; no phone-app sections (those
+    are the .tflite format's own)."""
+    import json
+
+    from deploy.release import Built, ReleaseConfig, assemble
+    from device_runners.verify import verify
+    from edgebase.manifest import Artifact, file_facts, read_manifest, write_manifest
+    from zoo import get_entry
+    from zoo.labels import labels
+
+    _, conversion, _ = tiny
+    src = tmp_path / "build" / "tiny.pte"
+    src.parent.mkdir()
+    src.write_bytes(conversion.file.read_bytes())
+    entry = get_entry("shufflenet_v2_x0_5.cifar10")
+    from device_runners.backends.executorch import ExecuTorchBackend
+
+    with ExecuTorchBackend(src, threads=1) as backend:
+        inputs, outputs = tuple(backend.inputs), tuple(backend.outputs)
+    facts = file_facts(src)
+    art = Artifact(file=src.name, format="executorch", precision="fp32",
+                   sha256=facts["sha256"], size_bytes=facts["size_bytes"],
+                   model={"name": "tiny", "arch": "tiny_cnn",
+                          "weights": {"trained": False, "sha256": "0" * 64}},
+                   inputs=inputs, outputs=outputs, preprocess=entry.preprocess,
+                   labels=labels(entry.labels), validation={"status": "passed"})
+    write_manifest(art, src)
+    data = default_data_zip()
+    cfg = ReleaseConfig(model="tiny", targets=("executorch",), version="0.1.0", eval_data=data,
+                        eval_limit=40, output=tmp_path / "out", threads=1, bench_runs=3,
+                        bench_warmup=1)
+    folder, zipped = assemble([Built(src, art, False)], cfg, log=lambda *_: None)
+    report = verify(zipped, data=data, tolerance=0.0, threads=1)
+    assert report.ok, [str(p) for p in report.problems]
+    (model,) = json.loads((folder / "manifest.json").read_text())["models"]
+    assert (model["format"], model["runtime"], model["path"]) == ("executorch", "executorch",
+                                                                  "tiny.pte")
+    assert report.models[0]["top1"] == pytest.approx(model["accuracy"]["top1"])
+    assert "tflite_metadata" not in model and [p.get("name") for p in model["passes"]] == []
+    own = read_manifest(folder / model["path"])
+    assert [b["p50_ms"] for b in own.benchmarks] == [model["latency"]["p50_ms"]]
+    card = (folder / "README.md").read_text()
+    assert "`pip install 'edgedeploy[executorch]'`; executorch loads PyTorch" in card
+    assert "## Android" not in card and "## iOS" not in card
+    flipped = tmp_path / "flipped" / folder.name
+    import shutil
+
+    shutil.copytree(folder, flipped)
+    raw = bytearray((flipped / "tiny.pte").read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    (flipped / "tiny.pte").write_bytes(bytes(raw))
+    assert verify(flipped, load=False).bad_files() == ["tiny.pte"]
+
+
+@pytest.mark.slow  # two XNNPACK lowerings of a real checkpoint: minutes
+def test_deploy_release_of_executorch_fp32_and_int8_verifies(tmp_path, capsys):
+    """`deploy release --target executorch --int8` of the trained ShuffleNetV2 x0.5, then
+    `runner verify` of its zip with the recorded images: both .pte files load, match their
+    specs and re-measure the recorded top-1 exactly."""
+    import json
+
+    from deploy.cli import main
+    from device_runners.verify import verify
+
+    data = default_data_zip()
+    out = tmp_path / "release"
+    assert main(["release", "shufflenet_v2_x0_5.cifar10", "--target", "executorch", "--int8",
+                 "--calib", str(data), "--data", str(data), "--limit", "200", "--threads", "1",
+                 "--bench-runs", "5", "--output", str(out), "--json", "-"]) == 0
+    bundle = json.loads(capsys.readouterr().out)
+    assert [(m["format"], m["precision"]) for m in bundle["models"]] == [
+        ("executorch", "fp32"), ("executorch", "int8")]
+    assert all(m["validation"]["status"] == "passed" for m in bundle["models"])
+    report = verify(bundle["zip"], data=data, tolerance=0.0, threads=1)
+    assert report.ok, [str(p) for p in report.problems]
+    assert [m["top1"] for m in report.models] == pytest.approx(
+        [m["accuracy"]["top1"] for m in bundle["models"]])
+
+
 # ---- trained CIFAR-10 checkpoints, real test images --------------------------------------
 CHECKPOINTS = ("shufflenet_v2_x0_5.cifar10", "mobilenet_v2_x0_5.cifar10")
 

@@ -74,6 +74,26 @@ def test_replace_returns_a_new_record(tmp_path):
     assert art.passed and not failed.passed
 
 
+def test_benchmark_records_replace_the_same_measurement_only(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    machine = {"cpu": "c", "cores": 2}
+    one = {"tool": "t", "runtime": "r", "threads": 1, "batch": 1, "precision_hint": "f32",
+           "machine": machine, "device": None, "p50_ms": 2.0}
+    art = _artifact(model).with_benchmarks(one, {**one, "threads": 2, "p50_ms": 1.5})
+    again = art.with_benchmarks({**one, "p50_ms": 1.8})  # 1 thread measured again
+    assert [(b["threads"], b["p50_ms"]) for b in again.benchmarks] == [(2, 1.5), (1, 1.8)]
+    elsewhere = again.with_benchmarks({**one, "machine": {**machine, "cpu": "other"}})
+    assert len(elsewhere.benchmarks) == 3
+    write_manifest(elsewhere, model)
+    assert read_manifest(model).benchmarks == elsewhere.benchmarks
+    from edgebase.manifest import files_match
+
+    assert files_match(art, model)
+    model.write_bytes(b"y")
+    assert not files_match(art, model)
+
+
 def test_absent_manifest_is_none_and_bad_manifests_are_clear(tmp_path):
     model = tmp_path / "m.tflite"
     model.write_bytes(b"x")
@@ -84,3 +104,20 @@ def test_absent_manifest_is_none_and_bad_manifests_are_clear(tmp_path):
     write_text_atomic(manifest_path(model), json.dumps({"schema": "other/9"}))
     with pytest.raises(ModelFileError, match="schema"):
         read_manifest(model)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["outputs"][0].pop("shape"),  # a tensor without its shape
+    lambda d: d.update(inputs=["x"]),  # a tensor that is not an object
+    lambda d: d["preprocess"].update(mean=3),  # a number where a list belongs
+    lambda d: d.update(preprocess=[1, 2]),
+])
+def test_manifests_with_fields_of_the_wrong_kind_are_one_line_errors(tmp_path, edit):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\x08\x01")
+    d = _artifact(model).to_dict()
+    edit(d)
+    write_text_atomic(manifest_path(model), json.dumps(d))
+    with pytest.raises(ModelFileError, match="malformed manifest") as err:
+        read_manifest(model)
+    assert "\n" not in str(err.value)

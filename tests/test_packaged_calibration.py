@@ -58,9 +58,9 @@ def test_it_ships_as_package_data():
 
 
 def _config(**kw):
-    from deploy.export import ExportConfig
+    from deploy.int8_stage import Int8Config
 
-    return ExportConfig(target="tflite", precision="int8", **kw)
+    return Int8Config(**kw)
 
 
 def test_packaged_models_calibrate_on_it_by_default(capsys):

@@ -23,8 +23,8 @@ def run(argv, capsys):
     (["--int8", "--fp16"], "--int8 and --fp16 exclude each other"),
     (["--int8", "--max-drop", "0.5"], "--max-drop needs --data PATH"),
     (["--int8", "--limit", "5"], "--limit needs --data PATH"),
-    (["--int8", "--calib-size", "0"], "--calib-size must be >= 1"),
-    (["--int8", "--max-drop", "-1", "--data", "x"], "--max-drop must be >= 0"),
+    (["--int8", "--calib-size", "0"], "--calib-size: must be at least 1, got 0"),
+    (["--int8", "--max-drop", "-1", "--data", "x"], "--max-drop: must be at least 0, got -1"),
 ])
 def test_flag_errors(flags, message, capsys, tmp_path):
     code, err = run(["export", "shufflenet_v2_x0_5.cifar10", "--target", "onnx",

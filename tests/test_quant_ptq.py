@@ -263,22 +263,22 @@ def test_openvino_fall_back_keeps_our_ranges_and_squeeze_excite_weights_int8(tmp
     from quant import openvino_ptq
     from quant.calibration import load_calibration
     from quant.sensitivity import fall_back
-    from deploy.int8_stage import _evaluate
+    from deploy.int8_stage import Int8Config, _evaluate
 
     torch.set_num_threads(1)
     data = data_dir() / "cifar10.zip"
     source = load_source("mobilenet_v3_small.cifar10")
-    cfg = ExportConfig(target="openvino", output_dir=tmp_path / "fp32", threads=1,
-                       eval_data=data, eval_limit=100, max_drop=0.0)
+    cfg = ExportConfig(target="openvino", output_dir=tmp_path / "fp32", threads=1)
+    int8_cfg = Int8Config(eval_data=data, eval_limit=100, max_drop=0.0)
     fp32 = tmp_path / "fp32" / export(source, cfg).file
     calib = load_calibration(data, source.entry.preprocess, size=2)
     int8 = tmp_path / "q.xml"
     options = openvino_ptq.make_options()
     plain = openvino_ptq.quantize(fp32, int8, calib, options, parent=source.model)
-    _, evaluation = _evaluate(fp32, int8, cfg.target_entry, cfg, ImageSet(data, split="test"),
-                              calib, source.entry.preprocess)
+    _, evaluation = _evaluate(fp32, int8, cfg.target_entry, cfg, int8_cfg,
+                              ImageSet(data, split="test"), calib, source.entry.preprocess)
     record, facts, _ = fall_back(openvino_ptq, fp32, int8, calib, options, source, cfg,
-                                 evaluation, log=lambda line: None)
+                                 int8_cfg, evaluation, log=lambda line: None)
     floated = record["float_layers_in_file"]
     assert floated and len(record["ranking"]) == len(openvino_ptq.target_layers(int8)), record
     assert facts["method"] == "image-percentile" and facts["excluded"] == floated
@@ -296,13 +296,14 @@ def test_openvino_fall_back_keeps_our_ranges_and_squeeze_excite_weights_int8(tmp
 def test_imported_mobilenet_v1_int8_accuracy(target, shared_data, tmp_path):
     """Google's MobileNetV1-0.25: calibrate on 200 photos, evaluate on 300 others."""
     from deploy.export import ExportConfig, export, load_source
+    from deploy.int8_stage import Int8Config
 
     source = load_source("mobilenet_v1_x0_25", num_classes=1001,
                          weights=shared_data / "models/mobilenet_v1_0.25_224_float.tflite")
     data = shared_data / "imagenet-sample-1k.zip"
     art = export(source, ExportConfig(target=target, precision="int8", output_dir=tmp_path,
-                                      threads=1, calib=data, calib_size=200, eval_data=data,
-                                      eval_limit=300))
+                                      threads=1),
+                 Int8Config(calib=data, calib_size=200, eval_data=data, eval_limit=300))
     acc = art.extra["accuracy"]
     assert art.passed and acc["images"] == 300
     assert acc["agreement"] >= 82 and acc["top1_drop"] <= 2.5, acc
@@ -315,6 +316,7 @@ def test_imported_mobilenet_v1_int8_accuracy(target, shared_data, tmp_path):
 def test_max_drop_falls_back_and_records(shared_data, tmp_path, target):
     from deploy.commands.export import report
     from deploy.export import ExportConfig, export, load_source
+    from deploy.int8_stage import Int8Config
     from quant.cli import report_lines
 
     source = load_source("mobilenet_v1_x0_25", num_classes=1001,
@@ -322,11 +324,11 @@ def test_max_drop_falls_back_and_records(shared_data, tmp_path, target):
     data = shared_data / "imagenet-sample-1k.zip"
     # absolute min/max ranges: plain int8 loses top-1 on these 200 photos, so the fall-back runs
     # (TFLite's default image-percentile ranges lose none here)
-    cfg = ExportConfig(target=target, precision="int8", output_dir=tmp_path, threads=1,
-                       calib=data, calib_size=100, calib_method="minmax", eval_data=data,
-                       eval_limit=200, max_drop=0.0)
+    cfg = ExportConfig(target=target, precision="int8", output_dir=tmp_path, threads=1)
+    int8 = Int8Config(calib=data, calib_size=100, calib_method="minmax", eval_data=data,
+                      eval_limit=200, max_drop=0.0)
     try:
-        art = export(source, cfg)
+        art = export(source, cfg, int8)
     except Exception as e:  # the drop may be unreachable: then it is a ValidationError
         from edgebase.errors import ValidationError
 

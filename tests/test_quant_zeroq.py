@@ -76,13 +76,13 @@ def test_zeroq_on_request_with_progress_bar_and_settled_loss(capsys):
     ends below its midway value (at a constant rate it once ended above it, 0.03 -> 1.16)."""
     import torch
 
-    from deploy.export import ExportConfig, load_source
+    from deploy.export import load_source
     from quant import zeroq
-    from deploy.int8_stage import calibration_data
+    from deploy.int8_stage import Int8Config, calibration_data
 
     torch.set_num_threads(1)
     source = load_source("shufflenet_v2_x0_5.cifar10")
-    config = ExportConfig(target="tflite", precision="int8", calib="zeroq", calib_size=4)
+    config = Int8Config(calib="zeroq", calib_size=4)
     calib = calibration_data(source, config)
     err = capsys.readouterr().err
     s = calib.source
@@ -98,10 +98,10 @@ def test_zeroq_on_request_with_progress_bar_and_settled_loss(capsys):
 
 
 def test_zeroq_on_request_for_random_init_weights_is_refused():
-    from deploy.export import ExportConfig, load_source
-    from deploy.int8_stage import calibration_data
+    from deploy.export import load_source
+    from deploy.int8_stage import Int8Config, calibration_data
 
     source = load_source("shufflenet_v2_x1_0", input_size=32)
-    config = ExportConfig(target="tflite", precision="int8", calib="zeroq", calib_size=2)
+    config = Int8Config(calib="zeroq", calib_size=2)
     with pytest.raises(ConfigError, match="no BatchNorm running statistics.*--calib synthetic"):
         calibration_data(source, config)

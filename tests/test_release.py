@@ -131,8 +131,14 @@ def test_model_card_numbers_are_the_measured_ones(released):
     assert m["measured_on"]["cpu"] in card
     assert "not measured" not in card
     for needle in ("import TensorFlowLite", "org.tensorflow.lite.Interpreter", "runner verify",
-                   "## Preprocessing"):
+                   "## Preprocessing", "`pip install 'edgedeploy[litert]'`; no PyTorch needed."):
         assert needle in card
+    # the bundle's latency is also the file's own benchmark record
+    from edgebase.manifest import read_manifest
+
+    (bench,) = read_manifest(folder / model["path"]).benchmarks
+    assert bench["tool"] == "deploy release" and bench["p50_ms"] == lat["p50_ms"]
+    assert (bench["threads"], bench["machine"]) == (lat["threads"], m["measured_on"])
 
 
 def test_second_release_reuses_and_is_identical(released, tmp_path):
@@ -151,6 +157,33 @@ def test_second_release_reuses_and_is_identical(released, tmp_path):
     assert m2["accuracy"] is None and "not measured" in (again / "README.md").read_text()
 
 
+def test_one_reuse_rule(released, tmp_path):
+    """deploy.reuse: the build folder's file is reused for the same parent and export settings
+    only while its bytes match; other options, int8 or a changed byte rebuild."""
+    import dataclasses
+
+    from deploy.export import ExportConfig, load_source
+    from deploy.reuse import find_reusable
+
+    cfg, _, _ = released
+    build = tmp_path / "build"
+    shutil.copytree(cfg.output / "build", build)
+    source = load_source(cfg.model, weights=cfg.weights)
+    config = ExportConfig(target="tflite", output_dir=build, force=True)
+    art = find_reusable(source, config)
+    assert art is not None and art.passed and (build / art.file).is_file()
+    assert find_reusable(source, dataclasses.replace(config, options={"rewrite": False})) is None
+    assert find_reusable(source, dataclasses.replace(config, batch=2)) is None
+    assert find_reusable(source, dataclasses.replace(config, precision="int8")) is None
+    pre = dataclasses.replace(source.entry.preprocess, mean=(0.5, 0.5, 0.5))
+    other = dataclasses.replace(source, entry=dataclasses.replace(source.entry, preprocess=pre))
+    assert find_reusable(other, config) is None  # another parent (its preprocessing)
+    data = bytearray((build / art.file).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (build / art.file).write_bytes(bytes(data))
+    assert find_reusable(source, config) is None
+
+
 def test_release_option_errors():
     from deploy.cli import main
     from deploy.release import ReleaseConfig
@@ -159,7 +192,7 @@ def test_release_option_errors():
         ReleaseConfig(model="x", int8=True)
     with pytest.raises(ConfigError, match="--version"):
         ReleaseConfig(model="x", version="1.0/../x")
-    with pytest.raises(ConfigError, match="--int8-io applies to int8 TFLite"):
+    with pytest.raises(ConfigError, match="--int8-io uint8 applies to int8 files of tflite"):
         ReleaseConfig(model="x", targets=("onnx",), int8=True, int8_io="uint8", calib=Path("."))
     with pytest.raises(ConfigError, match="valid: float, int8, uint8"):
         ReleaseConfig(model="x", int8=True, int8_io="uint16", calib=Path("."))
@@ -203,7 +236,7 @@ def test_plan_names_what_a_target_does_not_offer():
 def test_phone_snippets_follow_the_quantized_input_dtype():
     """A uint8 int8-TFLite input is clamped to 0..255 (UInt8 in Swift), an int8 one to
     -128..127; uint8 scores are read unsigned."""
-    from deploy.model_card import _android, _ios
+    from deploy.tflite_app_guide import render
 
     def card(dtype):
         q = {"dtype": dtype, "scale": 0.0187, "zero_point": 114 if dtype == "uint8" else -14,
@@ -213,7 +246,8 @@ def test_phone_snippets_follow_the_quantized_input_dtype():
                          "input": q, "outputs": [out]}],
              "preprocess": {"crop": 32, "resize": 32, "mean": [0.5] * 3, "std": [0.25] * 3},
              "labels": "labels.txt", "num_classes": 10}
-        return _android(m), _ios(m)
+        kotlin, swift = render(m, m["models"]).split("## iOS")
+        return kotlin, swift
 
     kotlin, swift = card("uint8")
     assert "maxOf(0, minOf(255," in kotlin and "(out[0][it].toInt() and 0xFF)" in kotlin

@@ -111,3 +111,45 @@ def test_isolated_load_reports_bad_file_and_keeps_good_ones(tmp_path):
         load(bad, isolate=True)
     assert "\n" not in str(err.value)
     assert load(FLOAT_TFLITE, isolate=True).input.shape == (1, 224, 224, 3)
+
+
+def test_tflite_op_counts_of_a_file_with_a_non_utf8_tensor_name(tmp_path):
+    """The interpreter runs a file whose inner tensor name is not UTF-8; the op histogram must
+    not fail on it (it reads the op names only)."""
+    data = bytearray(need(FLOAT_TFLITE).read_bytes())
+    at = data.index(b"MobilenetV1/MobilenetV1/Conv2d_9_pointwise/Relu6")
+    data[at + 3] = 0xEF  # starts a three-byte UTF-8 sequence that the next byte breaks
+    path = tmp_path / "odd_name.tflite"
+    path.write_bytes(bytes(data))
+    with load(path, threads=1) as b:
+        b.run(b.example(seed=0)[b.input.name])
+        counts = b.op_counts()
+    with load(FLOAT_TFLITE, threads=1) as b:
+        assert counts == b.op_counts() and counts  # the same graph, the same histogram
+
+
+def test_isolated_check_stops_a_file_that_outgrows_its_memory_budget(tmp_path):
+    """An ONNX file of a few hundred bytes that fills a tensor of 2**30 floats (4 GB) when run.
+    The check's child is stopped at the budget (2 GB for a file this small) and the runner says
+    so in one line, instead of a board running out of memory."""
+    import time
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from device_runners.isolation import MEMORY_FLOOR, memory_budget
+
+    shape = numpy_helper.from_array(np.array([1 << 30], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("ConstantOfShape", ["shape"], ["zeros"]),
+         helper.make_node("Add", ["x", "zeros"], ["y"])], "huge",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1 << 30])], [shape])
+    path = tmp_path / "huge.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert memory_budget(path) < MEMORY_FLOOR + 10_000
+    t0 = time.monotonic()
+    with pytest.raises(ModelFileError, match=r"used more than 2\.0 GB") as err:
+        load(path, isolate=True)
+    assert "\n" not in str(err.value)
+    assert time.monotonic() - t0 < 100  # stopped at the budget, not at the 120 s time-out

@@ -15,36 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.mutations import KINDS, mutate
 from edgebase.errors import DeployError
 from device_runners.loading import load
 from tests.runner_models import FLOAT_TFLITE, QUANT_TFLITE, need, small_models  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET_S = 40.0  # the default suite stays fast; the count below normally fits well inside
-
-
-def mutate(data: bytes, rng: random.Random, kind: str) -> bytes:
-    b = bytearray(data)
-    if kind == "truncate":
-        return bytes(b[:rng.randrange(len(b))])
-    if kind == "bitflip":
-        for _ in range(rng.randint(1, 32)):
-            i = rng.randrange(len(b))
-            b[i] ^= 1 << rng.randrange(8)
-    elif kind == "overwrite":
-        i = rng.randrange(len(b))
-        b[i:i + rng.randint(1, 64)] = rng.randbytes(rng.randint(1, 64))
-    elif kind == "zero":
-        i = rng.randrange(len(b))
-        n = rng.randint(4, 4096)
-        b[i:i + n] = bytes(len(b[i:i + n]))
-    elif kind == "head":  # the structure lives near the start of every format
-        i = rng.randrange(min(len(b), 512))
-        b[i] = rng.randrange(256)
-    return bytes(b)
-
-
-KINDS = ("truncate", "bitflip", "overwrite", "zero", "head")
 
 
 def cases(small: dict, tmp: Path, scale: float, seed: int = 0):

@@ -178,3 +178,13 @@ def test_bad_inputs(labels, tmp_path):
         tm.read_metadata(FLOAT)
     with pytest.raises(ModelFileError, match="cannot read"):
         tm.read_metadata(tmp_path / "missing.tflite")
+
+
+def test_damaged_metadata_is_a_one_line_error():
+    """A flipped byte in the metadata's name string (the model itself still loads)."""
+    data = bytearray(WITH_META.read_bytes())
+    at = data.index(tm.METADATA_NAME.encode())
+    data[at] = 0x8A  # not UTF-8
+    with pytest.raises(ModelFileError, match="damaged TFLite metadata") as err:
+        tm.read_metadata(bytes(data))
+    assert "\n" not in str(err.value)

@@ -130,7 +130,7 @@ def test_cli_trains_and_reports(tiny_zip, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--data", "{missing}"], "no such file"),
     (["--data", "{notzip}"], "not a folder or a zip"),
-    (["--data", "{tiny}", "--epochs", "0"], "--epochs must be >= 1"),
+    (["--data", "{tiny}", "--epochs", "0"], "--epochs: must be at least 1, got 0"),
     (["--data", "{tiny}", "--limit", "8"], "smaller than one batch"),
 ])
 def test_cli_errors_are_one_line(argv, message, tiny_zip, tmp_path, capsys):

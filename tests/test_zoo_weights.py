@@ -105,8 +105,8 @@ def test_other_architecture_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("content,match", [
-    (b"", "cannot read"),
-    (b"not a checkpoint at all", "cannot read"),
+    (b"", r"is empty \(0 bytes\)"),
+    (b"not a checkpoint at all", "cannot read .*: not a pickle of tensors"),
 ])
 def test_unreadable_files(tmp_path, content, match):
     path = tmp_path / "junk.pt"

@@ -113,12 +113,9 @@ class Paths:
 
 
 def _load_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any]:
-    import torch
+    from zoo.weights import load_tensors_only
 
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or foreign file
-        raise WeightsError(f"{path}: unreadable training checkpoint ({e})") from None
+    ckpt = load_tensors_only(path)  # a truncated, foreign or code-running file: one line
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path}: not an edgedeploy training checkpoint")
     saved = ckpt["config"]

@@ -119,6 +119,8 @@ def load_weights(model, path: str | Path, arch: str) -> LoadedWeights:
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise WeightsError(f"weights file {path} {what}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file {path} is empty (0 bytes)")
     suffix = _suffix(path)
     if suffix not in TORCH_SUFFIXES:
         importer = _find_importer(arch, suffix)
@@ -130,23 +132,51 @@ def load_weights(model, path: str | Path, arch: str) -> LoadedWeights:
         digest = sha256_file(path)
         info = importer.fn(model, path)
         return LoadedWeights(str(path), digest, suffix, info=info if isinstance(info, Mapping) else None)
-    obj = _torch_load(path)
+    obj = load_tensors_only(path)
     state, source_key = extract_state_dict(obj, path)
     state, prefix = strip_prefixes(state)
     apply_state_dict(model, state, arch, path.name)
     return LoadedWeights(str(path), sha256_file(path), "torch", source_key, prefix)
 
 
-def _torch_load(path: Path) -> Any:
+def load_tensors_only(path: Path) -> Any:
     import torch
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and weights_only errors all mean "cannot read it"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = str(err).strip()
+        called = _refused_global(text)
+        if called:
+            # torch's own text goes on to suggest weights_only=False: never repeat that advice
+            raise WeightsError(f"refused {path.name}: its pickle calls {called} (code or "
+                               f"objects, not tensors); only tensors are loaded (torch.load "
+                               f"weights_only=True). Re-save the weights alone: "
+                               f"torch.save(model.state_dict(), PATH)") from None
+        if text.startswith("Weights only load failed"):  # not a pickle of tensors at all
+            text = "not a pickle of tensors"
+        reason = _first_sentence(text) if text else type(err).__name__
         raise WeightsError(
-            f"cannot read {path.name} as a PyTorch checkpoint (weights_only=True): {reason[:200]}"
-        ) from None
+            f"cannot read {path.name} as a PyTorch checkpoint (weights_only=True): {reason}; "
+            f"is it truncated, or another format?") from None
+
+
+def _first_sentence(text: str, limit: int = 200) -> str:
+    """A library's error up to its first full stop: never cut in the middle of advice."""
+    line = text.splitlines()[0]
+    end = line.find(". ")
+    line = line[:end] if end > 0 else line.rstrip(".")
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _refused_global(text: str) -> str | None:
+    """The callable a refused pickle names (torch's weights_only message), or None."""
+    import re
+
+    if not text.startswith("Weights only load failed"):
+        return None
+    m = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", text, re.IGNORECASE)
+    return m.group(1) if m else None
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -237,7 +267,7 @@ def load_packaged_weights(model, weights) -> LoadedWeights:
             f"{weights.sha256[:12]}...: the file is corrupt or was replaced"
         )
     arch = getattr(weights, "arch", None) or path.stem
-    obj = _torch_load(path)
+    obj = load_tensors_only(path)
     state, _ = extract_state_dict(obj, path)
     state, prefix = strip_prefixes(state)
     apply_state_dict(model, state, arch, path.name)

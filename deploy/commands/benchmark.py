@@ -7,18 +7,19 @@ HELP = ("size / top-1 / latency of models across targets and precisions, against
 
 
 def _ints(text: str) -> tuple[int, ...]:
+    """Thread counts: comma-separated whole numbers, each at least 1."""
     import argparse
 
-    from edgebase.cli_flags import csv
+    from edgebase.cli_flags import POSITIVE, csv
 
-    try:
-        return tuple(int(x) for x in csv(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    values = csv(text)
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated thread counts, got {text!r}")
+    return tuple(POSITIVE(x) for x in values)
 
 
 def add_arguments(p) -> None:
-    from edgebase.cli_flags import add_json, csv, old_name
+    from edgebase.cli_flags import COUNT, POSITIVE, add_json, csv, old_name, output_dir
     from edgebase.capabilities import target_names
 
     p.add_argument("models", nargs="+", metavar="MODEL", help="zoo names (see `deploy models`)")
@@ -32,26 +33,32 @@ def add_arguments(p) -> None:
                    help="labelled evaluation images, folder or zip (default: CIFAR-10 test split "
                         "for 32x32 nets, the ImageNet sample otherwise, from ../shared/data)")
     p.add_argument("--calib", metavar="PATH", help="calibration images for int8")
-    p.add_argument("--limit", type=int, metavar="N",
+    p.add_argument("--limit", type=POSITIVE, metavar="N",
                    help="evaluate on N class-balanced images (default: all)")
     p.add_argument("--no-eval", action="store_true",
                    help="latency only: skip the accuracy columns (e.g. random-init weights)")
     p.add_argument("--threads", type=_ints, default=(1, 2), metavar="N[,N]",
                    help="thread count, or a comma-separated list to time each (default 1,2)")
-    p.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
-    p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds: each "
+    p.add_argument("--runs", type=POSITIVE, default=50, help="timed runs per measurement (default 50)")
+    p.add_argument("--warmup", type=COUNT, default=10, help="warm-up runs (default 10)")
+    p.add_argument("--rounds", type=POSITIVE, default=3, help="interleaved latency rounds: each "
                    "times PyTorch and every file, --runs split over them; medians over rounds "
                    "(default 3)")
-    p.add_argument("--input-size", type=int, help="override every model's input size")
+    p.add_argument("--input-size", type=POSITIVE, help="override every model's input size")
     p.add_argument("--weights", metavar="PATH", help="checkpoint for a single MODEL")
-    p.add_argument("--num-classes", type=int, help="override every model's classifier outputs")
-    p.add_argument("--output", metavar="DIR", default="out/benchmark",
+    p.add_argument("--num-classes", type=POSITIVE, help="override every model's classifier outputs")
+    p.add_argument("--output", metavar="DIR", type=output_dir, default="out/benchmark",
                    help="exported files (reused when still valid) and, without --json, the "
                         "report files (default out/benchmark)")
     add_json(p, "the report (written to DIR/benchmark.json without FILE); the Markdown (same "
                 "stem) and PNG plots go beside it")
     p.add_argument("--title", default="deploy benchmark", help="title of the Markdown report")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the cells as tasks on a Ray cluster: auto (the cluster this machine "
+                        "belongs to), ray://HOST:PORT or HOST:PORT; every node needs edgedeploy, "
+                        "the data at the same paths and one timing_slot resource (ray start "
+                        "--resources='{\"timing_slot\": 1}'); needs pip install "
+                        "'edgedeploy[ray]' (default: this process)")
     from deploy.commands.device import add_device_arguments
 
     add_device_arguments(p, required=False)  # --device: time the files on a board over SSH
@@ -62,7 +69,8 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from deploy.benchmark import BenchmarkConfig, run_benchmark
+    from deploy.benchmark import BenchmarkConfig
+    from deploy.sweep.run import run_benchmark
     from deploy.benchmark_plots import write_plots
     from deploy.benchmark_report import rows, text_table, to_markdown, write_json
     from edgebase.files import write_text_atomic
@@ -78,10 +86,20 @@ def run(args) -> int:
         device=args.device, device_options=dict(
             python=args.python, remote_dir=args.remote_dir, ssh_config=args.ssh_config,
             connect_timeout=args.connect_timeout, install=args.install) if args.device else None)
+    executor = None
+    if args.cluster:
+        from deploy.sweep.ray_executor import RayExecutor, import_ray
+        from edgebase.errors import ConfigError
+
+        if args.device:
+            raise ConfigError("--cluster and --device cannot be combined yet: time the files on "
+                              "the device without --cluster")
+        import_ray()  # the missing-Ray error before any work
+        executor = RayExecutor(args.cluster)
     argv = sys.argv[1:]
     command = ("deploy " + shlex.join(argv) if "benchmark" in argv
                else "deploy benchmark " + shlex.join(args.models))
-    report = run_benchmark(config, command=command)
+    report = run_benchmark(config, command=command, executor=executor)
     out = config.output_dir
     to_stdout = args.json == "-"
     json_path = Path(args.json) if args.json and not to_stdout else out / "benchmark.json"
@@ -106,6 +124,10 @@ def run(args) -> int:
             print(f"\n{warning}")
     for line in report["warnings"]:  # under the table, where the numbers are read
         print(f"warning: {line}", file=sys.stderr)
+    if report.get("cluster"):
+        from deploy.benchmark_report import cluster_line
+
+        print(cluster_line(report["cluster"]), file=sys.stderr)
     print(f"\nwrote {json_path}, {md}" + "".join(f", {p}" for p in plots.values()),
           file=sys.stderr)
     # a failed cell is in the table and the files, and makes the exit status non-zero

@@ -8,23 +8,44 @@ HELP = ("Deep Compression: prune, share weights (k-means) and Huffman-code a mod
 
 def add_arguments(p) -> None:
     from edgebase.capabilities import target_names
+    from edgebase.cli_flags import POSITIVE, add_model_build, at_least, output_dir
+    from deploy.compress_stage import PRUNE_LAYERS
+    from quant.finetune import FinetuneConfig
+
+    d = FinetuneConfig()
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
     p.add_argument("--weights", metavar="PATH", help="checkpoint or importable weights file "
                    "(e.g. squeezenet_v1.0_deep_compression.net)")
+    add_model_build(p)
     p.add_argument("--target", required=True, choices=target_names(),
                    help="the file the container carries")
-    p.add_argument("--prune", type=float, default=0.0, metavar="S",
-                   help="share of each layer's weights to set to zero (default 0)")
-    p.add_argument("--share-bits", type=int, default=8, metavar="B",
+    p.add_argument("--prune", type=at_least(0, float), default=0.0, metavar="S",
+                   help="share of the conv/linear weights to set to zero (default 0)")
+    p.add_argument("--prune-layers", choices=PRUNE_LAYERS, default=PRUNE_LAYERS[0],
+                   help="how the share is spread over layers: from a per-layer sensitivity "
+                        "scan on the fine-tuning images (default) or the same in every layer")
+    p.add_argument("--share-bits", type=POSITIVE, default=8, metavar="B",
                    help="k-means codebook of 2**B values per layer (default 8)")
-    p.add_argument("--train-data", metavar="PATH", help="labelled images to fine-tune on "
-                   "after pruning and sharing (not available yet: refused)")
+    p.add_argument("--train-data", metavar="PATH", help="labelled images (a train/ split of "
+                   "the model's classes) to fine-tune on after pruning and after sharing")
+    p.add_argument("--distill-data", metavar="PATH", help="unlabelled images to fine-tune on by "
+                   "distillation from the dense parent (default: CIFAR-10 train images from "
+                   "the shared data folder; never evaluation images)")
+    p.add_argument("--epochs", type=float, default=d.epochs, metavar="E",
+                   help=f"fine-tuning epochs after pruning and again after sharing (default "
+                        f"{d.epochs:g}; 0: no fine-tuning)")
+    p.add_argument("--train-limit", type=POSITIVE, metavar="N", help="fine-tune on N images "
+                   "(class-balanced, seeded; default all for 32-px nets, 5000 for larger)")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"fine-tuning seed (default {d.seed})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.add_argument("--data", dest="eval_data", metavar="PATH",
-                   help="labelled images: top-1 of the dense parent vs the decoded file")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate on N images (default all)")
-    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--threads", type=int, help="runtime threads during validation")
+                   help="labelled images: top-1 of the dense parent, after pruning and after "
+                   "sharing (PyTorch) and of the decoded file")
+    p.add_argument("--limit", type=POSITIVE, metavar="N", help="evaluate on N images (default all)")
+    p.add_argument("--output", required=True, type=output_dir, metavar="DIR", help="output folder")
+    p.add_argument("--threads", type=POSITIVE, help="CPU threads for fine-tuning (PyTorch) and for "
+                   "the runtime during validation (default: each library's own)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
@@ -35,16 +56,21 @@ def run(args) -> int:
 
     from deploy.compress_stage import CompressConfig, compress
     from deploy.export import load_source
-    from edgebase.errors import ConfigError
+    from quant.finetune import FinetuneConfig
 
-    if args.train_data:
-        raise ConfigError("--train-data: fine-tuning after pruning and sharing is not "
-                          "available yet; compress without it (the drop is measured with --data)")
+    def path(value):
+        return Path(value) if value else None
+
     config = CompressConfig(target=args.target, output_dir=Path(args.output), prune=args.prune,
-                            share_bits=args.share_bits,
-                            eval_data=Path(args.eval_data) if args.eval_data else None,
-                            eval_limit=args.limit, threads=args.threads)
-    source = load_source(args.model, weights=args.weights)
+                            share_bits=args.share_bits, prune_layers=args.prune_layers,
+                            eval_data=path(args.eval_data),
+                            eval_limit=args.limit, threads=args.threads,
+                            train_data=path(args.train_data),
+                            distill_data=path(args.distill_data), train_limit=args.train_limit,
+                            finetune=FinetuneConfig(epochs=args.epochs, seed=args.seed),
+                            progress=not args.no_progress)
+    source = load_source(args.model, weights=args.weights, num_classes=args.num_classes,
+                         width=args.width, input_size=args.input_size)
     artifact = compress(source, config, log=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(artifact.to_dict(), indent=2))

@@ -16,6 +16,8 @@ OUTPUT_DESTS = {"outputs": "outputs.npz"}
 
 
 def add_device_arguments(p, required: bool = True) -> None:
+    from edgebase.cli_flags import POSITIVE
+
     g = p.add_argument_group("device")
     g.add_argument("--device", required=required, metavar="ADDRESS",
                    help="ssh://user@host[:port] or a host alias from ~/.ssh/config (key "
@@ -27,7 +29,7 @@ def add_device_arguments(p, required: bool = True) -> None:
                    help="cache on the device for files, wheels and the runner's venv "
                         "(default ~/.cache/edgedeploy)")
     g.add_argument("--ssh-config", metavar="FILE", help="ssh config file instead of ~/.ssh/config")
-    g.add_argument("--connect-timeout", type=int, default=10, metavar="S",
+    g.add_argument("--connect-timeout", type=POSITIVE, default=10, metavar="S",
                    help="seconds to wait for the connection (default 10)")
     g.add_argument("--no-install", dest="install", action="store_false",
                    help="never push the runner; fail when the device's Python lacks it")
@@ -36,6 +38,8 @@ def add_device_arguments(p, required: bool = True) -> None:
 def add_arguments(p) -> None:
     import importlib
 
+    from edgebase.cli_flags import above
+
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, module_name in ACTIONS.items():
         module = importlib.import_module(module_name)
@@ -43,7 +47,7 @@ def add_arguments(p) -> None:
                             description=f"runner {name} on the device: {module.HELP}")
         module.add_arguments(sp)  # the runner's own flags, passed through
         add_device_arguments(sp)
-        sp.add_argument("--timeout", type=float, metavar="S",
+        sp.add_argument("--timeout", type=above(0), metavar="S",
                         help="give up on the remote run after S seconds")
         sp.set_defaults(_runner_parser=sp)
     from deploy.commands import device_emulate

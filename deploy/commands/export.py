@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-HELP = "export a zoo model or checkpoint to ONNX, TFLite or OpenVINO IR, validated on real images"
+HELP = ("export a zoo model or checkpoint to one target format (see --target), validated on "
+        "real images")
 
 # command-line flags that set a target option (edgebase.capabilities: Target.options)
 OPTION_FLAGS = {"no_simplify": ("simplify", False), "nchw_input": ("nhwc_input", False),
@@ -13,21 +14,20 @@ OPTION_FLAGS = {"no_simplify": ("simplify", False), "nchw_input": ("nhwc_input",
 
 def add_arguments(p) -> None:
     from deploy import preprocess_flags
-    from edgebase.cli_flags import add_json, old_name
-    from edgebase.capabilities import target_names
+    from edgebase.cli_flags import POSITIVE, add_json, add_model_build, at_least, old_name, output_dir
+    from edgebase.capabilities import TARGETS, target_names
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
     p.add_argument("--target", required=True, choices=target_names(),
                    help="output format")
+    fp16 = ", ".join(n for n, t in TARGETS.items() if "fp16" in t.precisions)
     p.add_argument("--fp16", action="store_true",
-                   help="float16 weights (tflite, openvino); validated at >= 99%% top-1 agreement")
+                   help=f"float16 weights ({fp16}); validated at >= 99%% top-1 agreement")
     p.add_argument("--weights", metavar="PATH",
                    help="checkpoint of the model's architecture (state dict or checkpoint dict)")
-    p.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
-    p.add_argument("--width", type=float, help="width multiplier / scale, where the model has one")
-    p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
-    p.add_argument("--batch", type=int, default=1, help="batch size baked into the file (default 1)")
-    p.add_argument("--output", metavar="DIR", help="output folder (default: out/<file's "
+    add_model_build(p)
+    p.add_argument("--batch", type=POSITIVE, default=1, help="batch size baked into the file (default 1)")
+    p.add_argument("--output", metavar="DIR", type=output_dir, help="output folder (default: out/<file's "
                    "model name>, e.g. out/shufflenet_v2_x0_5.cifar10)")
     p.add_argument("--force", action="store_true", help="replace an existing file of the same "
                    "name that was made from a different parent (classes, weights, input size, "
@@ -38,7 +38,7 @@ def add_arguments(p) -> None:
                         "split for 32x32 nets, the ImageNet sample otherwise, from "
                         "$EDGEDEPLOY_DATA or ../shared/data)")
     old_name(p, "--validate-data", "--data", dest="validate_data", metavar="PATH")
-    p.add_argument("--threads", type=int, help="runtime threads during validation")
+    p.add_argument("--threads", type=POSITIVE, help="runtime threads during validation")
     p.add_argument("--no-simplify", action="store_true",
                    help="onnx: skip onnxslim simplification")
     p.add_argument("--nchw-input", action="store_true",
@@ -55,7 +55,7 @@ def add_arguments(p) -> None:
                    "from BatchNorm statistics), or synthetic (noise: the file is marked latency "
                    "only). Default: the training images that ship with a packaged model; ZeroQ "
                    "for a trained --weights checkpoint; random-init weights must choose")
-    q.add_argument("--calib-size", type=int, metavar="N",
+    q.add_argument("--calib-size", type=POSITIVE, metavar="N",
                    help="calibration images (default 300, all the packaged ones; 32 with zeroq, "
                    "64 synthetic)")
     q.add_argument("--calib-method", metavar="M", help="activation range estimation: onnx "
@@ -67,10 +67,10 @@ def add_arguments(p) -> None:
     old_name(q, "--io", "--int8-io", dest="int8_io", choices=("float", "int8", "uint8"))
     # the old --eval set the accuracy images only (validation kept its default images)
     old_name(q, "--eval", "--data", dest="eval", metavar="PATH")
-    q.add_argument("--limit", type=int, metavar="N", help="measure accuracy on N images of "
+    q.add_argument("--limit", type=POSITIVE, metavar="N", help="measure accuracy on N images of "
                    "--data, class-balanced, calibration images left out (default all)")
-    old_name(q, "--eval-limit", "--limit", dest="limit", type=int, metavar="N")
-    q.add_argument("--max-drop", type=float, metavar="D", help="largest top-1 drop (points) "
+    old_name(q, "--eval-limit", "--limit", dest="limit", type=POSITIVE, metavar="N")
+    q.add_argument("--max-drop", type=at_least(0, float), metavar="D", help="largest top-1 drop (points) "
                    "allowed; worse layers fall back to float until it holds (needs --data)")
 
 
@@ -86,15 +86,17 @@ def run(args) -> int:
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     options = dict(OPTION_FLAGS[flag] for flag in OPTION_FLAGS if getattr(args, flag))
+    from deploy.int8_stage import Int8Config
     from quant.cli import int8_config
 
     validate = getattr(args, "validate_data", None) or args.data
+    int8 = Int8Config(**int8_config(args)) if precision(args) == "int8" else None
     config = ExportConfig(
-        target=args.target, precision=precision(args), batch=args.batch, **int8_config(args),
+        target=args.target, precision=precision(args), batch=args.batch,
         output_dir=Path(args.output) if args.output else Path("out"),
         validate_data=Path(validate) if validate else None,
         threads=args.threads, options=options, force=args.force,
-    )  # checks target, precision and options before anything slow
+    )  # checks target, precision and options (and the int8 flags) before anything slow
     # cheap flag checks before the model is built
     preprocess_flags.normalization(args.preset, args.mean, args.std)
     if args.resize is not None and args.resize < 1:
@@ -111,11 +113,16 @@ def run(args) -> int:
         print(f"note: {source.name} has random-init weights: latency work only, no accuracy "
               f"claims (recorded in the manifest)", file=sys.stderr)
     elif args.weights and not preprocess_flags.given(args):
+        from zoo.weights import entry_overrides_for
+
         pre = source.entry.preprocess
-        print(f"note: preprocessing is {source.entry.arch}'s own (resize {pre.resize}, crop "
+        whose = (f"that of {Path(args.weights).suffix} weights"
+                 if "preprocess" in entry_overrides_for(source.entry.arch, args.weights)
+                 else f"{source.entry.arch}'s own")
+        print(f"note: preprocessing is {whose} (resize {pre.resize}, crop "
               f"{pre.crop}, mean {pre.mean}, std {pre.std}); pass --preset or --mean/--std/"
               f"--resize if the checkpoint was trained otherwise", file=sys.stderr)
-    artifact = export(source, config)
+    artifact = export(source, config, int8)
     if args.json == "-":
         write_json(artifact.to_dict(), "-")
         return 0

@@ -9,10 +9,12 @@ HELP = "show one model layer by layer: params, MACs, memory access cost, shares 
 
 
 def add_arguments(p) -> None:
+    from edgebase.cli_flags import POSITIVE, above
+
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
-    p.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
-    p.add_argument("--width", type=float, help="width multiplier / scale, where the model has one")
-    p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
+    p.add_argument("--num-classes", type=POSITIVE, help="classifier outputs (default: the model's)")
+    p.add_argument("--width", type=above(0), help="width multiplier / scale, where the model has one")
+    p.add_argument("--input-size", type=POSITIVE, help="square input side in pixels (default: the model's)")
     p.add_argument("--weights", metavar="PATH",
                    help="checkpoint to load (state dict or checkpoint dict; other formats by importer)")
     from edgebase.cli_flags import add_json

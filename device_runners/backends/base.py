@@ -17,6 +17,26 @@ from edgebase.errors import ConfigError, ShapeError
 from edgebase.manifest import TensorSpec
 from device_runners.precision import DEFAULT_PRECISION_HINT, PRECISION_HINTS
 
+# The most one input may take. A file declares its input shape; without a bound a malformed
+# or hostile file (1,048,576 channels) makes the runner allocate hundreds of GB before any
+# runtime looks at it. An image classifier's input is a few MB even at batch 256.
+MAX_INPUT_BYTES = 1 << 30
+
+
+class InputTooLargeError(ShapeError):
+    """An input the runner refuses to allocate (see MAX_INPUT_BYTES)."""
+
+
+def check_input_size(name: str, shape: Sequence[int], dtype) -> None:
+    """ShapeError when an input of ``shape`` would take more than MAX_INPUT_BYTES."""
+    size = int(np.prod([int(d) for d in shape], dtype=object)) * np.dtype(dtype).itemsize
+    if size > MAX_INPUT_BYTES:
+        raise InputTooLargeError(f"input {name!r} {shape_str(shape)} {np.dtype(dtype).name} would take "
+                         f"{size / 2**30:,.1f} GiB; the runner allocates at most "
+                         f"{MAX_INPUT_BYTES / 2**30:g} GiB per input (a smaller --batch, or a "
+                         f"file that declares an image-sized input)")
+
+
 class Backend(ABC):
     """A loaded model. Subclasses set the attributes below in ``__init__``."""
 
@@ -87,6 +107,11 @@ class Backend(ABC):
 
         Rows: {"name", "type", "calls", "total_ms", "mean_ms"}, slowest first.
         """
+        return None
+
+    def embedded(self):
+        """The preprocessing and labels the file carries inside (``device_runners.embedded
+        .Embedded``), or None when its format or the file records none."""
         return None
 
     def close(self) -> None:
@@ -162,6 +187,7 @@ class Backend(ABC):
         out = {}
         for t, shape in zip(self.inputs, self.concrete_shapes(batch, shapes)):
             dt = np.dtype(t.dtype)
+            check_input_size(t.name, shape, dt)
             if dt.kind in "iu":
                 info = np.iinfo(dt)
                 lo, hi = max(info.min, -128), min(info.max, 255)

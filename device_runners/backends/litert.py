@@ -154,9 +154,37 @@ class LiteRTBackend(Backend):
     def op_counts(self) -> dict[str, int]:
         """Operator type -> count in the main graph (delegated ops appear as one DELEGATE)."""
         counts: dict[str, int] = {}
-        for op in self._interp._get_ops_details():  # no public equivalent
-            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+        # no public equivalent; the names only: _get_ops_details() also decodes every operand
+        # tensor's name and dtype, which fails on files the interpreter runs fine (a non-UTF-8
+        # tensor name, a BFLOAT16 tensor)
+        native = self._interp._interpreter
+        for i in range(native.NumNodes()):
+            try:
+                name = native.NodeName(i)
+            except ValueError:  # a custom op whose name is not UTF-8
+                name = "(unreadable name)"
+            counts[name] = counts.get(name, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    def embedded(self):
+        """TFLite Support metadata: normalization (pixel units) and the packed labels file."""
+        from edgebase.errors import DeployError
+        from edgebase.tflite_metadata import metadata_buffer, read_metadata
+        from device_runners.embedded import Embedded, from_pixel_units
+
+        where = "TFLite metadata"
+        try:
+            data = self.path.read_bytes()
+            if metadata_buffer(data) is None:
+                return None
+            meta = read_metadata(data)
+        except (DeployError, OSError, ValueError, IndexError, UnicodeDecodeError) as e:
+            return Embedded(where, problem=f"unreadable ({first_line(e)})")
+        inputs = (meta["subgraphs"] or [{}])[0].get("inputs") or [{}]
+        color = inputs[0].get("color_space")
+        return from_pixel_units(where, meta["mean"], meta["std"],
+                                labels=tuple(meta["labels"]) if meta["labels"] else None,
+                                color=color if color in ("RGB",) else None)
 
     # LiteRT's Python interpreter has no per-operator timer (benchmark_model's
     # --enable_op_profiling is C++ only), so profile() stays None.

@@ -85,6 +85,13 @@ class OnnxRuntimeBackend(Backend):
             raise ModelFileError(f"{self.path}: not a valid ONNX model "
                                  f"({first_line(e)})") from None
 
+    def embedded(self):
+        """``metadata_props``: ONNX's ``Image.*`` keys or those ``deploy export`` writes."""
+        from device_runners.embedded import from_properties
+
+        props = dict(self._session.get_modelmeta().custom_metadata_map)
+        return from_properties(props, "ONNX metadata_props")
+
     def run(self, x: Any) -> list[np.ndarray]:
         return self.run_in_declared_batches(
             self.feeds(x), functools.partial(self._session.run, self._names))

@@ -126,6 +126,18 @@ class OpenVINOBackend(Backend):
         self.provider = (f"CPU ({device}; inference precision {self.inference_precision}, "
                          f"hint {self.precision_hint})")
 
+    def embedded(self):
+        """The ``edgedeploy`` section of the model's rt_info (written by ``deploy export``)."""
+        from device_runners.embedded import from_properties
+
+        try:
+            section = self._model.get_rt_info()["edgedeploy"]
+            items = section.items() if isinstance(section, dict) else section.astype(dict).items()
+            props = {k: v.astype(str) if hasattr(v, "astype") else str(v) for k, v in items}
+        except (KeyError, RuntimeError, TypeError, AttributeError):
+            return None
+        return from_properties(props, "OpenVINO rt_info")
+
     def _compile(self, perf: bool):
         config: dict[str, Any] = {}
         if self.threads:

@@ -5,17 +5,17 @@ HELP = "benchmark a .tflite, .onnx or OpenVINO .xml file: latency, throughput, M
 
 
 def add_arguments(p) -> None:
-    from edgebase.cli_flags import add_json
+    from edgebase.cli_flags import COUNT, POSITIVE, above, add_json
 
     p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
     p.add_argument("--runtime", help=runtime_help())
-    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    p.add_argument("--threads", type=POSITIVE, help="inference threads (default: all cores)")
     add_precision_hint(p)
-    p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing (default 5)")
+    p.add_argument("--warmup", type=COUNT, default=5, help="untimed runs before timing (default 5)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--runs", type=int, help="timed runs (default 100)")
-    g.add_argument("--min-time", type=float, metavar="S", help="run for at least S seconds")
-    p.add_argument("--batch", type=int, help="batch size (default: the model's)")
+    g.add_argument("--runs", type=POSITIVE, help="timed runs (default 100)")
+    g.add_argument("--min-time", type=above(0), metavar="S", help="run for at least S seconds")
+    p.add_argument("--batch", type=POSITIVE, help="batch size (default: the model's)")
     p.add_argument("--input", metavar="FILE", help=".npy (or .npz by input name) to feed "
                    "instead of random data")
     p.add_argument("--shape", type=_shape, help="input shape for models with dynamic axes, "

@@ -5,31 +5,31 @@ HELP = "top-1/top-5 accuracy of a classifier file over an image folder, zip or I
 
 
 def add_arguments(p) -> None:
-    from edgebase.cli_flags import add_json
+    from edgebase.cli_flags import COUNT, POSITIVE, above, add_json, at_least
     from device_runners.commands.bench import add_precision_hint, runtime_help
 
     p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
     p.add_argument("--data", required=True, help="ImageFolder dir or zip, or ImageNet files "
                    "named <wnid>_*.JPEG")
     p.add_argument("--split", default="test", help="split folder inside the data (default test)")
-    p.add_argument("--limit", type=int, help="evaluate N images (class-balanced, seeded)")
+    p.add_argument("--limit", type=POSITIVE, help="evaluate N images (class-balanced, seeded)")
     p.add_argument("--seed", type=int, default=0, help="seed for --limit's choice")
     p.add_argument("--runtime", help=runtime_help())
-    p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    p.add_argument("--threads", type=POSITIVE, help="inference threads (default: the runtime's)")
     add_precision_hint(p)
-    p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
+    p.add_argument("--batch", type=POSITIVE, default=1, help="images per inference (default 1)")
     g = p.add_argument_group("preprocessing (files without a manifest)")
-    g.add_argument("--size", type=int, help="centre-crop size (default: the input's)")
-    g.add_argument("--resize", type=int, help="short side before cropping")
-    g.add_argument("--mean", type=float, nargs="+", help="per-channel mean, 0..1 units")
-    g.add_argument("--std", type=float, nargs="+", help="per-channel std, 0..1 units")
-    g.add_argument("--scale", type=float, help="instead of mean/std: x*scale (1/127.5 means "
+    g.add_argument("--size", type=POSITIVE, help="centre-crop size (default: the input's)")
+    g.add_argument("--resize", type=POSITIVE, help="short side before cropping")
+    g.add_argument("--mean", type=at_least(0, float), nargs="+", help="per-channel mean, 0..1 units")
+    g.add_argument("--std", type=above(0), nargs="+", help="per-channel std, 0..1 units")
+    g.add_argument("--scale", type=above(0), help="instead of mean/std: x*scale (1/127.5 means "
                    "x/127.5-1, 1/255 means x/255)")
     g.add_argument("--layout", choices=("NCHW", "NHWC"), help="default: from the input shape")
     g.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"))
     g.add_argument("--crop-offset", choices=("round", "floor"), help="crop placement for odd "
                    "margins: round (torchvision, default) or floor (TensorFlow's central crop)")
-    g.add_argument("--label-offset", type=int, help="add to each label (1 for 1001-class "
+    g.add_argument("--label-offset", type=COUNT, help="add to each label (1 for 1001-class "
                    "models with background at 0)")
     add_json(p, "the result")
     p.add_argument("--outputs", metavar="FILE.npz",

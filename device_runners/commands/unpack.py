@@ -6,9 +6,11 @@ HELP = "decode a Deep Compression container (.edc) into the model file(s) it car
 
 
 def add_arguments(p) -> None:
+    from edgebase.cli_flags import output_dir, output_file
+
     p.add_argument("container", metavar="FILE", help="the .edc container")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write into")
-    p.add_argument("--json", metavar="PATH", help="also write what was decoded as JSON")
+    p.add_argument("-o", "--output", required=True, type=output_dir, metavar="DIR", help="folder to write into")
+    p.add_argument("--json", metavar="PATH", type=output_file, help="also write what was decoded as JSON")
 
 
 def run(args) -> int:

@@ -1,0 +1,382 @@
+"""The Ray executor: a sweep's cells as Ray tasks on a cluster, the report built on the head.
+
+- Export, evaluation and the parent are CPU cells: one CPU each, any node, in parallel.
+- A time cell takes its node's whole timing slot (deploy.sweep.resources), so nothing else of
+  the sweep runs there while it times PyTorch eager and the model's files; its rows and the
+  eager record name the node and its CPU.
+- Results come back as each cell finishes: files are written into the output folder at once
+  and every finished cell into a journal (deploy.sweep.journal), so re-running the same
+  command after an interruption resumes from the finished cells.
+- A cell whose node is lost (or whose worker dies) is submitted again, to any live node, up to
+  ``MAX_ATTEMPTS`` times; the report lists every retry. Ray's own retries are off, so none
+  goes unreported.
+- Ray is imported only here, and only when a sweep runs on a cluster.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from deploy.benchmark import BenchmarkConfig, one_line
+from deploy.sweep import cells as C
+from deploy.sweep.artifacts import FileSet, data_identity, digest, parent_identity, unpack
+from deploy.sweep.journal import Journal
+from deploy.sweep.outcome import failed_model
+from deploy.sweep.resources import CPU_CELL, TIMING_CELL, TIMING_SLOT
+from edgebase.errors import ConfigError, DeployError
+
+MAX_ATTEMPTS = 3
+INSTALL = "pip install 'edgedeploy[ray]'"
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"--cluster needs Ray, which is not installed: {INSTALL}") from None
+    return ray
+
+
+def check_address(address: str) -> str:
+    """``auto``, ``ray://HOST:PORT`` (Ray Client) or ``HOST:PORT`` (the head's GCS port)."""
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = rest.rpartition(":")
+    if address != "auto" and not (host and port.isdigit()):
+        raise ConfigError(f"--cluster {address!r}: expected auto, ray://HOST:PORT or HOST:PORT")
+    return address
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, address: str):
+        self.address = check_address(address)
+        self.record: dict[str, Any] | None = None  # for the report, once run
+
+    def run(self, config: BenchmarkConfig, cells: list[C.Cell], cpu, log
+            ) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+        from deploy.sweep.quiet import output_to
+
+        ray = import_ray()
+        config = _absolute(config)
+        sweep_dir = config.output_dir / ".sweep"
+        ray_log = sweep_dir / "ray.log"
+        with output_to(ray_log) as user:
+            try:
+                _connect(ray, self.address)
+                sweep = _Sweep(ray, config, cells, user)
+                out = sweep.run()
+            finally:
+                if ray.is_initialized():
+                    ray.shutdown()
+        self.record = sweep.record(self.address, ray_log)
+        return out
+
+
+def _absolute(config: BenchmarkConfig) -> BenchmarkConfig:
+    """Paths as every node sees them (a worker's working folder is not the head's)."""
+    paths = {f: getattr(config, f) for f in ("output_dir", "data", "calib", "weights")}
+    return dataclasses.replace(config, **{f: Path(p).resolve() for f, p in paths.items()
+                                          if p is not None})
+
+
+def _connect(ray, address: str) -> None:
+    import logging
+
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address} (start one with `ray start --head "
+            f"--resources='{{\"{TIMING_SLOT}\": 1}}'` or name its head: --cluster "
+            f"ray://HOST:PORT or HOST:PORT); Ray says: {one_line(err)}") from None
+
+
+class _Sweep:
+    def __init__(self, ray, config: BenchmarkConfig, cells: list[C.Cell], user):
+        from deploy.sweep.progress import SweepProgress
+        from deploy.sweep.remote import run_cell
+
+        self.ray, self.config, self.cells = ray, config, cells
+        self.task = ray.remote(run_cell)
+        self.journal = Journal(config.output_dir / ".sweep" / "cells")
+        self.results: dict[C.Cell, dict[str, Any]] = {}
+        self.files: dict[C.Cell, Any] = {}  # export cell -> object ref of its FileSet
+        self.failed: dict[str, tuple] = {}  # model -> failed_model(...)
+        self.inflight: dict[Any, tuple[C.Cell, int]] = {}  # object ref -> (cell, attempt)
+        self.attempts: dict[C.Cell, int] = {}
+        self.retried: list[dict[str, Any]] = []
+        self.resumed: list[str] = []
+        self.placements: list[dict[str, Any]] = []
+        self.bar = SweepProgress(len(cells), user)
+        self.capacity = (0, 0)
+        self.keys = self._keys()
+
+    # ---- plan ---------------------------------------------------------------------------
+    def _keys(self) -> dict[C.Cell, str]:
+        """Each cell's content address: parent, settings and toolchain (deploy.sweep.artifacts)."""
+        from deploy.toolchain import versions
+        from deploy.validate import default_data
+
+        cfg, tools = self.config, versions()
+        keys: dict[C.Cell, str] = {}
+        parents: dict[str, Any] = {}
+        for name in cfg.models:
+            try:
+                source = C.load_parent(name, cfg)
+                data = cfg.data or default_data(source.entry.preprocess.crop)[0]
+                parents[name] = (parent_identity(source, cfg.seed), data_identity(data))
+            except Exception as err:  # noqa: BLE001 - the model fails its rows, the rest runs
+                self.failed[name] = failed_model(name, cfg, err, self.bar.write)
+        calib = data_identity(cfg.calib) if cfg.calib else None
+        for cell in self.cells:
+            if cell.model not in parents:
+                continue
+            parent, data = parents[cell.model]
+            common = {"parent": parent, "data": data, "tools": tools, "seed": cfg.seed,
+                      "evaluate": cfg.evaluate, "limit": cfg.limit}
+            if cell.kind == C.PARENT:
+                keys[cell] = digest(["parent", common])
+            elif cell.kind == C.EXPORT:
+                keys[cell] = digest(["export", cell.target, cell.precision, calib, common,
+                                     max(cfg.threads)])
+            elif cell.kind == C.EVALUATE:
+                keys[cell] = digest(["evaluate", keys[self._export_of(cell)], common,
+                                     max(cfg.threads)])
+            else:
+                keys[cell] = digest(["time", [keys[c] for c in C.needs(cell, self.cells)],
+                                     cfg.threads, cfg.runs, cfg.warmup, cfg.rounds])
+        return keys
+
+    @staticmethod
+    def _export_of(cell: C.Cell) -> C.Cell:
+        return C.Cell(C.EXPORT, cell.model, cell.target, cell.precision)
+
+    # ---- run ----------------------------------------------------------------------------
+    def run(self) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+        self._refresh_capacity(announce=True)
+        self._resume()
+        pending = [c for c in self.cells if c not in self.results and c.model not in self.failed]
+        self.bar.update(done=len(self.cells) - len(pending))
+        last_check = time.monotonic()
+        while pending or self.inflight:
+            for cell in list(pending):
+                if cell.model in self.failed:
+                    pending.remove(cell)
+                    self.bar.update(done=1)
+                elif self._ready(cell) and self._room(cell):
+                    pending.remove(cell)
+                    self._submit(cell)
+            if not self.inflight:
+                if pending:  # cannot happen: every dependency is either done or failed
+                    raise DeployError(f"sweep stalled before {pending[0].label}")
+                break
+            done, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
+            for ref in done:
+                retry = self._collect(ref)
+                if retry is not None:
+                    pending.insert(0, retry)
+            if time.monotonic() - last_check > 5.0:
+                self._refresh_capacity()
+                last_check = time.monotonic()
+            self.bar.update(running=len(self.inflight))
+        self.bar.close()
+        return {name: self._model(name) for name in self.config.models}
+
+    def _refresh_capacity(self, announce: bool = False) -> None:
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        slotted = [n for n in nodes if n["Resources"].get(TIMING_SLOT, 0) >= 1]
+        if not slotted:
+            raise ConfigError(
+                f"no live node of the Ray cluster offers a {TIMING_SLOT}: start every node "
+                f"with `ray start ... --resources='{{\"{TIMING_SLOT}\": 1}}'`")
+        self.capacity = (int(sum(n["Resources"].get("CPU", 0) for n in slotted)), len(slotted))
+        if announce:
+            self.bar.write(f"Ray cluster: {len(slotted)} node(s) with a timing slot, "
+                           f"{self.capacity[0]} CPU(s) for export and evaluation"
+                           + (f"; {len(nodes) - len(slotted)} node(s) without a {TIMING_SLOT} "
+                              f"get no cells" if len(nodes) > len(slotted) else ""))
+
+    def _ready(self, cell: C.Cell) -> bool:
+        return all(d in self.results for d in C.needs(cell, self.cells))
+
+    def _room(self, cell: C.Cell) -> bool:
+        """At most one time cell per timing slot and one CPU cell per CPU in flight, so the
+        bar's "running" is what runs and a time cell is not queued behind a long backlog."""
+        busy = sum(1 for c, _ in self.inflight.values() if c.timing == cell.timing)
+        return busy < (self.capacity[1] if cell.timing else max(1, self.capacity[0]))
+
+    def _submit(self, cell: C.Cell) -> None:
+        args, files = self._inputs(cell)
+        if args is None:  # nothing to run: an evaluation of a file that was not made
+            self._finish(cell, files, ran=False)
+            return
+        attempt = self.attempts.get(cell, 0) + 1
+        self.attempts[cell] = attempt
+        opts = dict(TIMING_CELL if cell.timing else CPU_CELL, max_retries=0)
+        ref = self.task.options(**opts).remote(cell.kind, self.keys[cell], self.config,
+                                               cell.model, args, *files)
+        self.inflight[ref] = (cell, attempt)
+
+    def _inputs(self, cell: C.Cell):
+        """(args, file refs) of a cell's task; (None, result) when its result is known."""
+        if cell.kind == C.PARENT:
+            return {}, []
+        if cell.kind == C.EXPORT:
+            return {"target": cell.target, "precision": cell.precision}, []
+        parent = self.results[C.Cell(C.PARENT, cell.model)]
+        if cell.kind == C.EVALUATE:
+            export = self._export_of(cell)
+            row = self.results[export]["row"]
+            if row["status"] != "ok":
+                return None, {"rows": [row]}
+            return {"row": row, "export_key": self.keys[export], "model": parent["model"],
+                    "torch_pred": parent["torch_pred"]}, [self.files[export]]
+        rows, keys, files = [], [], []
+        for c in C.needs(cell, self.cells):
+            if c.kind == C.EVALUATE:
+                export = self._export_of(c)
+                for row in self.results[c]["rows"]:
+                    rows.append(row)
+                    keys.append(self.keys[export])
+                    files.append(self.files.get(export) if row["status"] == "ok" else None)
+        return {"rows": rows, "export_keys": keys, "model": parent["model"]}, files
+
+    def _collect(self, ref) -> C.Cell | None:
+        """Take one finished task's result; returns the cell when it is to run again."""
+        cell, attempt = self.inflight.pop(ref)
+        try:
+            result = self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as err:  # a bug in a cell: not retried
+            result = {"error": one_line(err)}
+        except self.ray.exceptions.RayError as err:  # the node or worker was lost
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if attempt < MAX_ATTEMPTS:
+                self.retried.append({"cell": cell.label, "attempt": attempt,
+                                     "error": type(err).__name__, "reason": reason})
+                self.bar.write(f"{cell.label}: lost its node or worker ({type(err).__name__}); "
+                               f"retrying on a live node")
+                self.bar.update(retried=1)
+                self._refresh_capacity()
+                return cell
+            result = {"error": f"gave up after {attempt} attempts: {reason}"}
+        if cell.model in self.failed:  # its model failed meanwhile: the result is not used
+            return None
+        self.placements.append({"cell": cell.label, "attempt": attempt,
+                                "node": (result.get("node") or {}).get("node"),
+                                "seconds": result.get("seconds")})
+        self._finish(cell, result, ran=True)
+        return None
+
+    def _finish(self, cell: C.Cell, result: dict[str, Any], ran: bool) -> None:
+        if "error" in result:
+            self._fail_model(cell, result["error"])
+            return
+        if cell.kind == C.EXPORT and result["files"] is not None:
+            files: FileSet = result.pop("files")
+            path = unpack(files, self.config.output_dir)  # the report's files, as locally
+            result["row"]["file"] = str(path)
+            result["file_hashes"] = files.hashes()
+            self.files[cell] = self.ray.put(files)
+        elif cell.kind == C.EXPORT:
+            result.pop("files")
+        self.results[cell] = result
+        if ran:
+            self.journal.put(self.keys[cell], {"cell": cell.label, "result": result})
+        bad = [r for r in _rows_of(result) if r.get("status") == "failed"] if ran else []
+        for r in bad:
+            self.bar.write(f"{cell.label}: FAILED: {r.get('error')}")
+        self.bar.update(done=1, failed=1 if bad else 0)
+
+    def _fail_model(self, cell: C.Cell, error: str) -> None:
+        """A parent or time cell that could not run fails its model's rows (as locally); any
+        other cell fails its own row."""
+        if cell.kind in (C.PARENT, C.TIME):
+            self.failed[cell.model] = failed_model(cell.model, self.config,
+                                                   DeployError(error), self.bar.write)
+            self.bar.update(done=1, failed=1)
+            return
+        row = {"model": cell.model, "target": cell.target, "precision": cell.precision,
+               "status": "failed", "error": error}
+        self.bar.write(f"{cell.label}: FAILED: {error}")
+        self.results[cell] = {"row": row} if cell.kind == C.EXPORT else {"rows": [row]}
+        self.bar.update(done=1, failed=1)
+
+    # ---- resume -------------------------------------------------------------------------
+    def _resume(self) -> None:
+        """Finished cells of an earlier run of the same sweep, in plan order; a cell is taken
+        only when the cells it used were taken too and its files are still intact here."""
+        for cell in self.cells:
+            key = self.keys.get(cell)
+            rec = self.journal.get(key) if key else None
+            if rec is None or not all(d in self.results for d in C.needs(cell, self.cells)):
+                continue
+            result = rec["result"]
+            if cell.kind == C.EXPORT and result["row"]["status"] == "ok":
+                files = _files_on_head(Path(result["row"]["file"]), result["file_hashes"])
+                if files is None:
+                    continue
+                self.files[cell] = self.ray.put(files)
+            if any(r.get("status") == "failed" for r in _rows_of(result)):
+                continue  # a failed cell runs again
+            self.results[cell] = result
+            self.resumed.append(cell.label)
+        if self.resumed:
+            self.bar.write(f"resuming: {len(self.resumed)} of {len(self.cells)} cells finished "
+                           f"in an earlier run of this sweep")
+
+    # ---- results ------------------------------------------------------------------------
+    def _model(self, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        if name in self.failed:
+            return self.failed[name]
+        parent = self.results[C.Cell(C.PARENT, name)]
+        timed = self.results[C.Cell(C.TIME, name)]
+        model = dict(parent["model"], eager=timed["eager"], timed_on=timed["node"])
+        rows = [dict(r, timed_on=timed["node"]) if r.get("latency") else r
+                for r in timed["rows"]]
+        return model, rows
+
+    def record(self, address: str, ray_log: Path) -> dict[str, Any]:
+        """Where the cells ran, what was retried or resumed, and warnings for the report."""
+        nodes: dict[str, dict[str, Any]] = {}
+        for c, r in self.results.items():
+            if r.get("node"):
+                nodes.setdefault(r["node"]["node"], r["node"])
+        kinds: dict[str, set[str]] = {}
+        for c, r in self.results.items():
+            if c.timing and r.get("node"):
+                kinds.setdefault(r["node"]["cpu"], set()).add(r["node"]["node"])
+        warnings = []
+        if len(kinds) > 1:
+            where = "; ".join(f"{k} on node(s) {', '.join(sorted(v))}" for k, v in kinds.items())
+            warnings.append(f"latency was measured on {len(kinds)} kinds of CPU ({where}): each "
+                            f"speed-up pairs PyTorch eager and the file on the same node, but "
+                            f"compare latencies across models only within one kind")
+        if self.retried:
+            warnings.append(f"{len(self.retried)} cell(s) ran again after losing their node or "
+                            f"worker: {', '.join(r['cell'] for r in self.retried)}")
+        return {"executor": "ray", "address": address, "nodes": list(nodes.values()),
+                "cells": len(self.cells), "resumed": self.resumed, "retried": self.retried,
+                "placements": self.placements, "ray_log": str(ray_log), "warnings": warnings}
+
+
+def _rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return result.get("rows") or ([result["row"]] if "row" in result else [])
+
+
+def _files_on_head(path: Path, hashes: dict[str, str]) -> FileSet | None:
+    """A finished export's files from the output folder, if every one is still as made."""
+    import hashlib
+
+    blobs = {}
+    for name, want in hashes.items():
+        try:
+            blob = (path.parent / name).read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(blob).hexdigest() != want:
+            return None
+        blobs[name] = blob
+    return FileSet(path.parent.name, path.name, blobs)

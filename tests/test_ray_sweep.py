@@ -1,0 +1,228 @@
+"""`deploy benchmark --cluster` on a real Ray cluster of two nodes on 127.0.0.1 (a head and a
+worker node, each its own raylet with one CPU and one timing slot): the report has the content
+of the local run (same accuracy, latency present, every timing row naming its node and CPU),
+a worker node lost mid-sweep costs nothing but a retry, an interrupted head resumes, and
+without Ray the flag says how to install it.
+
+The sweeps run the real CLI in a subprocess (the head); the local reference runs in this
+process. Trained CIFAR-10 checkpoints, a few test images, a few timed runs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(limit=16, runs=4, rounds=2)
+
+
+def argv(models, targets, precisions, out: Path, **kw) -> list[str]:
+    kw = SMALL | kw
+    return ["benchmark", *models, "--target", ",".join(targets), "--precisions",
+            ",".join(precisions), "--limit", str(kw["limit"]), "--threads", "1", "--runs",
+            str(kw["runs"]), "--rounds", str(kw["rounds"]), "--warmup", "1", "--output",
+            str(out), "--json", str(out / "report.json")]
+
+
+def head(args: list[str], cluster, address: str | None = None) -> subprocess.Popen:
+    """The CLI as a user runs it, on this machine, driving the cluster."""
+    env = dict(os.environ, **cluster.env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.Popen([sys.executable, "-m", "deploy.cli", *args, "--cluster",
+                             address or cluster.address], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def local_report(args: list[str]) -> dict:
+    import contextlib
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        assert main(args) == 0
+    return json.loads((Path(args[args.index("--json") + 1])).read_text())
+
+
+def row_key(c: dict) -> tuple:
+    return c["model"], c["target"], c["precision"], c.get("precision_hint")
+
+
+def assert_same_content(local: dict, remote: dict) -> None:
+    """Accuracy identical, the same rows and files' sizes, latency present on both."""
+    assert [m["name"] for m in remote["models"]] == [m["name"] for m in local["models"]]
+    for lm, rm in zip(local["models"], remote["models"]):
+        for k in ("torch_top1", "images", "data", "macs", "params", "weights"):
+            assert rm.get(k) == lm.get(k), (lm["name"], k)
+        assert set(rm["eager"]) == set(lm["eager"]) and all(
+            e["p50_ms"] > 0 for e in rm["eager"].values())
+        assert rm["timed_on"]["cpu"] and rm["timed_on"]["node"]
+    assert [row_key(c) for c in remote["cells"]] == [row_key(c) for c in local["cells"]]
+    for lc, rc in zip(local["cells"], remote["cells"]):
+        assert rc["status"] == lc["status"] == "ok", (row_key(lc), rc.get("error"))
+        for k in ("top1", "delta_top1", "agreement"):
+            assert rc[k] == lc[k], (row_key(lc), k)
+        # the same graph and weights; a converter that numbers its nodes per process (OpenVINO
+        # IR names) may write a few more digits in a process that converted more before
+        assert rc["size_bytes"] == pytest.approx(lc["size_bytes"], rel=1e-3), row_key(lc)
+        assert rc["validation"]["status"] == lc["validation"]["status"] == "passed"
+        assert set(rc["latency"]) == set(lc["latency"])
+        assert all(lat["p50_ms"] > 0 and lat["speedup"] > 0 for lat in rc["latency"].values())
+        # each timing row names the node and CPU it was timed on (eager: the same node)
+        assert rc["timed_on"] == next(m for m in remote["models"]
+                                      if m["name"] == rc["model"])["timed_on"]
+        assert Path(rc["file"]).is_file()  # written into the head's output folder
+
+
+def journal(out: Path) -> list[dict]:
+    recs = []
+    for f in (out / ".sweep" / "cells").glob("*.json"):
+        try:
+            recs.append(json.loads(f.read_text()))
+        except ValueError:
+            pass  # being replaced
+    return recs
+
+
+def running_cell(node) -> bool:
+    """A worker process of ``node`` is executing a sweep cell (Ray titles it ray::run_cell)."""
+    raylet = node.all_processes["raylet"][0].process.pid
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == raylet and title.startswith(b"ray::run_cell"):
+            return True
+    return False
+
+
+@pytest.fixture
+def cluster(tmp_path_factory):
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    from deploy.sweep.loopback import LoopbackCluster
+
+    with LoopbackCluster(nodes=2, cpus=1) as c:
+        yield c
+
+
+def test_worker_node_lost_mid_sweep_report_complete_and_equal_to_local(cluster, tmp_path):
+    """One model, one target, fp32 (int8: the slow tests): the worker node is killed while it
+    runs a cell; that cell runs again on the head node, and the report equals the local
+    run's."""
+    models, targets, precisions = ["squeezenet1_1.cifar10"], ["onnx"], ["fp32"]
+    proc = head(argv(models, targets, precisions, tmp_path / "ray"), cluster)
+    worker = cluster.workers[0]
+    deadline = time.monotonic() + 600
+    while not running_cell(worker):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the worker node never ran a cell"
+        time.sleep(0.05)
+    cluster.kill(worker)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    remote = json.loads((tmp_path / "ray" / "report.json").read_text())
+    retried = remote["cluster"]["retried"]
+    assert retried and all(r["error"] in ("NodeDiedError", "WorkerCrashedError")
+                           for r in retried)
+    assert any("ran again after losing their node" in w for w in remote["warnings"])
+    assert retried[0]["cell"] in err.split("retried after a lost node: ")[1]
+    node = remote["models"][0]["timed_on"]
+    assert f"timed on {node['node']} ({node['cpu']})" in out  # the table says where
+    # Ray's own messages (the dead raylet's log) stay out of the user's output
+    assert "raylet" not in (out + err).lower() and "Traceback" not in err
+    assert "raylet" in (tmp_path / "ray" / ".sweep" / "ray.log").read_text().lower()
+    local = local_report(argv(models, targets, precisions, tmp_path / "local"))
+    assert_same_content(local, remote)
+
+
+@pytest.mark.slow
+def test_two_models_two_targets_fp32_int8_equal_to_local(cluster, tmp_path):
+    models = ["squeezenet1_1.cifar10", "shufflenet_v2_x0_5.cifar10"]
+    targets, precisions = ["onnx", "openvino"], ["fp32", "int8"]
+    proc = head(argv(models, targets, precisions, tmp_path / "ray"), cluster)
+    out, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, err
+    remote = json.loads((tmp_path / "ray" / "report.json").read_text())
+    # both nodes did work; each time cell held a whole node
+    assert len({p["node"] for p in remote["cluster"]["placements"]}) == 2
+    assert not remote["cluster"]["retried"] and not remote["cluster"]["resumed"]
+    local = local_report(argv(models, targets, precisions, tmp_path / "local"))
+    assert_same_content(local, remote)
+
+
+@pytest.mark.slow
+def test_interrupted_head_resumes_from_finished_cells(cluster, tmp_path):
+    args = argv(["squeezenet1_1.cifar10"], ["onnx"], ["fp32", "int8"], tmp_path / "ray")
+    proc = head(args, cluster)
+    deadline = time.monotonic() + 600
+    while len(journal(tmp_path / "ray")) < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C on the head
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and not (tmp_path / "ray" / "report.json").exists()
+    assert "Traceback" not in err
+    finished = {r["cell"] for r in journal(tmp_path / "ray")}
+    proc = head(args, cluster)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    report = json.loads((tmp_path / "ray" / "report.json").read_text())
+    assert set(report["cluster"]["resumed"]) == finished
+    ran = {p["cell"] for p in report["cluster"]["placements"]}
+    assert not ran & finished and len(ran) + len(finished) == report["cluster"]["cells"]
+    assert all(c["status"] == "ok" and c["latency"] for c in report["cells"])
+    assert f"resuming: {len(finished)} of" in err
+
+
+@pytest.mark.slow
+def test_ray_client_address(tmp_path):
+    """ray://HOST:PORT: the head drives the cluster through Ray Client."""
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    from deploy.sweep.loopback import LoopbackCluster, free_port
+
+    with LoopbackCluster(nodes=2, cpus=1, client_port=free_port()) as cluster:
+        args = argv(["squeezenet1_1.cifar10"], ["onnx"], ["fp32"], tmp_path / "ray")
+        proc = head(args, cluster, address=cluster.client_address)
+        out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    report = json.loads((tmp_path / "ray" / "report.json").read_text())
+    assert report["cluster"]["address"].startswith("ray://127.0.0.1:")
+    assert [c["status"] for c in report["cells"]] == ["ok"]
+    assert report["cells"][0]["latency"]["1"]["p50_ms"] > 0
+    assert Path(report["cells"][0]["file"]).is_file()
+
+
+def test_cluster_without_ray_says_how_to_install(tmp_path):
+    """The [ray] extra missing: one line naming the fix, exit non-zero, nothing written."""
+    code = ("import sys; sys.modules['ray'] = None; from deploy.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    r = subprocess.run([sys.executable, "-c", code,
+                        *argv(["squeezenet1_1.cifar10"], ["onnx"], ["fp32"], tmp_path / "o"),
+                        "--cluster", "auto"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'edgedeploy[ray]'" in lines[0], r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("address", ["ray:/nowhere", "host", "ray://host:port"])
+def test_cluster_address_is_checked(address, capsys):
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    code = main(["benchmark", "squeezenet1_1.cifar10", "--target", "onnx", "--cluster", address])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1
+    assert "auto, ray://HOST:PORT or HOST:PORT" in err[0]
