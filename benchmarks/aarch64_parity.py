@@ -40,7 +40,7 @@ def build_release(out: Path, limit: int) -> Path:
             "--output", str(out)]
     if deploy(argv) != 0:
         sys.exit("deploy release failed")
-    return next(p for p in out.iterdir() if p.is_dir())
+    return next(p for p in out.iterdir() if (p / "manifest.json").is_file())  # not build/
 
 
 def measure(board: EmulatedBoard, model: Path, limit: int, work: Path, remote: Path) -> dict:

@@ -147,6 +147,12 @@ def test_address_names_the_boards_python():
                 "ssh://pi@board?python=/a&python=/b"):
         with pytest.raises(ConfigError, match="python"):
             parse_address(bad)
+    from deploy.device.session import Device
+
+    assert Device(a).python == Device(a, python=a.python).python == a.python
+    assert Device(parse_address("ssh://pi@board")).python == "python3"
+    with pytest.raises(ConfigError, match="contradicts"):
+        Device(a, python="/usr/bin/python3")
 
 
 def test_third_party_tflite_benches_on_the_board(board, remote_dir, tmp_path, capsys):
@@ -206,8 +212,8 @@ def release(tmp_path_factory) -> Path:
     assert main(["release", "shufflenet_v2_x0_5.cifar10", "--target", "tflite,onnx", "--int8",
                  "--calib", data, "--data", data, "--limit", "1000", "--bench-runs", "3",
                  "--threads", "1", "--output", str(out)]) == 0
-    (folder,) = [p for p in out.iterdir() if p.is_dir()]
-    return folder
+    (bundle,) = [p for p in out.iterdir() if (p / "manifest.json").is_file()]  # not build/
+    return bundle
 
 
 @pytest.mark.slow
