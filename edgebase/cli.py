@@ -6,7 +6,10 @@ Every way a run can end on a user's mistake or on the machine prints one line on
 exits non-zero: errors of the DeployError family (their exit code), a flag argparse refuses
 (2), Ctrl-C (130), SIGTERM (143) and a full or read-only disk (5); ``--debug`` shows the
 traceback. Interruptions travel as KeyboardInterrupt, so every ``finally`` and atomic write on
-the way out removes what it had not finished.
+the way out removes what it had not finished. An interruption that arrives while a module is
+being imported waits until the import is done: native extensions (onnx's nanobind enums, for
+one) abort the whole process when an exception crosses their initialisation, which would skip
+every cleanup.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from edgebase.errors import DeployError
@@ -54,8 +58,28 @@ def build_parser(prog: str, commands: dict[str, str], version: str) -> argparse.
     return parser
 
 
-def _terminate(signum, frame):
-    raise Terminated()
+# a deferred interruption is delivered again this many seconds later
+RETRY_S = 0.05
+
+
+def _importing(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupt(signum, frame):
+    """Raise Terminated (SIGTERM) or KeyboardInterrupt, but never inside an import."""
+    if _importing(frame):
+        # a real signal again (not _thread.interrupt_main, which does not wake a sleeping call)
+        retry = threading.Timer(RETRY_S, signal.pthread_kill,
+                                (threading.main_thread().ident, signum))
+        retry.daemon = True
+        retry.start()
+        return
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def run_cli(prog: str, commands: dict[str, str], version: str, argv=None) -> int:
@@ -64,7 +88,7 @@ def run_cli(prog: str, commands: dict[str, str], version: str, argv=None) -> int
         args = parser.parse_args(argv)
     except SystemExit as done:  # a refused flag (its line is printed), --help, --version
         return int(done.code or 0)
-    previous = _on_sigterm(_terminate)
+    previous = _on_signals(_interrupt)
     try:
         return int(args._run(args) or 0)
     except DeployError as err:
@@ -89,7 +113,7 @@ def run_cli(prog: str, commands: dict[str, str], version: str, argv=None) -> int
               file=sys.stderr)
         return DISK_EXIT
     finally:
-        _on_sigterm(previous)
+        _on_signals(previous)
 
 
 def disk_message(err: OSError, output=None) -> str:
@@ -105,9 +129,16 @@ def disk_message(err: OSError, output=None) -> str:
     return f"{where or 'a file'}: {err.strerror}"
 
 
-def _on_sigterm(handler):
-    """Install ``handler`` for SIGTERM (main thread only); returns the one it replaced."""
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except (ValueError, TypeError):  # not the main thread, or no previous Python handler
-        return None
+def _on_signals(handlers):
+    """Install a handler for SIGINT and SIGTERM (main thread only): one callable for both,
+    or the dict this returns of the ones it replaced."""
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = handlers.get(sig) if isinstance(handlers, dict) else handlers
+        if handler is None or signal.getsignal(sig) == signal.SIG_IGN:
+            continue  # a signal the parent told us to ignore (nohup, `cmd &`) stays ignored
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, TypeError):  # not the main thread, or no previous Python handler
+            pass
+    return previous

@@ -107,6 +107,45 @@ def test_signal_during_export_conversion(sig, tmp_path):
     assert assert_only_finished(out) == []
 
 
+SLOW_IMPORT = """
+import sys, time
+print("importing", file=sys.stderr, flush=True)
+time.sleep(1.5)  # the signal lands here, inside the import
+print("imported", file=sys.stderr, flush=True)
+"""
+IMPORTING_COMMAND = """
+HELP = "imports a slow module, then works"
+def add_arguments(parser):
+    pass
+def run(args):
+    import sys, time
+    import slow_module
+    print("working", file=sys.stderr, flush=True)
+    time.sleep(600)  # the deferred interruption ends this; finish() would time out otherwise
+    return 0
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_an_import_waits_for_the_import(sig, tmp_path):
+    """Native extensions abort the process when an exception crosses their initialisation
+    (onnx's nanobind enums did, on a Ctrl-C during the export's `import onnx`), so an
+    interruption inside an import is delivered right after it."""
+    (tmp_path / "slow_module.py").write_text(SLOW_IMPORT)
+    (tmp_path / "importing_command.py").write_text(IMPORTING_COMMAND)
+    code = ("import sys; from edgebase.cli import run_cli; "
+            "sys.exit(run_cli('deploy', {'go': 'importing_command'}, '0', ['go']))")
+    child = Child([sys.executable, "-c", code], tmp_path)
+
+    child.wait_for(r"importing")
+    child.proc.send_signal(sig)
+    code, err = child.finish(timeout=60)
+    want_code, want_line = INTERRUPTED[sig]
+    assert code == want_code, err
+    assert "imported" in err, err  # the import ran to its end
+    assert re.fullmatch(rf"deploy: {want_line}", last_line(err)), err
+
+
 def test_sigterm_during_int8_quantization_keeps_only_the_finished_parent(tmp_path):
     out = tmp_path / "out"
     child = Child(command("deploy", "export", MODEL, "--target", "openvino", "--int8",
