@@ -200,14 +200,10 @@ def _prune_and_share(source, config: CompressConfig, tuning, evaluation, log):
         folded = fold_batchnorm(model)
         step: dict[str, Any] = {"sparsity": config.prune}
         if config.prune_layers == "sensitivity":
-            from quant.layer_sensitivity import pruning_shares, scan_images
+            from quant.layer_sensitivity import pruning_shares
 
-            x = tuning.data(log).inputs(scan_images(source.entry.input_size),
-                                        seed=config.finetune.seed)
-            shares, step["per_layer"] = pruning_shares(folded, x, config.prune)
-            log(f"pruning sensitivity scan: {len(shares)} layers, shares "
-                f"{min(shares.values()):.2f}..{max(shares.values()):.2f} "
-                f"({step['per_layer']['seconds']:.0f} s)")
+            shares, step["per_layer"] = _scanned("pruning", pruning_shares, folded,
+                                                 config.prune, tuning, source, log)
         else:
             shares, step["per_layer"] = config.prune, {"per_layer": "uniform"}
         masks = magnitude_masks(folded, shares)
@@ -228,14 +224,10 @@ def _prune_and_share(source, config: CompressConfig, tuning, evaluation, log):
     step = {"bits": config.share_bits, "init": "linear"}
     bits: float | dict[str, int] = int(config.share_bits)
     if config.share_layers == "sensitivity" and config.share_bits < 8:
-        from quant.layer_sensitivity import scan_images, sharing_bits
+        from quant.layer_sensitivity import sharing_bits
 
-        x = tuning.data(log).inputs(scan_images(source.entry.input_size),
-                                    seed=config.finetune.seed)
-        bits, step["per_layer"] = sharing_bits(model, x, config.share_bits)
-        log(f"sharing sensitivity scan: {len(bits)} layers, {min(bits.values())} to "
-            f"{max(bits.values())} bits, mean {step['per_layer']['achieved']:.2f} "
-            f"({step['per_layer']['seconds']:.0f} s)")
+        bits, step["per_layer"] = _scanned("sharing (bits)", sharing_bits, model,
+                                           config.share_bits, tuning, source, log)
     else:
         step["per_layer"] = {"per_layer": "uniform"}
     changed = share_weights(model, bits)
@@ -252,6 +244,19 @@ def _prune_and_share(source, config: CompressConfig, tuning, evaluation, log):
     steps["dense_top1"] = evaluation.dense_top1 if evaluation is not None else None
     steps["layers"] = layer_facts(model, before)
     return model, steps
+
+
+def _scanned(step: str, choose, model, target, tuning, source, log):
+    """Per-layer settings from a sensitivity scan on fine-tuning images, and its record."""
+    from quant.layer_sensitivity import scan_images
+
+    x = tuning.data(log).inputs(scan_images(source.entry.input_size),
+                                seed=tuning.config.finetune.seed)
+    values, record = choose(model, x, target)
+    log(f"{step} sensitivity scan: {len(values)} layers, {min(values.values()):g} to "
+        f"{max(values.values()):g} per layer, mean {record['achieved']:g} (target {target:g}; "
+        f"{record['seconds']:.0f} s)")
+    return values, record
 
 
 class _FinetuneSource:

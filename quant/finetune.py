@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from edgebase.errors import ConfigError
@@ -75,7 +75,6 @@ def _mask_parametrization(mask):
 
 
 def _codebook_parametrization(index, centroids):
-    import torch
     from torch import nn
 
     class Codebook(nn.Module):
@@ -248,7 +247,3 @@ def _loss(model, teacher, x, y, temperature: float):
     t = temperature
     return F.kl_div(F.log_softmax(out / t, 1), F.log_softmax(target / t, 1), log_target=True,
                     reduction="batchmean") * t * t
-
-
-def config_record(config: FinetuneConfig) -> dict[str, Any]:
-    return asdict(config)
