@@ -35,8 +35,8 @@ HAN = f"{DATA}/models/squeezenet_v1.0_deep_compression.net"
 GOOGLE = f"{DATA}/models/mobilenet_v1_0.25_224_float.tflite"
 CIFAR = f"{DATA}/cifar10.zip"
 SAMPLE = f"{DATA}/imagenet-sample-1k.zip"
-SETTINGS = ("model", "weights", "num_classes", "target", "prune", "prune_layers", "bits", "epochs",
-            "train_limit", "train_data", "data", "limit")
+SETTINGS = ("model", "weights", "num_classes", "target", "prune", "prune_layers", "bits",
+            "share_layers", "epochs", "train_limit", "train_data", "data", "limit")
 
 # The settings behind the report's goals (issue: >= 10x at <= 0.5 point on every CIFAR-10
 # checkpoint; Han's SqueezeNet <= 470 KB at <= 0.5 point; MobileNetV1-0.25 best ratio at <= 1).
@@ -72,7 +72,7 @@ def run_one(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         art = compress(source, CompressConfig(
             target=args.target, output_dir=Path(tmp), prune=args.prune, share_bits=args.bits,
-            prune_layers=args.prune_layers, eval_data=_path(args.data), eval_limit=args.limit,
+            prune_layers=args.prune_layers, share_layers=args.share_layers, eval_data=_path(args.data), eval_limit=args.limit,
             train_data=_path(args.train_data),
             train_limit=args.train_limit, threads=args.threads,
             finetune=FinetuneConfig(epochs=args.epochs)),
@@ -88,13 +88,15 @@ def run_one(args) -> dict:
         "settings": settings(args), "model": source.name, "weights": Path(args.weights).name if args.weights else "packaged",
         "target": args.target, "prune": args.prune,
         "prune_layers": args.prune_layers if args.prune else None, "share_bits": args.bits,
+        "share_layers": args.share_layers if args.bits < 8 else None,
         "epochs": args.epochs if tuning else 0, "train_limit": args.train_limit,
         "finetune_data": tuning[0]["data"] if tuning else None,
         "finetune": [{k: t[k] for k in ("loss", "steps", "batch_size", "images_seen", "lr",
                                         "optimizer", "loss_start", "loss_end", "seconds",
                                         "cpu_seconds", "threads")} for t in tuning],
         "nonzero": sum(f["nonzero"] for f in c["layers"]) / sum(f["weights"] for f in c["layers"]),
-        "per_layer_shares": (pruning.get("per_layer") or {}).get("shares"),
+        "per_layer": {"prune": (pruning.get("per_layer") or {}).get("layers"),
+                      "bits": steps["sharing"]["per_layer"].get("layers")},
         "sizes": {"fp32": c["target_bytes"], "after_pruning": sizes["after_pruning"],
                   "after_sharing": sizes["after_sharing"], "after_huffman": sizes["total"],
                   "parts": sizes},
@@ -110,6 +112,31 @@ def run_one(args) -> dict:
     }
 
 
+def goals(rows: list[dict]) -> list[str]:
+    """Per model: the best ratio within its allowed drop (0.5 points; 1 for MobileNetV1-0.25
+    from Google's weights), and what the fixed part of the container (the file's skeleton:
+    graph, biases; header) costs of it."""
+    out = ["", "## Against the goals", "",
+           "| model (weights) | allowed drop | best ratio within it | its drop | skeleton + "
+           "header share of the container | best ratio measured (drop) |",
+           "|---|---|---|---|---|---|"]
+    models = {}
+    for r in rows:
+        models.setdefault((r["model"], r["weights"]), []).append(r)
+    for (model, weights), rs in models.items():
+        allowed = 1.0 if model.startswith("mobilenet_v1_x0_25") else 0.5
+        ok = [r for r in rs if r["drop"] <= allowed]
+        best = max(ok, key=lambda r: r["ratio"]) if ok else None
+        top = max(rs, key=lambda r: r["ratio"])
+        fixed = lambda r: (r["sizes"]["parts"]["skeletons"] + r["sizes"]["parts"]["header"]) \
+            / r["sizes"]["after_huffman"]
+        out.append(f"| {model} ({weights}) | {allowed:g} | "
+                   + (f"{best['ratio']:.1f}× ({best['sizes']['after_huffman']:,} B) | "
+                      f"{best['drop']:+.2f} | {fixed(best):.0%} |" if best else "none | - | - |")
+                   + f" {top['ratio']:.1f}× ({top['drop']:+.2f}) |")
+    return out
+
+
 def _key(settings: dict) -> str:
     return json.dumps(settings, sort_keys=True)
 
@@ -120,6 +147,13 @@ def merge(rows: list[dict], row: dict) -> list[dict]:
 
 def _kb(n) -> str:
     return f"{n / 1000:,.0f} KB" if n is not None else "-"
+
+
+def _bits(row: dict) -> str:
+    per_layer = (row.get("per_layer") or {}).get("bits")
+    if not per_layer:
+        return f"{row['share_bits']:g}"
+    return f"{row['share_bits']:g} (mean; {min(per_layer.values())}-{max(per_layer.values())})"
 
 
 def _pct(x) -> str:
@@ -154,13 +188,14 @@ def markdown(report: dict) -> str:
         load = max(r["load_average"])
         lines.append(
             f"| {r['model']} ({r['weights']}) | {r['target']} | {r['prune']:g} "
-            f"({r['nonzero']:.0%} left) | {r['share_bits']} | {tuned} | {_kb(s['fp32'])} | "
+            f"({r['nonzero']:.0%} left) | {_bits(r)} | {tuned} | {_kb(s['fp32'])} | "
             f"{_kb(s['after_pruning'])} | {_kb(s['after_sharing'])} | "
             f"{_kb(s['after_huffman'])} ({s['after_huffman']:,} B) | {r['ratio']:.1f}× | "
             f"{_pct(t['dense'])} | {_pct(t['after_pruning'])} | {_pct(t['after_sharing'])} | "
             f"{_pct(t['file'])} | {r['drop']:+.2f} | {r['images']:,} {r['data']} | "
             f"{r['seconds']:.0f} / {r['cpu_seconds']:.0f} ({load:.1f}{'*' if load > cores else ''})"
             f" |")
+    lines += goals(report["rows"])
     done = {_key(r["settings"]) for r in report["rows"]}
     todo = [c for c in PLAN if _key(settings(parser().parse_args(c))) not in done]
     if todo:
@@ -178,7 +213,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="onnx")
     p.add_argument("--prune", type=float, default=0.0)
     p.add_argument("--prune-layers", default="sensitivity")
-    p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--bits", type=float, default=8, help="codebook bits (a mean when per layer)")
+    p.add_argument("--share-layers", default="sensitivity")
     p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs per step")
     p.add_argument("--train-limit", type=int, help="fine-tuning images")
     p.add_argument("--train-data", help="labelled fine-tuning images (default: distillation)")

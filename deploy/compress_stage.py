@@ -41,7 +41,7 @@ from edgebase.manifest import Artifact, file_facts, write_manifest
 SUFFIX = ".edc"
 DEFAULT_DISTILL = "cifar10.zip"  # in the shared data folder: training images, used unlabelled
 LARGE_INPUT_LIMIT = 5000  # default fine-tuning images for inputs above 32 px (decoded at size)
-PRUNE_LAYERS = ("sensitivity", "uniform")
+PER_LAYER = ("sensitivity", "uniform")  # how --prune and --share-bits are spread over layers
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class CompressConfig:
     target: str
     output_dir: Path
     prune: float = 0.0  # share of each layer's weights set to zero
-    share_bits: int = 8  # codebook of 2**bits entries per layer (entry 0 is 0.0)
+    share_bits: float = 8  # codebook of 2**bits entries per layer (entry 0 is 0.0); with
+    # share_layers "sensitivity" the mean over the non-zero weights, bits chosen per layer
     gap_bits: int = 4  # width of a relative sparse position
     validate_data: Path | None = None
     eval_data: Path | None = None
@@ -60,6 +61,7 @@ class CompressConfig:
     train_limit: int | None = None  # fine-tuning images (None: all for 32-px nets, else 5000)
     finetune: Any = None  # quant.finetune.FinetuneConfig; None: its defaults
     prune_layers: str = "sensitivity"  # per-layer shares: "sensitivity" scan or "uniform"
+    share_layers: str = "sensitivity"  # per-layer bits: "sensitivity" scan or "uniform"
     progress: bool = True
 
     def __post_init__(self):
@@ -69,17 +71,22 @@ class CompressConfig:
         if not 0.0 <= self.prune < 1.0:
             raise ConfigError(f"--prune {self.prune}: a share of weights in [0, 1)")
         if not 1 <= self.share_bits <= 8:
-            raise ConfigError(f"--share-bits {self.share_bits}: 1 to 8 (a codebook of at "
+            raise ConfigError(f"--share-bits {self.share_bits:g}: 1 to 8 (a codebook of at "
                               f"most 256 values per layer)")
+        if self.share_layers == "uniform" and self.share_bits != int(self.share_bits):
+            raise ConfigError(f"--share-bits {self.share_bits:g}: a whole number of bits "
+                              f"with --share-layers uniform (a mean only with the sensitivity "
+                              f"scan)")
         if not 1 <= self.gap_bits <= 8:
             raise ConfigError(f"gap bits {self.gap_bits}: 1 to 8")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.eval_limit}")
-        if self.prune_layers not in PRUNE_LAYERS:
-            raise ConfigError(f"--prune-layers {self.prune_layers!r}: one of "
-                              f"{', '.join(PRUNE_LAYERS)}")
+        for flag, value in (("--prune-layers", self.prune_layers),
+                            ("--share-layers", self.share_layers)):
+            if value not in PER_LAYER:
+                raise ConfigError(f"{flag} {value!r}: one of {', '.join(PER_LAYER)}")
         if self.train_data is not None and self.distill_data is not None:
             raise ConfigError("--train-data and --distill-data: give one (labelled images, or "
                               "unlabelled ones for distillation)")
@@ -129,7 +136,8 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
     t0 = time.perf_counter()
     model, steps = _prune_and_share(source, config, tuning, evaluation, log)
     shared_weights = {**source.weights, "deep_compression": {
-        "prune": config.prune, "share_bits": config.share_bits, "batchnorm_folded": True,
+        "prune": config.prune, "share_bits": config.share_bits,
+        "per_layer": [config.prune_layers, config.share_layers], "batchnorm_folded": True,
         "fine_tuned": tuning.used}}
     shared = ModelSource(source.entry, model, shared_weights)
     config.output_dir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +169,8 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
                 f"{accuracy['top1']:.2f} % (drop {accuracy['top1_drop']:.2f})")
         model_bytes = sum(len(v) for k, v in files.items() if not k.endswith(".json"))
         record = {"name": "deep_compression", "prune": config.prune,
-                  "share_bits": config.share_bits, "gap_bits": config.gap_bits,
+                  "prune_layers": config.prune_layers, "share_bits": config.share_bits,
+                  "share_layers": config.share_layers, "gap_bits": config.gap_bits,
                   "huffman": True, "batchnorm_folded": True, "fine_tuned": tuning.used,
                   "steps": steps}
         artifact = exported.replace(
@@ -200,13 +209,10 @@ def _prune_and_share(source, config: CompressConfig, tuning, evaluation, log):
         folded = fold_batchnorm(model)
         step: dict[str, Any] = {"sparsity": config.prune}
         if config.prune_layers == "sensitivity":
-            from quant.prune_sensitivity import SCAN_IMAGES, sensitivity_shares
+            from quant.layer_sensitivity import pruning_shares
 
-            x = tuning.data(log).inputs(SCAN_IMAGES, seed=config.finetune.seed)
-            shares, step["per_layer"] = sensitivity_shares(folded, x, config.prune)
-            log(f"sensitivity scan: {len(shares)} layers, pruned shares "
-                f"{min(shares.values()):.2f}..{max(shares.values()):.2f} "
-                f"({step['per_layer']['seconds']:.0f} s)")
+            shares, step["per_layer"] = _scanned("pruning", pruning_shares, folded,
+                                                 config.prune, tuning, source, log)
         else:
             shares, step["per_layer"] = config.prune, {"per_layer": "uniform"}
         masks = magnitude_masks(folded, shares)
@@ -224,10 +230,19 @@ def _prune_and_share(source, config: CompressConfig, tuning, evaluation, log):
         step["top1"] = _torch_top1(evaluation, model, "after pruning", log)
         steps["pruning"] = step
     model = fold_batchnorm(model)
-    changed = share_weights(model, config.share_bits)
-    log(f"shared: at most {2 ** config.share_bits} values per layer ({len(changed)} of "
-        f"{len(before)} layers changed; the others were kept bit for bit)")
-    step = {"bits": config.share_bits, "init": "linear", "layers_changed": len(changed)}
+    step = {"bits": config.share_bits, "init": "linear"}
+    bits: float | dict[str, int] = int(config.share_bits)
+    if config.share_layers == "sensitivity" and config.share_bits < 8:
+        from quant.layer_sensitivity import sharing_bits
+
+        bits, step["per_layer"] = _scanned("sharing (bits)", sharing_bits, model,
+                                           config.share_bits, tuning, source, log)
+    else:
+        step["per_layer"] = {"per_layer": "uniform"}
+    changed = share_weights(model, bits)
+    step["layers_changed"] = len(changed)
+    log(f"shared: {len(changed)} of {len(before)} layers changed (the others already had few "
+        f"enough values: kept bit for bit)")
     if tuning.wanted and (changed or config.prune > 0):
         step["finetune"] = centroid_finetune(
             model, [n for n, _ in weighted_layers(model)], tuning.data(log), config.finetune,
@@ -240,6 +255,19 @@ def _prune_and_share(source, config: CompressConfig, tuning, evaluation, log):
     return model, steps
 
 
+def _scanned(step: str, choose, model, target, tuning, source, log):
+    """Per-layer settings from a sensitivity scan on fine-tuning images, and its record."""
+    from quant.layer_sensitivity import scan_images
+
+    x = tuning.data(log).inputs(scan_images(source.entry.input_size),
+                                seed=tuning.config.finetune.seed)
+    values, record = choose(model, x, target)
+    log(f"{step} sensitivity scan: {len(values)} layers, {min(values.values()):g} to "
+        f"{max(values.values()):g} per layer, mean {record['achieved']:g} (target {target:g}; "
+        f"{record['seconds']:.0f} s)")
+    return values, record
+
+
 class _FinetuneSource:
     """Where fine-tuning (and sensitivity scan) images come from; read once a step wants
     them."""
@@ -247,7 +275,8 @@ class _FinetuneSource:
     def __init__(self, config: CompressConfig, source):
         self.config, self.source, self._data, self.used = config, source, None, False
         self.wanted = config.finetune.epochs > 0
-        scanning = config.prune > 0 and config.prune_layers == "sensitivity"
+        scanning = (config.prune > 0 and config.prune_layers == "sensitivity") or (
+            config.share_bits < 8 and config.share_layers == "sensitivity")
         if not (self.wanted or scanning):
             return
         from deploy.validate import data_dir

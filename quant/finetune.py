@@ -3,8 +3,10 @@
 * ``masked_finetune``: after magnitude pruning, every weight may train except the pruned ones,
   which stay exactly zero: each pruned layer's weight is ``where(mask, w, 0)`` (a torch
   parametrization), so a pruned weight gets no gradient and cannot come back. BatchNorm is
-  still live here (running statistics re-estimate themselves for the thinner layers; the
-  stage folds it afterwards, and folding keeps zeros zero).
+  still live here: its running statistics re-estimate themselves for the thinner layers (the
+  stage folds it afterwards, and folding keeps zeros zero) -- unless the images are upscaled
+  stand-ins (CIFAR-10 for an ImageNet net), whose statistics would replace the real ones; then
+  only BatchNorm's scale and shift train.
 * ``centroid_finetune``: after k-means sharing, a layer's weight is ``codebook[index]`` with
   the indices fixed and the codebook entries (entry 0 = 0.0 excluded) trainable. Autograd of
   that gather sums the gradients of all weights in a cluster, which is the paper's centroid
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from edgebase.errors import ConfigError
@@ -75,7 +77,6 @@ def _mask_parametrization(mask):
 
 
 def _codebook_parametrization(index, centroids):
-    import torch
     from torch import nn
 
     class Codebook(nn.Module):
@@ -115,15 +116,17 @@ def masked_finetune(model, masks: dict[str, Any], data, config: FinetuneConfig, 
             [{"params": decay, "weight_decay": config.weight_decay},
              {"params": rest, "weight_decay": 0.0}],
             lr=config.prune_lr, momentum=config.momentum, nesterov=True)
+        frozen = bool(data.source.get("upscaled"))
         record = _train(model, optimizer, data, config, teacher, "fine-tuning pruned net",
-                        progress, log, freeze_batchnorm=False)
+                        progress, log, freeze_batchnorm=frozen)
     finally:
         _drop_grads(model)
         for name in masks:
             parametrize.remove_parametrizations(modules[name], "weight", leave_parametrized=True)
     return {**record, "optimizer": "sgd", "lr": config.prune_lr, "momentum": config.momentum,
             "nesterov": True, "weight_decay": config.weight_decay,
-            "trained": "all parameters; pruned weights held at zero (masks kept)"}
+            "trained": "all parameters; pruned weights held at zero (masks kept)",
+            "batchnorm_statistics": "kept (upscaled images)" if frozen else "re-estimated"}
 
 
 def centroid_finetune(model, layers: list[str], data, config: FinetuneConfig, teacher=None,
@@ -248,7 +251,3 @@ def _loss(model, teacher, x, y, temperature: float):
     t = temperature
     return F.kl_div(F.log_softmax(out / t, 1), F.log_softmax(target / t, 1), log_target=True,
                     reduction="batchmean") * t * t
-
-
-def config_record(config: FinetuneConfig) -> dict[str, Any]:
-    return asdict(config)

@@ -10,7 +10,9 @@ Pixels are decoded once through ``edgebase.images`` (the reader evaluation uses)
 centre-cropped with the model's own preprocessing, put in the model's colour order and kept as
 uint8 ``[N, crop, crop, 3]``; batches are augmented like the CIFAR-10 training recipe (random
 crop of the 4-px padded image for inputs of 32 px or less, horizontal flip) and normalised by
-``zoo.traindata``. A CIFAR-size set read at its own size, for more than 10,000 images, goes
+``zoo.traindata``. Images smaller than the model's input are enlarged and marked ``upscaled``:
+their statistics are not the model's, so fine-tuning keeps BatchNorm statistics as they are
+(``quant.finetune``). A CIFAR-size set read at its own size, for more than 10,000 images, goes
 through ``zoo.traindata``'s decoded cache, so a second run does not decode 50,000 JPEGs again;
 fewer are decoded directly.
 """
@@ -105,9 +107,10 @@ def load_finetune_data(path: str | os.PathLike, preprocess, *, labelled: bool,
     pixels = labels = None
     if (limit is None or limit > CACHE_ABOVE) and _cifar_sized(images, preprocess):
         pixels, labels = _cached_cifar(Path(path), preprocess, progress)
+    upscaled = False
     if pixels is None:
         indices = images.subset(limit, seed=seed)
-        pixels = _decode(images, indices, preprocess, progress)
+        pixels, upscaled = _decode(images, indices, preprocess, progress)
         labels = np.array([images.samples[i].label for i in indices], np.int64)
     elif limit is not None and limit < len(labels):
         from zoo.traindata import Split, subset
@@ -116,7 +119,7 @@ def load_finetune_data(path: str | os.PathLike, preprocess, *, labelled: bool,
         pixels, labels = picked.images, picked.labels
     source = {"data": Path(path).name, "split": "train" if has_train else "all (no splits)",
               "images": int(len(pixels)), "size": f"{preprocess.crop}x{preprocess.crop}",
-              "labelled": labelled, "seed": seed, "limit": limit,
+              "labelled": labelled, "seed": seed, "limit": limit, "upscaled": upscaled,
               "use": "labels, cross-entropy" if labelled else "unlabelled, distillation "
                      "from the dense parent"}
     if note:
@@ -153,10 +156,12 @@ def _cached_cifar(path: Path, preprocess, progress: bool):
     return pixels, data.train.labels
 
 
-def _decode(images, indices, preprocess, progress: bool) -> np.ndarray:
+def _decode(images, indices, preprocess, progress: bool) -> tuple[np.ndarray, bool]:
+    """uint8 crops at the model's input size, and whether any image had to be enlarged."""
     from edgebase.images import resize_crop
 
     out = np.empty((len(indices), preprocess.crop, preprocess.crop, 3), np.uint8)
+    upscaled = False
     it = enumerate(indices)
     if progress:
         from tqdm import tqdm
@@ -164,7 +169,8 @@ def _decode(images, indices, preprocess, progress: bool) -> np.ndarray:
         it = tqdm(it, total=len(indices), desc="decoding fine-tuning images", unit="img",
                   leave=False, mininterval=1.0)
     for n, i in it:
-        rgb = resize_crop(images.load(i), preprocess.resize, preprocess.crop,
-                          preprocess.interpolation)
+        rgb = images.load(i)
+        upscaled |= min(rgb.shape[:2]) < preprocess.crop
+        rgb = resize_crop(rgb, preprocess.resize, preprocess.crop, preprocess.interpolation)
         out[n] = rgb[..., ::-1] if preprocess.color == "BGR" else rgb
-    return out
+    return out, upscaled

@@ -78,15 +78,16 @@ def apply_masks(model, masks: dict[str, np.ndarray]) -> None:
             w.copy_(torch.where(torch.from_numpy(mask), w, torch.zeros((), dtype=w.dtype)))
 
 
-def share_weights(model, bits: int) -> list[str]:
-    """k-means-share every conv/linear weight of ``model`` in place; the names of the layers
-    that changed (those already on at most 2**bits - 1 non-zero values are kept as they are)."""
+def share_weights(model, bits: int | dict[str, int]) -> list[str]:
+    """k-means-share every conv/linear weight of ``model`` in place (``bits``: one codebook
+    size for all layers, or one per layer name); the names of the layers that changed (those
+    already on at most 2**bits - 1 non-zero values are kept as they are)."""
     import torch
 
     changed = []
     for name, m in weighted_layers(model):
         w = m.weight.detach().cpu().numpy()
-        shared = kmeans_share(w, bits)
+        shared = kmeans_share(w, bits[name] if isinstance(bits, dict) else bits)
         if shared is not w:
             with torch.no_grad():
                 m.weight.copy_(torch.from_numpy(shared))

@@ -215,6 +215,7 @@ def test_compress_a_batchnorm_net_with_pruning_and_sharing_no_finetuning(tmp_pat
     source = load_source("shufflenet_v2_x0_5.cifar10")
     art = compress(source, CompressConfig(target="onnx", output_dir=tmp_path, prune=0.5,
                                           share_bits=5, prune_layers="uniform",
+                                          share_layers="uniform",
                                           finetune=FinetuneConfig(epochs=0)),
                    log=lambda m: None)
     c = art.extra["container"]

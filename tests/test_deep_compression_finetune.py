@@ -132,21 +132,24 @@ def test_centroid_finetuning_with_labels_lowers_cross_entropy(cifar_train):
     assert all(len(np.unique(m.weight.detach().numpy())) <= 4 for _, m in weighted_layers(model))
 
 
-def test_sensitivity_allocation_prunes_tolerant_large_layers_first(cifar_train):
-    from quant.prune_sensitivity import LEVELS, allocate, scan
+def test_sensitivity_allocation_changes_tolerant_large_layers_first(cifar_train):
+    from quant.layer_sensitivity import PRUNE_LEVELS, allocate, pruning_shares, sharing_bits
 
     sens = {"big": [0.0, 0.0, 0.01, 0.02, 0.05, 0.2], "small": [1, 2, 3, 4, 5, 6],
             "mid": [0.01, 0.02, 0.1, 0.2, 0.4, 0.8]}
     sizes = {"big": 8000, "small": 1000, "mid": 1000}
-    shares = allocate(sens, sizes, 0.8)
+    shares = allocate(sens, sizes, 0.8, PRUNE_LEVELS)
     assert sum(shares[n] * sizes[n] for n in sizes) == pytest.approx(0.8 * 10000, abs=1)
     assert shares["big"] > shares["mid"] > shares["small"] == 0.0
     # a target beyond the last level stops there
-    assert allocate(sens, sizes, 0.99) == {n: LEVELS[-1] for n in sizes}
+    assert allocate(sens, sizes, 0.99, PRUNE_LEVELS) == {n: PRUNE_LEVELS[-1] for n in sizes}
 
-    result = scan(_teacher(cifar_train), cifar_train.inputs(64))
-    assert set(result) == {"0", "3", "8"}  # the two convs and the classifier
-    assert all(len(r) == len(LEVELS) and r == sorted(r) and r[-1] > 0 for r in result.values())
+    net, x = _teacher(cifar_train), cifar_train.inputs(64)
+    shares, record = pruning_shares(net, x, 0.5)
+    assert set(shares) == {"0", "3", "8"} and record["achieved"] == pytest.approx(0.5, abs=1e-3)
+    bits, record = sharing_bits(net, x, 5)
+    assert all(3 <= b <= 8 for b in bits.values()) and record["achieved"] <= 5
+    assert record["per_layer"] == "sensitivity scan" and record["layers"] == bits
 
 
 def _compress(*args, cwd=REPO):
@@ -182,7 +185,8 @@ def test_compress_fine_tunes_and_records_every_step(tmp_path, shared_data):
     """End to end: prune, fine-tune, share, fine-tune, export, container; each step's data,
     epochs, rate, time and PyTorch top-1 in the manifest."""
     p = _compress("shufflenet_v2_x0_5.cifar10", "--target", "onnx", "--prune", "0.5",
-                  "--prune-layers", "uniform", "--share-bits", "5", "--epochs", "1",
+                  "--prune-layers", "uniform", "--share-bits", "5", "--share-layers",
+                  "uniform", "--epochs", "1",
                   "--train-limit", "256",
                   "--data", str(shared_data / "cifar10.zip"), "--limit", "200",
                   "--no-progress", "--json", "--output", str(tmp_path))

@@ -9,7 +9,7 @@ HELP = ("Deep Compression: prune, share weights (k-means) and Huffman-code a mod
 def add_arguments(p) -> None:
     from edgebase.capabilities import target_names
     from edgebase.cli_flags import POSITIVE, add_model_build, at_least, output_dir
-    from deploy.compress_stage import PRUNE_LAYERS
+    from deploy.compress_stage import PER_LAYER
     from quant.finetune import FinetuneConfig
 
     d = FinetuneConfig()
@@ -22,11 +22,15 @@ def add_arguments(p) -> None:
                    help="the file the container carries")
     p.add_argument("--prune", type=at_least(0, float), default=0.0, metavar="S",
                    help="share of the conv/linear weights to set to zero (default 0)")
-    p.add_argument("--prune-layers", choices=PRUNE_LAYERS, default=PRUNE_LAYERS[0],
+    p.add_argument("--prune-layers", choices=PER_LAYER, default=PER_LAYER[0],
                    help="how the share is spread over layers: from a per-layer sensitivity "
                         "scan on the fine-tuning images (default) or the same in every layer")
-    p.add_argument("--share-bits", type=POSITIVE, default=8, metavar="B",
-                   help="k-means codebook of 2**B values per layer (default 8)")
+    p.add_argument("--share-bits", type=at_least(1, float), default=8, metavar="B",
+                   help="k-means codebook of 2**B values per layer (default 8); below 8, the "
+                        "mean over the weights, bits per layer from a sensitivity scan")
+    p.add_argument("--share-layers", choices=PER_LAYER, default=PER_LAYER[0],
+                   help="codebook bits per layer from the sensitivity scan (default) or B in "
+                        "every layer")
     p.add_argument("--train-data", metavar="PATH", help="labelled images (a train/ split of "
                    "the model's classes) to fine-tune on after pruning and after sharing")
     p.add_argument("--distill-data", metavar="PATH", help="unlabelled images to fine-tune on by "
@@ -63,6 +67,7 @@ def run(args) -> int:
 
     config = CompressConfig(target=args.target, output_dir=Path(args.output), prune=args.prune,
                             share_bits=args.share_bits, prune_layers=args.prune_layers,
+                            share_layers=args.share_layers,
                             eval_data=path(args.eval_data),
                             eval_limit=args.limit, threads=args.threads,
                             train_data=path(args.train_data),
