@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class BenchResult:
         return asdict(self)
 
 
-def _stats(ns: list[int]) -> dict[str, float]:
+def _stats(ns) -> dict[str, float]:
     ms = np.asarray(ns, dtype=np.float64) / 1e6
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return {"mean_ms": float(ms.mean()), "std_ms": float(ms.std()), "min_ms": float(ms.min()),
@@ -107,15 +108,18 @@ def read_input(path: str | os.PathLike, names: list[str]):
 
 
 def time_loop(fn, warmup: int, runs: int | None, min_time: float | None
-              ) -> tuple[float, list[int]]:
-    """(first-call ms, per-run ns); exactly ``runs`` runs, or runs until ``min_time`` s passed."""
+              ) -> tuple[float, array]:
+    """(first-call ms, per-run ns); exactly ``runs`` runs, or runs until ``min_time`` s passed.
+
+    The times go into an int64 array (8 bytes a run; a list of Python ints costs ~36), so a
+    long ``--min-time`` run grows the process by little more than the times themselves."""
     clock = time.perf_counter_ns
     t0 = clock()
     fn()
     first_ms = (clock() - t0) / 1e6
     for _ in range(warmup):
         fn()
-    times: list[int] = []
+    times = array("q")
     append = times.append
     if runs is not None:
         for _ in range(runs):

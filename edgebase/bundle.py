@@ -15,6 +15,7 @@ from typing import Any
 
 from edgebase.errors import ModelFileError
 from edgebase.files import atomic_path, sha256_file
+from edgebase.kinds import NONE, NUMBER, check, check_items
 
 SCHEMA = "edgedeploy.bundle/1"
 MANIFEST = "manifest.json"
@@ -69,60 +70,34 @@ def read_bundle(root: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-_NUMBER = (int, float)
-_NONE = type(None)
 # what each field read by `runner verify` must be (an untrusted file: checked before use)
-_SPEC = {"name": (str, _NONE), "shape": list, "dtype": str, "layout": (str, _NONE),
-         "scale": (*_NUMBER, _NONE), "zero_point": (int, _NONE)}
-_MODEL = {"path": str, "manifest": str, "runtime": (str, _NONE), "input": dict,
-          "outputs": list, "companions": list, "accuracy": (dict, _NONE)}
-_ACCURACY = {"top1": _NUMBER, "images": (int, _NONE), "split": (str, _NONE),
-             "seed": (int, _NONE)}
-
-
-def _kind_name(kind) -> str:
-    """JSON's names: a string, a number, an object..."""
-    names = {str: "a string", int: "an integer", float: "a number", dict: "an object",
-             list: "a list", bool: "true/false", _NONE: "null"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+_SPEC = {"name": (str, NONE), "shape": list, "dtype": str, "layout": (str, NONE),
+         "scale": (*NUMBER, NONE), "zero_point": (int, NONE)}
+_MODEL = {"path": str, "manifest": str, "runtime": (str, NONE), "input": dict,
+          "outputs": list, "companions": list, "accuracy": (dict, NONE)}
+_ACCURACY = {"top1": NUMBER, "images": (int, NONE), "split": (str, NONE), "seed": (int, NONE)}
 
 
 def _check_kinds(data: dict[str, Any], where: str) -> None:
     """ModelFileError naming the first field of manifest.json that has the wrong kind."""
-    def need(obj, kinds: dict[str, Any], what: str, required=()) -> None:
-        if not isinstance(obj, dict):
-            raise ModelFileError(f"{where}: {what} must be an object, not "
-                                 f"{_kind_name(type(obj))}")
-        for key in required:
-            if key not in obj:
-                raise ModelFileError(f"{where}: {what} has no {key!r}")
-        for key, kind in kinds.items():
-            if key in obj and not isinstance(obj[key], kind):
-                label = f"{what}[{key!r}]" if what else repr(key)
-                raise ModelFileError(f"{where}: {label} must be {_kind_name(kind)}, not "
-                                     f"{_kind_name(type(obj[key]))}")
-
-    need(data, {"labels": str, "preprocess": (dict, _NONE)}, "")
+    check(data, {"labels": str, "preprocess": (dict, NONE)}, "", where)
     pre = data.get("preprocess") or {}
     for key in ("mean", "std"):
-        values = pre.get(key, [])
-        if not isinstance(values, list) or not all(isinstance(v, _NUMBER) for v in values):
-            raise ModelFileError(f"{where}: preprocess[{key!r}] must be a list of numbers")
+        if key in pre:
+            check_items(pre[key], NUMBER, f"preprocess[{key!r}]", where)
     for i, entry in enumerate(data["files"]):
-        need(entry, {"path": str}, f"files[{i}]", ("path",))
+        check(entry, {"path": str}, f"files[{i}]", where, ("path",))
     for i, model in enumerate(data["models"]):
         what = f"models[{i}]"
-        need(model, _MODEL, what, ("path", "manifest", "input", "outputs"))
+        check(model, _MODEL, what, where, ("path", "manifest", "input", "outputs"))
         for j, c in enumerate(model.get("companions", ())):
-            need(c, {"path": str}, f"{what} companion {j}", ("path",))
-        for name, spec in [("input", model["input"])] + [
+            check(c, {"path": str}, f"{what} companion {j}", where, ("path",))
+        for label, spec in [("input", model["input"])] + [
                 (f"output {j}", o) for j, o in enumerate(model["outputs"])]:
-            need(spec, _SPEC, f"{what} {name}")
-            if not all(isinstance(d, int) for d in spec.get("shape", [])):
-                raise ModelFileError(f"{where}: {what} {name} shape must be a list of integers")
+            check(spec, _SPEC, f"{what} {label}", where)
+            check_items(spec.get("shape", []), int, f"{what} {label} shape", where)
         if model.get("accuracy"):
-            need(model["accuracy"], _ACCURACY, f"{what} accuracy", ("top1",))
+            check(model["accuracy"], _ACCURACY, f"{what} accuracy", where, ("top1",))
 
 
 def write_zip(root: str | os.PathLike, zip_path: str | os.PathLike, prefix: str) -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgebase.errors import ModelFileError
 from edgebase.files import sha256_file, write_text_atomic
+from edgebase.kinds import NONE, NUMBER, check, check_items
 
 SCHEMA = "edgedeploy.artifact/1"
 # what makes two latency records of one file the same measurement (the newer one replaces it)
@@ -143,10 +144,40 @@ def read_manifest(model_file: str | os.PathLike) -> Artifact | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ModelFileError(f"{path}: unreadable manifest ({e})") from None
+    _check_kinds(data, str(path))
     try:
         return Artifact.from_dict(data)
-    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a field of the wrong kind
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # e.g. a missing field
         raise ModelFileError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None
+
+
+# the kinds of the fields readers use (a manifest beside a model may come from anywhere)
+_ARTIFACT = {"file": str, "format": str, "precision": str, "sha256": str, "size_bytes": int,
+             "model": dict, "inputs": list, "outputs": list, "preprocess": (dict, NONE),
+             "labels": list, "passes": list, "toolchain": dict, "validation": (dict, NONE),
+             "benchmarks": list, "companions": list, "extra": dict}
+_MODEL = {"name": str, "macs": (*NUMBER, NONE), "num_classes": (int, NONE),
+          "weights": (dict, NONE)}
+_TENSOR = {"name": str, "shape": list, "dtype": str, "layout": (str, NONE),
+           "scale": (*NUMBER, NONE), "zero_point": (int, NONE)}
+_PREPROCESS = {"resize": int, "crop": int, "mean": list, "std": list, "interpolation": str,
+               "color": str, "layout": str}
+
+
+def _check_kinds(data: Any, where: str) -> None:
+    check(data, _ARTIFACT, "", where)
+    check(data.get("model", {}), _MODEL, "model", where)
+    for key in ("inputs", "outputs"):
+        for i, t in enumerate(data.get(key, ())):
+            check(t, _TENSOR, f"{key}[{i}]", where)
+            check_items(t.get("shape", []), int, f"{key}[{i}] shape", where)
+    if data.get("preprocess"):
+        check(data["preprocess"], _PREPROCESS, "preprocess", where)
+        for key in ("mean", "std"):
+            check_items(data["preprocess"].get(key, []), NUMBER, f"preprocess {key}", where)
+    check_items(data.get("labels", []), str, "labels", where)
+    for key in ("passes", "benchmarks", "companions"):
+        check_items(data.get(key, []), dict, key, where)
 
 
 def file_facts(model_file: str | os.PathLike) -> dict[str, Any]:
