@@ -85,6 +85,9 @@ def arithmetic_units(flags: set[str], machine: str, fma_pipes: int = 2
     return units
 
 
+BOOST_HEADROOM = 2.0  # see CpuInfo.impossible_share
+
+
 @dataclass(frozen=True)
 class CpuInfo:
     model: str
@@ -98,6 +101,20 @@ class CpuInfo:
     peak_derivation: str
     flags: tuple[str, ...] = ()  # the arithmetic-relevant flags present
     peaks: dict[str, Peak] = field(default_factory=dict)  # by arithmetic: f32 int8 bf16 f16
+
+    @property
+    def clock_is_max(self) -> bool:
+        """The clock behind the peaks is the CPU's maximum (cpufreq), not the clock it happened
+        to run at when read (all a VM shows): only then is a peak a hard upper bound."""
+        return "cpuinfo_max_freq" in self.mhz_source
+
+    @property
+    def impossible_share(self) -> float:
+        """Share of a peak above which a measured rate cannot be true (the timed call skipped
+        work). Boost clocks run up to about twice the clock a VM reports (an EPYC read at 2.45
+        GHz boosts to 3.5, a Xeon read at 2.0 to 3.8), so without cpufreq's maximum only a rate
+        beyond that is impossible."""
+        return 1.0 if self.clock_is_max else BOOST_HEADROOM
 
     def peak(self, arithmetic: str) -> Peak | None:
         """The peak of ``arithmetic`` (f32, int8, bf16, f16); None when the CPU has no unit."""
