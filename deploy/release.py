@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgebase.capabilities import DEFAULT_RELEASE_TARGETS, get_target, runtime_for_suffix
-from edgebase.bundle import MANIFEST, SCHEMA, file_entry, list_files, write_zip
+from edgebase.bundle import MANIFEST, SCHEMA, Bundle, file_entry, list_files, write_zip
 from edgebase.errors import ConfigError, DataError, DeployError, ValidationError
 from edgebase.files import write_bytes_atomic, write_text_atomic
-from edgebase.manifest import Artifact, write_manifest
+from edgebase.manifest import Artifact, read_manifest, write_manifest
 
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -183,8 +183,8 @@ def bundle_name(name: str, version: str) -> str:
     return f"{safe}-{version}"
 
 
-def release(cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
-    """Build (or reuse), assemble, measure; returns (bundle folder, zip).
+def release(cfg: ReleaseConfig, log=print) -> Bundle:
+    """Build (or reuse), assemble, measure; returns the Bundle written.
 
     A release that fails or is interrupted leaves no build file it made: what it exported is
     removed again, so nothing in the build folder looks like a result of a release that did
@@ -214,7 +214,6 @@ def container_artifact(path: Path, source) -> Built:
     """A ``deploy compress`` container as a bundle file: its manifest must be there, its
     validation passed, and its parent the release's (same weights file, classes)."""
     from edgebase.files import sha256_file
-    from edgebase.manifest import read_manifest
 
     if path.suffix != ".edc":
         raise ConfigError(f"--container {path}: not a Deep Compression container (.edc, made "
@@ -237,7 +236,9 @@ def container_artifact(path: Path, source) -> Built:
     return Built(path, art, False)
 
 
-def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Path, Path]:
+def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> Bundle:
+    """The release stage proper: the built Artifacts in, the Bundle of their released copies
+    out (folder and zip written atomically)."""
     first = built[0].artifact
     name = first.model.get("name") or cfg.model
     labels = release_labels(first, cfg.labels_file)
@@ -257,14 +258,16 @@ def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Pat
     stage.chmod(0o755)  # mkdtemp makes it private; the bundle is for sharing
     try:
         write_text_atomic(stage / "labels.txt", "\n".join(labels) + "\n")
-        models = [_add_model(b, stage, folder, labels, cfg, log) for b in built]
+        added = [_add_model(b, stage, folder, labels, cfg, log) for b in built]
+        models = [entry for entry, _ in added]
         manifest = _bundle_manifest(first, name, cfg, models, labels)
         from deploy.model_card import render
 
         manifest["files"] = [file_entry(stage, rel) for rel in list_files(stage)]
         write_text_atomic(stage / "README.md", render(manifest))
         manifest["files"] = [file_entry(stage, rel) for rel in list_files(stage)]
-        write_text_atomic(stage / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        text = json.dumps(manifest, indent=2) + "\n"
+        write_text_atomic(stage / MANIFEST, text)
         for p in stage.rglob("*"):  # atomic writes leave 0600 files; a bundle is for sharing
             p.chmod(0o644 if p.is_file() else 0o755)
         # the zip first (atomically), from the staged folder: a full disk or an interruption
@@ -278,7 +281,7 @@ def assemble(built: Sequence[Built], cfg: ReleaseConfig, log=print) -> tuple[Pat
         if stage.exists():
             shutil.rmtree(stage)
     log(f"wrote {final}/ and {zip_path}")
-    return final, zip_path
+    return Bundle(final, zip_path, json.loads(text), tuple(art for _, art in added))
 
 
 def release_labels(art: Artifact, labels_file: Path | None) -> list[str]:
@@ -307,7 +310,9 @@ def choose_labels(name, classes: int, own, labels_file: Path | None) -> list[str
     return labels
 
 
-def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, log) -> dict[str, Any]:
+def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig,
+               log) -> tuple[dict[str, Any], Artifact]:
+    """The file's entry in manifest.json, and its Artifact as written beside it."""
     art, src = b.artifact, b.path
     # the export stage's name (<model>[.<precision>]<suffix>): one scheme for export, release
     # and benchmark. Bundles of 0.1.0 named files <model>-<precision><suffix>; runner verify
@@ -360,7 +365,7 @@ def _add_model(b: Built, stage: Path, folder: str, labels, cfg: ReleaseConfig, l
     bench = {"tool": "deploy release", "precision_hint": "f32", "device": None,
              **{k: v for k, v in entry["latency"].items() if k != "command"}}
     write_manifest(new.with_benchmarks(bench), dst)
-    return entry
+    return entry, read_manifest(dst)  # as written (JSON lists where the record had tuples)
 
 
 def _spec(t) -> dict[str, Any]:

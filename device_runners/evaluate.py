@@ -7,10 +7,10 @@ error, not an override). For files without one, each setting comes from the flag
 metadata_props: ``device_runners.embedded``), else from the input shape or a default, and the
 result says which. Labels the manifest or the file records settle the label offset (a first
 label "background" means 1).
-Integer inputs are fed through the input tensor's own quantization (q = x/scale + zero_point);
-with no normalisation given, an integer input gets the raw 0..255 pixels, which its
-quantization then maps (Google's uint8 models: (p - 128)/128). Quantized outputs are
-dequantized before ranking.
+Integer inputs are fed through the input tensor's own quantization
+(``device_runners.quantization``); with no normalisation given, an integer input gets the raw
+0..255 pixels, which its quantization then maps (Google's uint8 models: (p - 128)/128).
+Quantized outputs are dequantized before ranking.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from device_runners.backends import backend_class, resolve
 from device_runners.backends.base import guess_layout, shape_str
 from device_runners.caveats import caveats, weights_trained
 from device_runners.embedded import fmt_values as _fmt
+from device_runners.quantization import clamp_to_dtype, dequantize, quantize
 from edgebase.images import ImageSet, resize_crop
 
 
@@ -285,25 +286,16 @@ def to_input(rgb: np.ndarray, pipe: Pipeline, spec: TensorSpec) -> np.ndarray:
     else:
         x = img.astype(np.float32) / 255.0
         x = (x - np.asarray(pipe.mean, np.float32)) / np.asarray(pipe.std, np.float32)
-        if dtype.kind in "iu":
-            if spec.scale is None:
-                raise ConfigError(f"input {spec.name!r} is {spec.dtype} without quantization "
-                                  f"parameters; cannot feed normalised values")
-            x = x / spec.scale + (spec.zero_point or 0)
     if pipe.layout == "NCHW":
         x = x.transpose(2, 0, 1)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        x = np.clip(np.rint(x), info.min, info.max)
-    return np.ascontiguousarray(x, dtype=dtype)
+    if pipe.mean is None and dtype.kind in "iu":  # raw pixels are the integers already
+        return clamp_to_dtype(x, dtype)
+    return quantize(x, spec)
 
 
 def scores(out: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """[N, classes] float scores, dequantized when the output is quantized."""
-    out = out.reshape(out.shape[0], -1)
-    if spec.scale is not None and np.dtype(spec.dtype).kind in "iu":
-        return (out.astype(np.float32) - (spec.zero_point or 0)) * spec.scale
-    return out.astype(np.float32, copy=False)
+    return dequantize(out.reshape(out.shape[0], -1), spec)
 
 
 def rank(s: np.ndarray, k: int) -> np.ndarray:

@@ -3,8 +3,8 @@
 What the host stages compare files with (validation against the PyTorch parent, fp32 vs int8
 accuracy, Deep Compression's check): the file runs in its own runtime through the runner's
 backends; the batch is laid out as the file takes it, fed through an integer input's own
-quantization (q = round(x / scale) + zero_point, clamped to the dtype) and an integer output
-is dequantized, so every file of a model is compared on the same pixels. numpy only.
+quantization and an integer output is dequantized (``device_runners.quantization``), so every
+file of a model is compared on the same pixels. numpy only.
 """
 from __future__ import annotations
 
@@ -13,22 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device_runners.quantization import dequantize, quantize
 from edgebase.errors import ShapeError
-
-
-def quantize_input(x: np.ndarray, spec) -> np.ndarray:
-    dt = np.dtype(spec.dtype)
-    if dt.kind == "f":
-        return np.ascontiguousarray(x, dtype=dt)
-    info = np.iinfo(dt)
-    q = np.round(x / spec.scale) + spec.zero_point
-    return np.clip(q, info.min, info.max).astype(dt)
-
-
-def dequantize_output(y: np.ndarray, spec) -> np.ndarray:
-    if np.dtype(spec.dtype).kind == "f" or not spec.scale:
-        return np.asarray(y, np.float32)
-    return ((y.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)
 
 
 class FileLogits:
@@ -51,8 +37,8 @@ class FileLogits:
         from edgebase.images import to_layout
 
         b = self.backend
-        outs = b.run(quantize_input(to_layout(x, self.layout), b.inputs[0]))
-        return dequantize_output(np.asarray(outs[0]), b.outputs[0])
+        outs = b.run(quantize(to_layout(x, self.layout), b.inputs[0]))
+        return dequantize(outs[0], b.outputs[0])
 
     def close(self) -> None:
         self.backend.close()

@@ -10,16 +10,45 @@ import json
 import os
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgebase.errors import ModelFileError
 from edgebase.files import atomic_path, sha256_file
 from edgebase.kinds import NONE, NUMBER, check, check_items
+from edgebase.manifest import Artifact
 
 SCHEMA = "edgedeploy.bundle/1"
 MANIFEST = "manifest.json"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the zip epoch: timestamps never change the bytes
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What the release stage returns: a written bundle.
+
+    Not an Artifact: an Artifact describes one model file (one format, precision, input and
+    output), a bundle holds several, so the bundle carries theirs. ``manifest`` is
+    manifest.json as written (every file's path, size and sha256; per model file its checks,
+    accuracy and latency); ``artifacts`` are the manifests beside the bundle's model files,
+    in manifest order (the bundle's file names, packed metadata, the latency measured there in
+    ``benchmarks``).
+    """
+
+    folder: Path
+    zip: Path
+    manifest: dict[str, Any]
+    artifacts: tuple[Artifact, ...]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file of the folder but manifest.json, as listed in it."""
+        return tuple(entry["path"] for entry in self.manifest["files"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """``deploy release --json``: where the bundle and zip are, and manifest.json."""
+        return {"bundle": str(self.folder), "zip": str(self.zip), **self.manifest}
 
 
 def check_relpath(path: str, where: str = "bundle") -> str:

@@ -73,6 +73,46 @@ class BundleHooks:
 
 
 @dataclass(frozen=True)
+class TargetOption:
+    """A keyword a target's converter takes, and the ``deploy export`` flag that sets it.
+
+    A bool option's flag sets the opposite of its default (``--no-simplify`` turns off
+    ``simplify``, default on); an int or str option's flag takes the value (``--opset 18``).
+    ``flag`` None: ``--no-<name>`` for a bool on by default, ``--<name>`` otherwise (``_`` as
+    ``-``). ``help`` says what the flag does. Only options given are passed on and recorded.
+    """
+
+    help: str
+    kind: type = bool  # bool, int or str
+    default: Any = True  # the converter's own default (a test checks they agree)
+    flag: str | None = None
+    choices: tuple[Any, ...] | None = None
+    minimum: int | None = None  # smallest value an int option takes
+
+    def flag_name(self, name: str) -> str:
+        if self.flag:
+            return self.flag
+        dashed = name.replace("_", "-")
+        return f"--no-{dashed}" if self.kind is bool and self.default is True else f"--{dashed}"
+
+    def check(self, target: str, name: str, value: Any) -> None:
+        """One line naming the flag when ``value`` is not of the option's kind or range."""
+        flag = self.flag_name(name)
+        if self.kind is bool:
+            ok = isinstance(value, bool)
+        else:
+            ok = isinstance(value, self.kind) and not isinstance(value, bool)
+        if not ok:
+            raise ConfigError(f"{target} option {name} ({flag}) takes a {self.kind.__name__}, "
+                              f"got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{flag} {value}: not offered by {target}; valid: "
+                              f"{', '.join(map(str, self.choices))}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"{flag} {value}: {target} needs at least {self.minimum}")
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     suffix: str  # the model file's suffix
@@ -81,13 +121,16 @@ class Target:
     converter: str  # "module:function", called as fn(model, example, path, precision=..., **options)
     input_layout: str  # layout of the exported model's image input
     tolerances: Mapping[str, Tolerance]  # precision -> tolerance; its keys are the precisions
-    options: Mapping[str, str] = field(default_factory=dict)  # option name -> what it does
+    options: Mapping[str, TargetOption] = field(default_factory=dict)  # converter keywords
     refused: Mapping[str, str] = field(default_factory=dict)  # precision -> why not offered
     companions: tuple[str, ...] = ()  # suffixes of files that travel with the model file
     embeds_metadata: bool = False  # the converter takes metadata= and stores it in the file
     tools: tuple[str, ...] = ()  # distributions whose versions the manifest records
     ptq: str | None = None  # module of the int8 pass (quant.<...>), None: no int8
     ptq_tools: tuple[str, ...] = ()  # distributions the int8 pass uses, recorded with ``tools``
+    # activation range estimation methods of the int8 pass (first: the default); the PTQ
+    # module's METHODS (a test checks they agree)
+    calib_methods: tuple[str, ...] = ()
     int8_io: tuple[str, ...] = ("float",)  # input/output types of its int8 files (first: default)
     bundle: BundleHooks = BundleHooks()  # format-specific release code (metadata, app snippets)
 
@@ -110,8 +153,14 @@ class Target:
     def check_options(self, options: Mapping[str, Any]) -> None:
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            valid = ", ".join(sorted(self.options)) or "none"
-            raise ConfigError(f"{self.name} has no option {', '.join(unknown)}; valid: {valid}")
+            valid = ", ".join(f"{n} ({o.flag_name(n)})" for n, o in sorted(self.options.items()))
+            valid = valid or "none"
+            whose = "".join(f"; {n} ({o.flag_name(n)}) is {t.name}'s" for n in unknown
+                            for t in TARGETS.values() for o in [t.options.get(n)] if o)
+            raise ConfigError(f"{self.name} has no option {', '.join(unknown)}; valid: "
+                              f"{valid}{whose}")
+        for name, value in options.items():
+            self.options[name].check(self.name, name, value)
 
     def convert_fn(self) -> Callable[..., Any]:
         return resolve(self.converter)
@@ -208,11 +257,13 @@ register_target(Target(
     converter="exporters.onnx:torch_to_onnx", input_layout="NCHW",
     tolerances={"fp32": Tolerance(max_abs=1e-4, min_top1=1.0, min_cosine=0.99999),
                 "int8": INT8},
-    options={"simplify": "onnxslim graph simplification, kept only if outputs stay equal "
-                         "(default on)",
-             "opset": "ONNX opset (default 18; the dynamo exporter cannot down-convert to 17)"},
+    options={"simplify": TargetOption("skip onnxslim graph simplification (by default kept "
+                                      "only if outputs stay equal)"),
+             "opset": TargetOption("ONNX opset of the file; the dynamo exporter cannot "
+                                   "down-convert to 17", kind=int, default=18, minimum=18)},
     embeds_metadata=True, tools=("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"),
     ptq="quant.onnx_ptq", ptq_tools=("onnxruntime", "torch"),
+    calib_methods=("image-percentile", "percentile", "minmax", "entropy"),
     refused={"fp16": "onnxruntime's CPU provider has no fp16 kernels for most of these ops and "
                      "would run them through inserted casts, so an fp16 ONNX file would be "
                      "neither smaller in use nor faster here; use --target openvino --fp16 or "
@@ -224,15 +275,18 @@ register_target(Target(
     converter="exporters.tflite:torch_to_tflite", input_layout="NHWC",
     tools=("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
     ptq="quant.tflite_ptq", ptq_tools=("ai-edge-quantizer", "ai-edge-litert"),
+    calib_methods=("image-percentile", "minmax", "ema"),
     int8_io=("float", "int8", "uint8"),
     bundle=BundleHooks(pack="edgebase.tflite_bundle:pack", check="edgebase.tflite_bundle:check",
                        app_guide="deploy.tflite_app_guide:render"),
     tolerances={"fp32": Tolerance(max_abs=1e-3, min_top1=1.0, min_cosine=0.99999),
                 "fp16": FP16, "int8": INT8},
-    options={"nhwc_input": "take NHWC input as mobile apps feed it (default on; off keeps "
-                           "PyTorch's NCHW and adds an input TRANSPOSE)",
-             "rewrite": "export-only rewrites that keep the graph in NHWC: channel shuffle "
-                        "as an NHWC reshape/transpose, global mean with kept dims (default on)"},
+    options={"nhwc_input": TargetOption("keep PyTorch's NCHW input (adds an input TRANSPOSE) "
+                                        "instead of the NHWC input mobile apps feed",
+                                        flag="--nchw-input"),
+             "rewrite": TargetOption("skip the export-only rewrites that keep the graph in "
+                                     "NHWC (channel shuffle as an NHWC reshape/transpose, "
+                                     "global mean with kept dims)")},
 ))
 
 register_target(Target(
@@ -242,6 +296,7 @@ register_target(Target(
                 "fp16": FP16, "int8": INT8},
     companions=(".bin",), embeds_metadata=True, tools=("torch", "openvino"),
     ptq="quant.openvino_ptq", ptq_tools=("nncf", "openvino"),
+    calib_methods=("image-percentile", "minmax", "nncf"),
 ))
 
 register_target(Target(
@@ -251,6 +306,7 @@ register_target(Target(
                 "int8": INT8},
     tools=("torch", "executorch", "torchao"),
     ptq="quant.executorch_ptq", ptq_tools=("executorch", "torchao"),
+    calib_methods=("image-percentile", "minmax", "histogram"),
     refused={"fp16": "the XNNPACK delegate computes fp16 only on CPUs with native fp16 "
                      "arithmetic (ARM v8.2+); on x86 it would run in f32 anyway"},
 ))

@@ -1,7 +1,8 @@
 """int8 post-training quantization, with each target's own quantizer.
 
 The capability table names each target's PTQ module (``Target.ptq``); each module provides
-``TARGET``, ``METHODS`` (calibration methods, the first is the default), an options dataclass,
+``TARGET``, ``METHODS`` (calibration methods, the first is the default: the table's
+``Target.calib_methods``, which the CLI lists), an options dataclass,
 ``make_options(method, io, exclude)``, ``quantize(src, dst, calib, options, parent=None)`` and
 ``layer_names(path)``. Modules are imported only when their target is used.
 """

@@ -13,9 +13,11 @@ INT8_ONLY = {"calib": "--calib", "calib_size": "--calib-size", "calib_method": "
 
 def int8_precision(args) -> str | None:
     """"int8" for --int8; int8-only flags without it, or --int8 with --fp16, are errors."""
+    from edgebase.capabilities import all_int8_io
+
     if not args.int8:
         given = [flag for a, flag in INT8_ONLY.items() if getattr(args, a, None) is not None]
-        if args.int8_io != "float":
+        if args.int8_io != all_int8_io()[0]:
             given.append("--int8-io")
         if given:
             raise ConfigError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} "

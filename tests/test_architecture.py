@@ -155,3 +155,22 @@ def test_only_the_capability_table_names_targets():
             if isinstance(node, ast.Constant) and node.value in names:
                 found.append(f"{module}:{node.lineno} {node.value!r}")
     assert not found, "\n".join(found)
+
+
+def test_target_option_flags_come_from_the_table():
+    """A flag that sets a target option (``--no-simplify``, ``--nchw-input``, ``--opset``) is
+    made from the table's ``Target.options`` (deploy/target_flags.py); a command module that
+    spelled one out would be a second per-target source."""
+    from edgebase.capabilities import TARGETS
+
+    flags = {o.flag_name(n) for t in TARGETS.values() for n, o in t.options.items()}
+    assert {"--no-simplify", "--nchw-input", "--no-rewrite"} <= flags  # names scripts use
+    found = []
+    for module, path in modules().items():
+        if module == "edgebase.capabilities":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and any(
+                    node.value == f or node.value.startswith(f + " ") for f in flags):
+                found.append(f"{module}:{node.lineno} {node.value!r}")
+    assert not found, "\n".join(found)

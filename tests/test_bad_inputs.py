@@ -226,7 +226,8 @@ def bundle(tmp_path_factory, inputs) -> Path:
     write_manifest(art, src)
     cfg = ReleaseConfig(model="mobilenet_v1_0.25.tf", version="1.0.0", bench_runs=2,
                         bench_warmup=0, threads=1, output=tmp_path_factory.mktemp("bundle"))
-    folder, zip_path = assemble([Built(src, art, False)], cfg, log=lambda *_: None)
+    b = assemble([Built(src, art, False)], cfg, log=lambda *_: None)
+    folder, zip_path = b.folder, b.zip
     root = tmp_path_factory.mktemp("bundles")
     no_labels = root / "no-labels"
     shutil.copytree(folder, no_labels)

@@ -32,8 +32,8 @@ def bundle(tmp_path_factory):
     cfg = ReleaseConfig(model=MODEL, targets=("onnx",), eval_data=CIFAR, eval_limit=100,
                         output=tmp_path_factory.mktemp("release"), threads=1, bench_runs=3,
                         bench_warmup=1, containers=(work / art.file,))
-    folder, zipped = release(cfg, log=lambda *_: None)
-    return work / art.file, folder, zipped
+    b = release(cfg, log=lambda *_: None)
+    return work / art.file, b.folder, b.zip
 
 
 def test_bundle_carries_the_container_and_verifies(bundle):

@@ -266,7 +266,8 @@ def test_release_bundle_of_a_pte_verifies(tiny, tmp_path):
     cfg = ReleaseConfig(model="tiny", targets=("executorch",), version="0.1.0", eval_data=data,
                         eval_limit=40, output=tmp_path / "out", threads=1, bench_runs=3,
                         bench_warmup=1)
-    folder, zipped = assemble([Built(src, art, False)], cfg, log=lambda *_: None)
+    b = assemble([Built(src, art, False)], cfg, log=lambda *_: None)
+    folder, zipped = b.folder, b.zip
     report = verify(zipped, data=data, tolerance=0.0, threads=1)
     assert report.ok, [str(p) for p in report.problems]
     (model,) = json.loads((folder / "manifest.json").read_text())["models"]

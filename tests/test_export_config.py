@@ -63,6 +63,13 @@ def test_export_config_rejects_what_the_target_cannot_do(tmp_path):
     (["export", "mobilenet_v2", "--target", "tflite", "--no-simplify"], 2,
      "tflite has no option simplify"),
     (["export", "mobilenet_v2", "--target", "onnx", "--width", "0"], 2, "width"),
+    (["export", "mobilenet_v2", "--target", "onnx", "--no-rewrite"], 2,
+     "onnx has no option rewrite; valid: opset (--opset), simplify (--no-simplify); "
+     "rewrite (--no-rewrite) is tflite's"),
+    (["export", "mobilenet_v2", "--target", "onnx", "--opset", "17"], 2,
+     "--opset 17: onnx needs at least 18"),
+    (["export", "mobilenet_v2", "--target", "onnx", "--opset", "x"], 2,
+     "argument --opset: invalid int value"),
 ])
 def test_cli_errors_are_one_line(argv, exit_code, message, capsys, tmp_path):
     assert main(argv + ["--output", str(tmp_path / "out")]) == exit_code
@@ -193,3 +200,90 @@ def test_quiet_captures_python_prints_and_file_descriptor_writes(capsys):
     assert out == "" and err == ""
     print("after")
     assert capsys.readouterr().out == "after\n"
+
+
+def _export_parser():
+    import argparse
+
+    from deploy.commands import export as command
+
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    return p
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_every_target_option_is_a_flag_of_export(target):
+    """Each option of the table is a `deploy export` flag whose help names the target, and
+    giving the flag sets exactly that option (to the opposite of a bool's default)."""
+    from deploy import target_flags
+
+    p = _export_parser()
+    for name, option in TARGETS[target].options.items():
+        flag = option.flag_name(name)
+        action = next(a for a in p._actions if flag in a.option_strings)
+        assert action.help.startswith(target) or f", {target}" in action.help.split(":")[0]
+        extra = [] if option.kind is bool else [str(option.default + 1)]
+        args = p.parse_args(["m", "--target", target, flag, *extra])
+        want = (not option.default) if option.kind is bool else option.default + 1
+        assert target_flags.given(args) == {name: want}
+    assert target_flags.given(p.parse_args(["m", "--target", target])) == {}
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_option_defaults_are_the_converters(target):
+    """The defaults the table (and --help) states are the ones the converter applies."""
+    import inspect
+
+    t = TARGETS[target]
+    params = inspect.signature(t.convert_fn()).parameters
+    for name, option in t.options.items():
+        assert params[name].default == option.default, (target, name)
+        assert isinstance(option.default, option.kind)
+
+
+def test_int8_choices_come_from_the_table():
+    from edgebase.capabilities import all_int8_io
+
+    p = _export_parser()
+    io = next(a for a in p._actions if "--int8-io" in a.option_strings)
+    assert list(io.choices) == all_int8_io() and io.default == all_int8_io()[0]
+    method = next(a for a in p._actions if "--calib-method" in a.option_strings)
+    for name, t in TARGETS.items():
+        if t.ptq:
+            assert f"{name} {'|'.join(t.calib_methods)}" in method.help
+
+
+def test_onnx_opset_below_the_minimum_is_refused_by_the_converter_too(tmp_path):
+    """The table's minimum is the exporter's: opset 17 fails in both, before any export."""
+    from exporters.onnx import torch_to_onnx
+
+    minimum = TARGETS["onnx"].options["opset"].minimum
+    with pytest.raises(ConfigError, match=f"opset {minimum - 1} is not available"):
+        torch_to_onnx(None, None, tmp_path / "m.onnx", opset=minimum - 1)
+    with pytest.raises(ConfigError, match=f"--opset {minimum - 1}: onnx needs at least"):
+        TARGETS["onnx"].check_options({"opset": minimum - 1})
+    with pytest.raises(ConfigError, match="opset .* takes a int"):
+        TARGETS["onnx"].check_options({"opset": "19"})
+
+
+def test_options_from_the_command_line_reach_the_file_and_manifest(tmp_path, capsys):
+    """--no-simplify --opset 19 on a real export: the file has opset 19 and no simplify
+    record, and the manifest records exactly the two options given."""
+    import json
+
+    import onnx
+
+    from tests.export_helpers import checkpoint
+
+    out = tmp_path / "out"
+    code = main(["export", "squeezenet1_1", "--target", "onnx", "--weights",
+                 str(checkpoint("squeezenet1_1")), "--num-classes", "10", "--input-size", "64",
+                 "--no-simplify", "--opset", "19", "--threads", "1", "--output", str(out)])
+    assert code == 0, capsys.readouterr().err
+    manifest = json.loads((out / "squeezenet1_1.onnx.json").read_text())
+    step = manifest["passes"][0]
+    assert step["options"] == {"simplify": False, "opset": 19}
+    assert step["opset"] == 19 and "simplify" not in step
+    proto = onnx.load(str(out / "squeezenet1_1.onnx"))
+    assert {o.domain: o.version for o in proto.opset_import}[""] == 19

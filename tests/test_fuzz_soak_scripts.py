@@ -47,7 +47,7 @@ def bundle(tmp_path_factory) -> Path:
     write_manifest(art, src)
     cfg = ReleaseConfig(model="mobilenet_v1_0.25.tf", version="0.1.0", bench_runs=1,
                         bench_warmup=0, threads=1, output=tmp_path_factory.mktemp("out"))
-    return assemble([Built(src, art, False)], cfg, log=lambda *_: None)[0]
+    return assemble([Built(src, art, False)], cfg, log=lambda *_: None).folder
 
 
 @pytest.mark.slow  # a release bundle to assemble, then runner processes: ~25 s on 2 busy cores

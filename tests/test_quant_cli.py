@@ -77,6 +77,25 @@ def test_registry_is_keyed_by_target_name():
         quant.get_pass("tflite").make_options(io="int4")
 
 
+def test_ptq_methods_are_the_tables():
+    """Each PTQ module accepts exactly the calibration methods the table offers (and the CLI
+    lists), the table's first being the module's default."""
+    import quant
+    from edgebase.capabilities import TARGETS
+
+    for name, target in TARGETS.items():
+        if target.ptq is None:
+            assert not target.calib_methods, name
+            continue
+        ptq = quant.get_pass(name)
+        assert tuple(ptq.METHODS) == target.calib_methods, name
+        assert ptq.make_options().method == target.calib_methods[0]
+        for method in target.calib_methods:
+            assert ptq.make_options(method).method == method
+        with pytest.raises(ConfigError, match="valid: " + ", ".join(target.calib_methods)):
+            ptq.make_options("no-such-method")
+
+
 def test_int8_export_end_to_end(shared_data, capsys, tmp_path):
     """The promised command on a 32x32 net: uint8 TFLite with calibration and a held-out
     accuracy report, the fp32 parent beside it, everything recorded in the manifest."""

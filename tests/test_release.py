@@ -41,7 +41,7 @@ def small_model(tmp_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory):
+def release_result(tmp_path_factory):
     import torch
 
     from deploy.release import ReleaseConfig, release
@@ -51,8 +51,29 @@ def released(tmp_path_factory):
     out = tmp_path_factory.mktemp("release")
     cfg = ReleaseConfig(**small_model(tmp_path_factory.mktemp("weights")), targets=("tflite",), version="2.1.0", eval_data=CIFAR,
                         eval_limit=100, output=out, threads=1, bench_runs=5, bench_warmup=1)
-    folder, zipped = release(cfg, log=lambda *_: None)
-    return cfg, folder, zipped
+    return cfg, release(cfg, log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def released(release_result):
+    cfg, bundle = release_result
+    return cfg, bundle.folder, bundle.zip
+
+
+def test_release_returns_the_bundle_it_wrote(release_result):
+    """The stage's result is what is on disk: manifest.json, the zip, and each model file's
+    Artifact as its manifest in the bundle says (with the latency measured there)."""
+    _, bundle = release_result
+    assert bundle.manifest == json.loads((bundle.folder / "manifest.json").read_text())
+    assert bundle.zip.is_file() and bundle.zip.name == bundle.folder.name + ".zip"
+    assert sorted(bundle.files) == sorted(p.name for p in bundle.folder.iterdir()
+                                          if p.name != "manifest.json")
+    assert [a.file for a in bundle.artifacts] == [m["path"] for m in bundle.manifest["models"]]
+    for art in bundle.artifacts:
+        on_disk = json.loads((bundle.folder / (art.file + ".json")).read_text())
+        assert json.loads(json.dumps(art.to_dict())) == on_disk
+        assert art.passed and art.benchmarks[-1]["tool"] == "deploy release"
+    assert bundle.to_dict()["zip"] == str(bundle.zip)
 
 
 def test_release_verifies_with_accuracy(released):
@@ -146,8 +167,8 @@ def test_second_release_reuses_and_is_identical(released, tmp_path):
 
     cfg, folder, _ = released
     shutil.copytree(cfg.output / "build", tmp_path / "build")
-    again, _ = release(cfg.__class__(**{**cfg.__dict__, "output": tmp_path, "eval_data": None}),
-                       log=lambda *_: None)
+    again = release(cfg.__class__(**{**cfg.__dict__, "output": tmp_path, "eval_data": None}),
+                    log=lambda *_: None).folder
     m1 = json.loads((folder / "manifest.json").read_text())["models"][0]
     m2 = json.loads((again / "manifest.json").read_text())["models"][0]
     assert m2["reused"] and not m1["reused"]

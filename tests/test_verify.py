@@ -47,7 +47,8 @@ def bundle(tmp_path_factory) -> tuple[Path, Path]:
     cfg = ReleaseConfig(model="mobilenet_v1_0.25.tf", version="0.3.0",
                         output=tmp_path_factory.mktemp("out"), bench_runs=3, bench_warmup=1,
                         threads=1)
-    return assemble([Built(src, art, False)], cfg, log=lambda *_: None)
+    b = assemble([Built(src, art, False)], cfg, log=lambda *_: None)
+    return b.folder, b.zip
 
 
 def copy_bundle(bundle: tuple[Path, Path], tmp_path: Path) -> Path:

@@ -7,15 +7,11 @@ import sys
 HELP = ("export a zoo model or checkpoint to one target format (see --target), validated on "
         "real images")
 
-# command-line flags that set a target option (edgebase.capabilities: Target.options)
-OPTION_FLAGS = {"no_simplify": ("simplify", False), "nchw_input": ("nhwc_input", False),
-                "no_rewrite": ("rewrite", False)}
-
 
 def add_arguments(p) -> None:
-    from deploy import preprocess_flags
+    from deploy import preprocess_flags, target_flags
     from edgebase.cli_flags import POSITIVE, add_json, add_model_build, at_least, old_name, output_dir
-    from edgebase.capabilities import TARGETS, target_names
+    from edgebase.capabilities import TARGETS, all_int8_io, target_names
 
     p.add_argument("model", metavar="MODEL", help="zoo name or alias (see `deploy models`)")
     p.add_argument("--target", required=True, choices=target_names(),
@@ -39,12 +35,7 @@ def add_arguments(p) -> None:
                         "$EDGEDEPLOY_DATA or ../shared/data)")
     old_name(p, "--validate-data", "--data", dest="validate_data", metavar="PATH")
     p.add_argument("--threads", type=POSITIVE, help="runtime threads during validation")
-    p.add_argument("--no-simplify", action="store_true",
-                   help="onnx: skip onnxslim simplification")
-    p.add_argument("--nchw-input", action="store_true",
-                   help="tflite: keep PyTorch's NCHW input instead of NHWC")
-    p.add_argument("--no-rewrite", action="store_true",
-                   help="tflite: skip the NHWC-friendly rewrites (channel shuffle, global mean)")
+    target_flags.add_arguments(p)
     add_json(p, "the manifest")
     preprocess_flags.add_arguments(p)
     q = p.add_argument_group("int8 post-training quantization (quant/)")
@@ -58,13 +49,16 @@ def add_arguments(p) -> None:
     q.add_argument("--calib-size", type=POSITIVE, metavar="N",
                    help="calibration images (default 300, all the packaged ones; 32 with zeroq, "
                    "64 synthetic)")
-    q.add_argument("--calib-method", metavar="M", help="activation range estimation: onnx "
-                   "image-percentile|percentile|minmax|entropy, tflite "
-                   "image-percentile|minmax|ema, openvino image-percentile|minmax|nncf (first: "
-                   "default)")
-    q.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
-                   help="input/output type of the int8 file (int8/uint8: tflite)")
-    old_name(q, "--io", "--int8-io", dest="int8_io", choices=("float", "int8", "uint8"))
+    methods = ", ".join(f"{n} {'|'.join(t.calib_methods)}" for n, t in TARGETS.items()
+                        if t.calib_methods)
+    q.add_argument("--calib-method", metavar="M", help=f"activation range estimation: "
+                   f"{methods} (first: default)")
+    io = all_int8_io()
+    integer_io = ", ".join(n for n, t in TARGETS.items() if t.ptq and len(t.int8_io) > 1)
+    q.add_argument("--int8-io", choices=io, default=io[0],
+                   help=f"input/output type of the int8 file (other than {io[0]}: "
+                        f"{integer_io})")
+    old_name(q, "--io", "--int8-io", dest="int8_io", choices=io)
     # the old --eval set the accuracy images only (validation kept its default images)
     old_name(q, "--eval", "--data", dest="eval", metavar="PATH")
     q.add_argument("--limit", type=POSITIVE, metavar="N", help="measure accuracy on N images of "
@@ -80,12 +74,12 @@ def run(args) -> int:
 
     import torch
 
-    from deploy import preprocess_flags
+    from deploy import preprocess_flags, target_flags
     from edgebase.cli_flags import write_json
     from deploy.export import ExportConfig, export, file_stem, load_source
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    options = dict(OPTION_FLAGS[flag] for flag in OPTION_FLAGS if getattr(args, flag))
+    options = target_flags.given(args)
     from deploy.int8_stage import Int8Config
     from quant.cli import int8_config
 

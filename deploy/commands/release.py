@@ -55,10 +55,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import json
     import sys
 
-    from edgebase.bundle import MANIFEST
     from edgebase.cli_flags import write_json
     from deploy.release import ReleaseConfig, release
 
@@ -72,13 +70,12 @@ def run(args) -> int:
                         force=args.force, containers=tuple(args.containers))
     # with --json alone stdout is the JSON: progress goes to stderr
     log = (lambda m: print(m, file=sys.stderr)) if args.json == "-" else print
-    folder, zip_path = release(cfg, log=log)
+    bundle = release(cfg, log=log)
     if args.json:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        write_json({"bundle": str(folder), "zip": str(zip_path), **manifest}, args.json)
+        write_json(bundle.to_dict(), args.json)
         if args.json == "-":
             return 0
-    print(f"bundle  {folder}")
-    print(f"zip     {zip_path}")
-    print(f"check   runner verify {zip_path}")
+    print(f"bundle  {bundle.folder}")
+    print(f"zip     {bundle.zip}")
+    print(f"check   runner verify {bundle.zip}")
     return 0
