@@ -6,12 +6,18 @@ operations converted from PyTorch are named ``__module.<layer path>/aten::...`` 
 the converter folded BatchNorm into the convolution (then ``Multiply_<n>``): those, and every
 other unnamed operation, are matched in execution order by kind and weight shape
 (``device_runners.layer_match``). A reorder (layout change) is charged to the node it serves,
-as data movement. Wall time per inference is measured around ``infer()``.
+as data movement.
+
+The plugin's counter of a node is the running mean since compilation, in whole microseconds
+per run (each run's time rounded down): read after the first run it would carry that run's
+one-time work, and any read carries the warm-up. So the counters are read after the warm-up
+and after the timed runs, and a node's time over the timed runs is the difference of the two
+totals (mean x runs so far), taken at its lower bound: rounding never adds time to a layer.
+Wall time per inference is the request's own ``latency`` of each timed ``infer()`` (the C++
+call, without building the Python result), averaged over the same runs.
 """
 from __future__ import annotations
 
-import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +98,32 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
         request.set_input_tensor(i, ov.Tensor(x))
     for _ in range(warmup):
         request.infer()
-    totals: dict[str, float] = defaultdict(float)
-    types: dict[str, str] = {}
+    before = _counters(request)
     walls = []
     for _ in range(runs):
-        t0 = time.perf_counter()
         request.infer()
-        walls.append(time.perf_counter() - t0)
-        for info in request.profiling_info:
-            if str(info.status).endswith("EXECUTED"):
-                totals[info.node_name] += info.real_time.total_seconds()
-                types[info.node_name] = info.node_type
-    ops = [{"name": n, "type": types[n], "ms": s * 1e3 / runs, "layer": node_layer.get(n),
-            "layout": types[n] == "Reorder"} for n, s in totals.items()]
-    return result(ops, float(np.mean(walls)) * 1e3, runs, threads,
-                  "OpenVINO performance counters (PERF_COUNT, real time per executed node)")
+        walls.append(request.latency)
+    after = _counters(request)
+    ops = []
+    for name, (mean_us, kind) in after.items():
+        us = window_total_us(before.get(name, (0, kind))[0], warmup, mean_us, warmup + runs)
+        if us > 0:
+            ops.append({"name": name, "type": kind, "ms": us / 1e3 / runs,
+                        "layer": node_layer.get(name), "layout": kind == "Reorder"})
+    return result(ops, float(np.mean(walls)), runs, threads,
+                  "OpenVINO performance counters (PERF_COUNT) over the timed runs, "
+                  "wall = the request's latency")
+
+
+def _counters(request) -> dict[str, tuple[int, str]]:
+    """{executed node: (its running mean in whole microseconds, node type)}."""
+    return {info.node_name: (round(info.real_time.total_seconds() * 1e6), info.node_type)
+            for info in request.profiling_info}
+
+
+def window_total_us(mean_before: int, n_before: int, mean_after: int, n_after: int) -> int:
+    """A node's time over runs n_before+1 .. n_after from two readings of its running mean
+    (whole microseconds, rounded down: the total after n runs lies in [mean*n, mean*n + n-1]):
+    the lower bound of the difference, never negative."""
+    upper_before = mean_before * n_before + max(n_before - 1, 0)
+    return max(mean_after * n_after - upper_before, 0)
