@@ -15,6 +15,12 @@ and after the timed runs, and a node's time over the timed runs is the differenc
 totals (mean x runs so far), taken at its lower bound: rounding never adds time to a layer.
 Wall time per inference is the request's own ``latency`` of each timed ``infer()`` (the C++
 call, without building the Python result), averaged over the same runs.
+
+CPU pinning is off here: by default the plugin pins the calling thread to one core for each
+inference (sched_setaffinity), and on a host whose cores are shared the thread then waits for
+that core, between operators, whenever other work holds it (benchmarks/openvino_pinning.py
+measures both settings side by side). That wait is no layer's time, and a device running
+only the model does not wait.
 """
 from __future__ import annotations
 
@@ -78,7 +84,8 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
     ir = ir_layers(model, layers)
     compiled = core.compile_model(model, "CPU", {"PERF_COUNT": True,
                                                  "INFERENCE_NUM_THREADS": threads,
-                                                 "INFERENCE_PRECISION_HINT": ov.Type.f32})
+                                                 "INFERENCE_PRECISION_HINT": ov.Type.f32,
+                                                 "ENABLE_CPU_PINNING": False})
     node_layer, node_type = {}, {}
     ir_names = sorted(ir, key=len, reverse=True)
     for op in compiled.get_runtime_model().get_ordered_ops():
@@ -112,7 +119,7 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
                         "layer": node_layer.get(name), "layout": kind == "Reorder"})
     return result(ops, float(np.mean(walls)), runs, threads,
                   "OpenVINO performance counters (PERF_COUNT) over the timed runs, "
-                  "wall = the request's latency")
+                  "wall = the request's latency, CPU pinning off")
 
 
 def _counters(request) -> dict[str, tuple[int, str]]:
