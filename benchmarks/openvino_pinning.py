@@ -8,7 +8,7 @@ ENABLE_CPU_PINNING on and off (1 thread, f32, performance counters on; afresh ea
 and the two requests are run alternately, run by run, so a burst of other work hits both. Per setting and round: the
 request's latency, the calling thread's CPU time (the rest is time off the CPU), and the sum
 of the nodes' counters over the round (running means in whole microseconds, differenced:
-device_runners.backends.openvino_layers); latency - node sum is time between operators.
+device_runners.backends.openvino); latency - node sum is time between operators.
 MODEL defaults to the ShuffleNetV2 x1.0 IR that `deploy guidelines` profiles
 (out/guidelines/layers/openvino/shufflenet_v2_x1_0.xml). Writes STEM.json and STEM.md
 (default benchmarks/results/openvino_pinning_<cpu>).
@@ -32,8 +32,7 @@ WARMUP = 3
 def measure(path: Path, runs: int, rounds: int) -> list[dict]:
     import openvino as ov
 
-    from device_runners.backends.openvino import OpenVINOBackend
-    from device_runners.backends.openvino_layers import _counters, window_total_us
+    from device_runners.backends.openvino import OpenVINOBackend, counters, window_total_us
 
     core = ov.Core()
     model = core.read_model(str(path))
@@ -52,7 +51,7 @@ def measure(path: Path, runs: int, rounds: int) -> list[dict]:
                 request.set_input_tensor(i, ov.Tensor(x))
             for _ in range(WARMUP):
                 request.infer()
-            requests[pin] = (compiled, request, _counters(request), [], [])
+            requests[pin] = (compiled, request, counters(request), [], [])
         load = os.getloadavg()[0]
         for _ in range(runs):  # alternating run by run
             for _, request, _, lat, cpu in requests.values():
@@ -61,7 +60,7 @@ def measure(path: Path, runs: int, rounds: int) -> list[dict]:
                 cpu.append((time.thread_time() - t) * 1e3)
                 lat.append(request.latency)
         for pin, (_, request, before, lat, cpu) in requests.items():
-            after = _counters(request)
+            after = counters(request)
             nodes = sum(window_total_us(before.get(n, (0, ""))[0], WARMUP, m, WARMUP + runs)
                         for n, (m, _) in after.items()) / 1e3 / runs
             out.append({"round": r + 1, "pinning": pin, "runs": runs,

@@ -142,7 +142,7 @@ def test_openvino_counter_window_is_a_lower_bound():
     """Running means in whole microseconds: 3 runs of 10.9 us then 20 of 5.6 us read 10, then
     5 (each run rounded down: totals 30, then 130 = 5 x 23 + 15); the window's 100 us is
     bounded from below."""
-    from device_runners.backends.openvino_layers import window_total_us
+    from device_runners.backends.openvino import window_total_us
 
     assert window_total_us(10, 3, 5, 23) == 115 - 32  # total 130 - 30 at most: >= 83
     assert window_total_us(0, 0, 7, 5) == 35  # no warm-up: the mean times the runs

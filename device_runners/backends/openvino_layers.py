@@ -76,7 +76,7 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
     import numpy as np
     import openvino as ov
 
-    from device_runners.backends.openvino import OpenVINOBackend
+    from device_runners.backends.openvino import OpenVINOBackend, counters, window_total_us
 
     path = Path(path)
     core = ov.Core()
@@ -105,12 +105,12 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
         request.set_input_tensor(i, ov.Tensor(x))
     for _ in range(warmup):
         request.infer()
-    before = _counters(request)
+    before = counters(request)
     walls = []
     for _ in range(runs):
         request.infer()
         walls.append(request.latency)
-    after = _counters(request)
+    after = counters(request)
     ops = []
     for name, (mean_us, kind) in after.items():
         us = window_total_us(before.get(name, (0, kind))[0], warmup, mean_us, warmup + runs)
@@ -121,16 +121,3 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
                   "OpenVINO performance counters (PERF_COUNT) over the timed runs, "
                   "wall = the request's latency, CPU pinning off")
 
-
-def _counters(request) -> dict[str, tuple[int, str]]:
-    """{executed node: (its running mean in whole microseconds, node type)}."""
-    return {info.node_name: (round(info.real_time.total_seconds() * 1e6), info.node_type)
-            for info in request.profiling_info}
-
-
-def window_total_us(mean_before: int, n_before: int, mean_after: int, n_after: int) -> int:
-    """A node's time over runs n_before+1 .. n_after from two readings of its running mean
-    (whole microseconds, rounded down: the total after n runs lies in [mean*n, mean*n + n-1]):
-    the lower bound of the difference, never negative."""
-    upper_before = mean_before * n_before + max(n_before - 1, 0)
-    return max(mean_after * n_after - upper_before, 0)
