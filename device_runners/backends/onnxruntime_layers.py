@@ -138,7 +138,7 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
         for gap_layer, us in same_layer_gaps(inside, node_layer):
             gaps[gap_layer] += us
         if inside:
-            ends += inside[0][1] - run["ts"] + run["ts"] + run["dur"] - inside[-1][2]
+            ends += run["dur"] - (inside[-1][2] - inside[0][1])
     ops = [{"name": name, "type": op_type.get(name, ""), "ms": us / 1e3 / runs,
             "layer": node_layer.get(name),
             "layout": op_type.get(name) in _REORDERS} for name, us in totals.items()]
