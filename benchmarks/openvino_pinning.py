@@ -6,7 +6,8 @@ By default the CPU plugin pins the calling thread to one core for each inference
 (sched_setaffinity before, the old mask restored after). The same IR is compiled twice, with
 ENABLE_CPU_PINNING on and off (1 thread, f32, performance counters on; afresh each round),
 and the two requests are run alternately, run by run, so a burst of other work hits both. Per setting and round: the
-request's latency, the calling thread's CPU time (the rest is time off the CPU), and the sum
+request's latency, the calling thread's CPU time (the rest is time off the CPU; taken around
+the Python call, it can exceed the latency by a few tens of microseconds), and the sum
 of the nodes' counters over the round (running means in whole microseconds, differenced:
 device_runners.backends.openvino); latency - node sum is time between operators.
 MODEL defaults to the ShuffleNetV2 x1.0 IR that `deploy guidelines` profiles
@@ -78,6 +79,13 @@ def markdown(report: dict) -> str:
              f"{r['node_sum_ms']:.2f}", f"{r['between_ms']:.2f}",
              f"{100 * r['node_sum_ms'] / r['latency_ms']:.1f}%", f"{r['load']:.2f}"]
             for r in report["rounds"]]
+    means = []
+    for pin in (True, False):
+        rs = [r for r in report["rounds"] if r["pinning"] == pin]
+        means.append(f"pinning {'on' if pin else 'off'}: latency "
+                     f"{np.mean([r['latency_ms'] for r in rs]):.2f} ms, off CPU "
+                     f"{np.mean([r['latency_ms'] - r['thread_cpu_ms'] for r in rs]):.2f} ms, "
+                     f"between operators {np.mean([r['between_ms'] for r in rs]):.2f} ms")
     return "\n".join([
         f"# OpenVINO CPU pinning on a shared host ({report['cpu_tag']})", "",
         f"- command: `{report['command']}`",
@@ -87,7 +95,7 @@ def markdown(report: dict) -> str:
         f"runs of each setting, alternating run by run", "",
         markdown_table(["round", "pinning", "latency ms", "thread CPU ms", "off CPU ms",
                         "node sum ms", "between operators ms", "nodes / latency", "load"],
-                       rows), ""])
+                       rows), "", f"Mean over the rounds: {'; '.join(means)}.", ""])
 
 
 def main(argv=None) -> int:
