@@ -93,7 +93,7 @@ def _scatter(records, path: Path) -> Path:
     for ax, r in zip(axes.flat, records):
         kind_of = {}
         for op in r["ops"]:
-            if op.get("layer"):
+            if op.get("layer") and op["class"] != "between operators":  # colour by operator
                 kind_of.setdefault(op["layer"], op["class"])
         for cls, colour in CLASS_COLOURS.items():
             pts = [(l["macs"], l["ms"]) for l in r["layers"]

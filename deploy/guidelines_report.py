@@ -201,8 +201,13 @@ def to_markdown(report: dict[str, Any], plots: dict[str, str], layers_md: str = 
             "random inputs before timing (cosine in the JSON)",
             f"- latency: batch 1, runner bench (inference call only), {cfg['warmup']} warm-up "
             f"runs, {cfg['runs']} timed runs per thread count in {cfg['rounds']} interleaved "
-            f"rounds; p50 = median of the rounds' p50s; img/s = 1000 / p50 ms", ""]
-    out += ["## Verdicts", "",
+            f"rounds; p50 = median of the rounds' p50s; img/s = 1000 / p50 ms"]
+    for u in report.get("updates") or []:  # later partial runs (benchmarks/guidelines_update.py)
+        out.append(f"- re-measured {u['started']} → {u['finished']} by `{u['command']}`, load "
+                   f"average at start {' / '.join(f'{x:.2f}' for x in u['load_average_start'])}"
+                   f", at end {' / '.join(f'{x:.2f}' for x in u['load_average_end'])}: "
+                   + "; ".join(u["replaced"]))
+    out += ["", "## Verdicts", "",
             "Cost of the pattern = latency with it / latency without it - 1 at equal FLOPs "
             "(positive: the guideline's advice pays). **holds**: cost above the noise "
             "threshold (5 %, or twice the spread of the rounds); **noise**: within it; "

@@ -6,7 +6,9 @@ profiler (capability table: ``Runtime.layer_profiler``) times every operator it 
 names the PyTorch layer each came from (device_runners.layer_match); time is then summed per
 layer and per op class. What cannot be attributed is said: operators no layer claims (by
 name and type), and the wall time between operators (wall per inference - sum of operator
-times: scheduling, input/output copies). Shares are of the wall time.
+times: executor work, scheduling, input/output copies) that no layer's operators enclose; a
+runtime whose timeline shows the time between two operators of one layer charges it to that
+layer (class "between operators" still). Shares are of the runtime's wall time per inference.
 """
 from __future__ import annotations
 
@@ -34,9 +36,11 @@ def check_models(models) -> None:
 
 
 def op_class(op_type: str, layer_kind: str | None, layout: bool) -> str:
-    from device_runners.layer_match import OP_KINDS
+    from device_runners.layer_match import EXECUTOR, OP_KINDS
 
     t = op_type.lower()
+    if t == EXECUTOR:  # the runtime's own work between two operators of one layer
+        return "between operators"
     family = OP_KINDS.get(t)
     if layout or t in _MOVES or family in ("concat", "split", "shuffle"):
         return "data movement"
@@ -77,7 +81,7 @@ def join(profile: dict[str, Any], facts) -> dict[str, Any]:
     op_sum = sum(op["ms"] for op in profile["ops"])
     wall = profile["wall_ms"]
     between = max(0.0, wall - op_sum)
-    by_class["between operators"] = between
+    by_class["between operators"] += between
     attributed = sum(per_layer.values())
     layers = [{"name": l.name, "kind": l.kind, "macs": l.macs, "mac_cost": l.mac_cost,
                "ms": per_layer.get(l.name, 0.0)} for l in facts.layers
@@ -90,7 +94,7 @@ def join(profile: dict[str, Any], facts) -> dict[str, Any]:
     total = max(wall, op_sum)
     return {"wall_ms": wall, "op_sum_ms": op_sum, "attributed_ms": attributed,
             "attributed_share": attributed / total if total else 0.0,
-            "between_ms": between,
+            "between_ms": between, "between_ends_ms": profile.get("ends_ms"),
             "unattributed": sorted(unattributed, key=lambda o: -o["ms"]),
             "by_class_ms": by_class,
             "by_class_share": {c: v / total for c, v in by_class.items()} if total else {},
@@ -154,6 +158,12 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _ends(r) -> str:
+    ends = r.get("between_ends_ms")
+    return "" if ends is None else (f" ({ends:.2f} before the first operator and after the "
+                                    f"last, {max(r['between_ms'] - ends, 0):.2f} between layers)")
+
+
 def layers_markdown(records, plots: dict[str, str]) -> str:
     if not records:
         return ""
@@ -162,10 +172,12 @@ def layers_markdown(records, plots: dict[str, str]) -> str:
     lines = ["## Per-layer FLOPs vs time", "",
              "Each runtime's own per-operator profile (fp32, batch 1, "
              f"{RUNS} runs) joined with our per-layer MACs and memory access cost. Shares are "
-             "of the wall time per profiled inference; *between operators* is wall time no "
-             "operator reports (scheduling, input/output copies); *not attributable* lists "
-             "operators no layer claims. r = correlation of log time and log MACs over the "
-             "layers that have MACs.", ""]
+             "of the runtime's wall time per profiled inference; *between operators* is wall "
+             "time no operator reports (executor work, scheduling, input/output copies): "
+             "where the runtime's timeline shows it between two operators of one layer "
+             "(onnxruntime) it is charged to that layer, the rest is *not attributable*, "
+             "with the operators no layer claims. r = correlation of log time and log MACs "
+             "over the layers that have MACs.", ""]
     head = ["model", "runtime", "wall ms", "bench p50 ms", "attributed", *CLASSES, "r",
             "not attributable"]
     body = []
@@ -182,7 +194,7 @@ def layers_markdown(records, plots: dict[str, str]) -> str:
                      *(_pct(r["by_class_share"][c]) for c in CLASSES),
                      "—" if r["log_time_vs_log_macs_r"] is None
                      else f"{r['log_time_vs_log_macs_r']:.2f}",
-                     f"between operators {r['between_ms']:.2f} ms; ops: {un}"])
+                     f"between operators {r['between_ms']:.2f} ms{_ends(r)}; ops: {un}"])
     lines += [markdown_table(head, body), ""]
     for key, title in (("layers_scatter", "time vs MACs per layer"),
                        ("layers_share", "share of time by op class")):

@@ -25,6 +25,9 @@ OP_KINDS = {
     "add": "add", "mul": "mul", "multiply": "mul",
 }
 CONV_KINDS = {"conv", "depthwise", "pointwise", "group conv", "group pointwise"}
+# the op type of a record that is no operator but the runtime's own work between two
+# operators of one layer (retiring one, launching the next), where its timeline shows it
+EXECUTOR = "executor"
 
 
 def layer_family(kind: str) -> str:

@@ -133,6 +133,32 @@ def test_per_layer_join_attributes_every_operator(tiny_run):
     timed = {l["name"] for l in joined["layers"] if l["ms"] > 0}
     assert {f"{b}.conv{i}" for b in range(BLOCKS) for i in (1, 2, 3)} <= timed
     assert joined["by_class_ms"]["conv"] > 0
+    # the nodes ran inside the timed infer() calls: their sum cannot exceed those calls (it
+    # did when the counters' running mean, which holds the warm-up, was read as per-run time)
+    assert 0 < joined["op_sum_ms"] <= joined["wall_ms"]
+
+
+def test_openvino_counter_window_is_a_lower_bound():
+    """Running means in whole microseconds: 3 runs of 10.9 us then 20 of 5.6 us read 10, then
+    5 (each run rounded down: totals 30, then 130 = 5 x 23 + 15); the window's 100 us is
+    bounded from below."""
+    from device_runners.backends.openvino import window_total_us
+
+    assert window_total_us(10, 3, 5, 23) == 115 - 32  # total 130 - 30 at most: >= 83
+    assert window_total_us(0, 0, 7, 5) == 35  # no warm-up: the mean times the runs
+    assert window_total_us(9, 3, 1, 4) == 0  # never negative
+    for before, after in ((30, 130), (32, 152)):  # any totals the readings allow
+        assert window_total_us(before // 3, 3, after // 23, 23) <= after - before
+
+
+def test_onnxruntime_gaps_inside_one_layer_are_that_layers():
+    from device_runners.backends.onnxruntime_layers import same_layer_gaps
+
+    timeline = [("reorder_in", 0, 5), ("conv", 8, 50), ("reorder_out", 53, 60),
+                ("concat", 70, 75), ("unnamed", 77, 80), ("add", 81, 82)]
+    layers = {"reorder_in": "a.conv", "conv": "a.conv", "reorder_out": "a.conv",
+              "concat": "a.concat", "add": "a.concat"}
+    assert same_layer_gaps(timeline, layers) == [("a.conv", 3), ("a.conv", 3)]
 
 
 def test_layer_match_pairs_by_kind_shape_and_order():
@@ -162,8 +188,7 @@ def test_bad_input_is_one_line(argv, says, tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("target", ["onnx", "tflite"])
+@pytest.mark.parametrize("target", ["onnx", pytest.param("tflite", marks=pytest.mark.slow)])
 def test_per_layer_join_on_the_other_runtimes(target, tmp_path):
     """onnxruntime's profiler and LiteRT's single-operator sub-graphs on a real file: every
     operator is named after a layer, and the three convolutions of each block get time."""
@@ -177,11 +202,18 @@ def test_per_layer_join_on_the_other_runtimes(target, tmp_path):
     model = build(v, 0)
     facts = model_facts(model, FEATURE, in_channels=v.in_channels)
     profiler = get_runtime(get_target(target).runtime).layer_profiler_fn()
-    joined = join(profiler(path, layer_records(model, facts), threads=1, runs=3, warmup=1),
-                  facts)
+    prof = profiler(path, layer_records(model, facts), threads=1, runs=3, warmup=1)
+    joined = join(prof, facts)
     assert not joined["unattributed"]
     timed = {l["name"] for l in joined["layers"] if l["ms"] > 0}
     assert {f"{b}.conv{i}" for b in range(BLOCKS) for i in (1, 2, 3)} <= timed
+    if target == "onnx":  # the executor's time between a layer's own kernels is that layer's
+        gaps = [o for o in prof["ops"] if o["type"] == "executor"]
+        assert gaps and all(o["layer"] and o["class"] == "between operators" for o in gaps)
+        assert joined["attributed_ms"] <= joined["wall_ms"]
+        total = sum(joined["by_class_ms"].values())
+        assert total == pytest.approx(max(joined["wall_ms"], joined["op_sum_ms"]))
+        assert 0 <= joined["between_ends_ms"] <= joined["between_ms"]
 
 
 @pytest.mark.slow
@@ -202,3 +234,34 @@ def test_layers_report_for_a_zoo_net(tmp_path):
     md = (tmp_path / f"guidelines_{cpu_tag()}.md").read_text()
     assert "## Per-layer FLOPs vs time" in md and "shufflenet_v2_x0_5" in md
     assert (tmp_path / report["plots"]["layers_share"]).is_file()
+
+
+def test_onnx_int8_keeps_the_relu_that_ends_the_network(tmp_path):
+    """onnxruntime's quantizer folds a ReLU into the clamp of the Quantize behind it; the float
+    output must not lose it with that pair (G4 with ReLU ended at cosine 0.69), and the check
+    against the PyTorch parent fails a file that has lost it."""
+    import onnx
+
+    from deploy.guidelines import CHECK_INPUTS, build, check_against_parent, make_file, noise
+    from edgebase.capabilities import get_target
+    from zoo.guidelines import variants as all_variants
+
+    v = next(x for x in all_variants(("G4",), (1,)) if x.key == "g4_reluyes_shortcutno_x1")
+    fp32, _, _ = make_file(v, "onnx", "fp32", tmp_path, 0, 1)
+    path, art, _ = make_file(v, "onnx", "int8", tmp_path, 0, 1, fp32_file=fp32)
+    assert art.validation["status"] == "passed"  # cosine >= the int8 tolerance (0.9)
+    model = onnx.load(str(path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    last = producer[model.graph.output[0].name]
+    assert last.op_type == "Relu" and producer[last.input[0]].op_type == "Conv"
+
+    # the same file without that ReLU (what the pair's removal did) fails the check
+    conv = producer[last.input[0]]
+    conv.output[0] = model.graph.output[0].name
+    model.graph.node.remove(last)
+    broken = tmp_path / "no_relu.onnx"
+    onnx.save(model, str(broken))
+    x = noise(v.input_shape, CHECK_INPUTS, 1)
+    check = check_against_parent(broken, "onnxruntime", "NCHW", build(v, 0), x,
+                                 get_target("onnx").tolerance("int8"), 1)
+    assert check["status"] == "failed" and check["cosine_min"] < 0.9, check

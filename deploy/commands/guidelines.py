@@ -88,6 +88,12 @@ def run(args) -> int:
         from deploy.layer_profile import profile_models
 
         report["layers"] = profile_models(models, config, progress=not args.no_progress)
+        import os
+        import time
+
+        # the run ends with the profiles: its end time and load cover them too
+        report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        report["machine"]["load_average_end"] = list(os.getloadavg())
     to_stdout = args.json == "-"
     tag = report["machine"]["cpu_tag"]
     json_path = (Path(args.json) if args.json and not to_stdout

@@ -8,6 +8,12 @@ file, and each tensor of the file to a layer: convolutions and Gemm by their wei
 (the PyTorch parameter name), activations to the layer that produced their input, the other
 ops in execution order by kind (``device_runners.layer_match``). Wall time per inference is the
 profiler's ``model_run`` duration.
+
+The executor spends time between kernels (building the next kernel's context, releasing
+inputs, recording the profile). In each run's timeline, a gap between two consecutive kernels
+of the same layer is charged to that layer (an ``executor`` record): on one thread the runtime
+did nothing else then. Gaps between kernels of different layers, and the time before the first
+kernel and after the last (feeds, fetches), belong to no layer and stay unattributed.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from device_runners.layer_match import OP_KINDS, match_in_order, result
+from device_runners.layer_match import EXECUTOR, OP_KINDS, match_in_order, result
 
 _FOLLOW_PRODUCER = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh",
                     "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "Cast"}
@@ -117,16 +123,43 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
         opt = onnx.load(so.optimized_model_filepath, load_external_data=False)
     node_layer = optimized_node_layers(opt, tensor_layer, file_node_layer)
     op_type = {n.name: n.op_type for n in opt.graph.node}
-    starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
-    cutoff = starts[warmup] if len(starts) > warmup else 0
-    walls = [float(e["dur"]) for e in events if e.get("name") == "model_run" and e["ts"] >= cutoff]
+    timed = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+    timed = timed[warmup:]
+    kernels = sorted((e for e in events if e.get("cat") == "Node"
+                      and e.get("name", "").endswith("_kernel_time")), key=lambda e: e["ts"])
     totals: dict[str, float] = defaultdict(float)
-    for e in events:
-        if (e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
-                and e["ts"] >= cutoff):
-            totals[e["name"][: -len("_kernel_time")]] += float(e.get("dur", 0))
+    gaps: dict[str, float] = defaultdict(float)
+    ends = 0.0  # before the first kernel and after the last
+    for run in timed:
+        inside = [(e["name"][: -len("_kernel_time")], e["ts"], e["ts"] + e["dur"])
+                  for e in kernels if run["ts"] <= e["ts"] <= run["ts"] + run["dur"]]
+        for name, t0, t1 in inside:
+            totals[name] += t1 - t0
+        for gap_layer, us in same_layer_gaps(inside, node_layer):
+            gaps[gap_layer] += us
+        if inside:
+            ends += run["dur"] - (inside[-1][2] - inside[0][1])
     ops = [{"name": name, "type": op_type.get(name, ""), "ms": us / 1e3 / runs,
             "layer": node_layer.get(name),
             "layout": op_type.get(name) in _REORDERS} for name, us in totals.items()]
-    return result(ops, float(np.mean(walls)) / 1e3 if walls else float("nan"), runs, threads,
-                  "onnxruntime profiler (kernel time per node of the optimized graph)")
+    ops += [{"name": f"{EXECUTOR} between operators of {layer}", "type": EXECUTOR,
+             "ms": us / 1e3 / runs, "layer": layer, "layout": False}
+            for layer, us in gaps.items()]
+    walls = [float(e["dur"]) for e in timed]
+    out = result(ops, float(np.mean(walls)) / 1e3 if walls else float("nan"), runs, threads,
+                 "onnxruntime profiler (kernel time per node of the optimized graph; the "
+                 "executor's gaps between two kernels of one layer charged to that layer)")
+    out["ends_ms"] = ends / 1e3 / runs
+    return out
+
+
+def same_layer_gaps(kernels: list[tuple[str, float, float]], node_layer: dict[str, str]
+                    ) -> list[tuple[str, float]]:
+    """(layer, gap) for each pair of consecutive kernels (name, start, end) of one run, in
+    execution order, that both belong to the same layer."""
+    out = []
+    for (a, _, a_end), (b, b_start, _) in zip(kernels, kernels[1:]):
+        layer = node_layer.get(a)
+        if layer is not None and layer == node_layer.get(b) and b_start > a_end:
+            out.append((layer, b_start - a_end))
+    return out

@@ -167,20 +167,36 @@ class OpenVINOBackend(Backend):
         return self._request.infer
 
     def profile(self, x: Any, runs: int = 10) -> list[dict[str, Any]] | None:
-        """OpenVINO's performance counters (PERF_COUNT), summed over ``runs`` inferences."""
+        """OpenVINO's performance counters (PERF_COUNT) over ``runs`` inferences after one
+        warm-up (see ``window_total_us``)."""
         feeds = self.feeds(x)
         request = self._compile(perf=True).create_infer_request()
         self._infer(request, feeds)  # warm-up
-        rows: dict[str, dict[str, Any]] = {}
+        before = counters(request)
         for _ in range(runs):
             self._infer(request, feeds)
-            for info in request.profiling_info:
-                if str(info.status).endswith("EXECUTED"):
-                    row = rows.setdefault(info.node_name, {"calls": 0, "total_us": 0.0,
-                                                           "type": info.node_type})
-                    row["calls"] += 1
-                    row["total_us"] += info.real_time.total_seconds() * 1e6
+        rows = {}
+        for name, (mean_us, kind) in counters(request).items():
+            us = window_total_us(before.get(name, (0, kind))[0], 1, mean_us, 1 + runs)
+            if us > 0:
+                rows[name] = {"calls": runs, "total_us": float(us), "type": kind}
         return profile_rows(rows, runs)
 
     def close(self) -> None:
         self._request = self._compiled = self._model = None
+
+
+def counters(request) -> dict[str, tuple[int, str]]:
+    """{node: (its counter, node type)}. The CPU plugin's counter of a node is its running
+    mean since compilation, in whole microseconds per run (each run's time rounded down)."""
+    return {info.node_name: (round(info.real_time.total_seconds() * 1e6), info.node_type)
+            for info in request.profiling_info}
+
+
+def window_total_us(mean_before: int, n_before: int, mean_after: int, n_after: int) -> int:
+    """A node's time over runs n_before+1 .. n_after from two readings of its running mean
+    (whole microseconds, rounded down: the total after n runs lies in [mean*n, mean*n + n-1]):
+    the lower bound of the difference, never negative. Read once, a running mean carries the
+    warm-up and the first run's one-time work."""
+    upper_before = mean_before * n_before + max(n_before - 1, 0)
+    return max(mean_after * n_after - upper_before, 0)

@@ -6,12 +6,24 @@ operations converted from PyTorch are named ``__module.<layer path>/aten::...`` 
 the converter folded BatchNorm into the convolution (then ``Multiply_<n>``): those, and every
 other unnamed operation, are matched in execution order by kind and weight shape
 (``device_runners.layer_match``). A reorder (layout change) is charged to the node it serves,
-as data movement. Wall time per inference is measured around ``infer()``.
+as data movement.
+
+The plugin's counter of a node is the running mean since compilation, in whole microseconds
+per run (each run's time rounded down): read after the first run it would carry that run's
+one-time work, and any read carries the warm-up. So the counters are read after the warm-up
+and after the timed runs, and a node's time over the timed runs is the difference of the two
+totals (mean x runs so far), taken at its lower bound: rounding never adds time to a layer.
+Wall time per inference is the request's own ``latency`` of each timed ``infer()`` (the C++
+call, without building the Python result), averaged over the same runs.
+
+CPU pinning is off here: by default the plugin pins the calling thread to one core for each
+inference (sched_setaffinity), and on a host whose cores are shared the thread then waits for
+that core, between operators, whenever other work holds it (benchmarks/openvino_pinning.py
+measures both settings side by side). That wait is no layer's time, and a device running
+only the model does not wait.
 """
 from __future__ import annotations
 
-import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +76,7 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
     import numpy as np
     import openvino as ov
 
-    from device_runners.backends.openvino import OpenVINOBackend
+    from device_runners.backends.openvino import OpenVINOBackend, counters, window_total_us
 
     path = Path(path)
     core = ov.Core()
@@ -72,7 +84,8 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
     ir = ir_layers(model, layers)
     compiled = core.compile_model(model, "CPU", {"PERF_COUNT": True,
                                                  "INFERENCE_NUM_THREADS": threads,
-                                                 "INFERENCE_PRECISION_HINT": ov.Type.f32})
+                                                 "INFERENCE_PRECISION_HINT": ov.Type.f32,
+                                                 "ENABLE_CPU_PINNING": False})
     node_layer, node_type = {}, {}
     ir_names = sorted(ir, key=len, reverse=True)
     for op in compiled.get_runtime_model().get_ordered_ops():
@@ -92,18 +105,19 @@ def profile_layers(path: str | Path, layers: list[dict[str, Any]], threads: int 
         request.set_input_tensor(i, ov.Tensor(x))
     for _ in range(warmup):
         request.infer()
-    totals: dict[str, float] = defaultdict(float)
-    types: dict[str, str] = {}
+    before = counters(request)
     walls = []
     for _ in range(runs):
-        t0 = time.perf_counter()
         request.infer()
-        walls.append(time.perf_counter() - t0)
-        for info in request.profiling_info:
-            if str(info.status).endswith("EXECUTED"):
-                totals[info.node_name] += info.real_time.total_seconds()
-                types[info.node_name] = info.node_type
-    ops = [{"name": n, "type": types[n], "ms": s * 1e3 / runs, "layer": node_layer.get(n),
-            "layout": types[n] == "Reorder"} for n, s in totals.items()]
-    return result(ops, float(np.mean(walls)) * 1e3, runs, threads,
-                  "OpenVINO performance counters (PERF_COUNT, real time per executed node)")
+        walls.append(request.latency)
+    after = counters(request)
+    ops = []
+    for name, (mean_us, kind) in after.items():
+        us = window_total_us(before.get(name, (0, kind))[0], warmup, mean_us, warmup + runs)
+        if us > 0:
+            ops.append({"name": name, "type": kind, "ms": us / 1e3 / runs,
+                        "layer": node_layer.get(name), "layout": kind == "Reorder"})
+    return result(ops, float(np.mean(walls)), runs, threads,
+                  "OpenVINO performance counters (PERF_COUNT) over the timed runs, "
+                  "wall = the request's latency, CPU pinning off")
+
