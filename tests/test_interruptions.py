@@ -160,6 +160,26 @@ def test_sigterm_during_int8_quantization_keeps_only_the_finished_parent(tmp_pat
     assert [p.name for p in assert_only_finished(out)] == [f"{MODEL}.xml"]
 
 
+def test_sigterm_during_training_keeps_the_last_epoch_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    train = ["train", "squeezenet1_1", "--data", need(CIFAR10), "--epochs", "2", "--limit",
+             "256", "--batch-size", "64", "--threads", "1", "--output", out]
+    child = Child(command("deploy", *train), tmp_path)
+    child.wait_for(r"squeezenet1_1\.cifar10 2/2")  # epoch 1's checkpoint is written
+    child.proc.send_signal(signal.SIGTERM)
+    code, err = child.finish()
+    assert code == 143 and "Traceback" not in err, err
+    assert last_line(err) == "deploy: stopped by SIGTERM; unfinished files were removed", err
+    # the checkpoint of the finished epoch, nothing half-written, no final weights yet
+    assert sorted(p.name for p in out.iterdir()) == ["squeezenet1_1.cifar10.ckpt"]
+    done = subprocess.run(command("deploy", *train, "--resume", "--no-progress"), cwd=tmp_path,
+                          env=env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "resuming squeezenet1_1.cifar10 after epoch 1/2" in done.stdout, done.stdout
+    record = json.loads((out / "squeezenet1_1.cifar10.json").read_text())
+    assert [h["epoch"] for h in record["history"]] == [1, 2]
+
+
 def test_sigterm_during_release_leaves_no_build_file_of_its_own(tmp_path):
     out = tmp_path / "release"
     child = Child(command("deploy", "release", MODEL, "--target", "openvino", "--output", out,
