@@ -6,7 +6,7 @@ and ``runner verify`` (``runner unpack`` for containers, which no bundle holds).
 
 Seeds are real files of a trained 32x32 ShuffleNet V2 x0.5: the bundle ``deploy release
 shufflenet_v2_x0_5.cifar10 --target tflite,onnx,openvino`` writes and the container ``deploy
-compress ... --target onnx --prune 0.5`` writes (made once into out/fuzz/seeds, or given with
+compress ... --target onnx --prune 0.5 --epochs 0`` writes (made once into out/fuzz/seeds, or given with
 --bundle and --container). Per format, case N mutates one file with ``random.Random(f"{seed}:
 {format}:{N}")`` (benchmarks/mutations.py), so any case can be replayed alone with --case:
 
@@ -96,8 +96,10 @@ def _bundle_seed(folder: Path, log) -> Path:
 def _container_seed(folder: Path, log) -> Path:
     container = folder / "compress" / f"{MODEL}.onnx.edc"
     if not container.is_file():
+        # no fine-tuning: a seed needs the container's structure, not its accuracy
         _cli("deploy.cli", "compress", MODEL, "--target", "onnx", "--prune", "0.5",
-             "--output", str(folder / "compress"), log=log)
+             "--prune-layers", "uniform", "--epochs", "0", "--output",
+             str(folder / "compress"), log=log)
     return container
 
 
