@@ -375,7 +375,11 @@ def metadata_buffer(tflite_bytes: bytes) -> bytes | None:
             buf = model.Buffers(entry.Buffer())
             if buf.Offset() > 1:  # stored after the flatbuffer (models > 2 GB)
                 return bytes(tflite_bytes[buf.Offset():buf.Offset() + buf.Size()])
-            return buf.DataAsNumpy().tobytes()
+            data = buf.DataAsNumpy()
+            if isinstance(data, int):  # flatbuffers' answer for an absent vector
+                raise ModelFileError(f"the {METADATA_NAME} entry points at buffer "
+                                     f"{entry.Buffer()}, which holds no data")
+            return data.tobytes()
     return None
 
 

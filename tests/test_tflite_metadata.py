@@ -188,3 +188,18 @@ def test_damaged_metadata_is_a_one_line_error():
     with pytest.raises(ModelFileError, match="damaged TFLite metadata") as err:
         tm.read_metadata(bytes(data))
     assert "\n" not in str(err.value)
+
+
+def test_metadata_entry_pointing_at_an_empty_buffer_is_a_one_line_error():
+    """A mutated file whose metadata entry names a buffer without data (found by fuzzing:
+    flatbuffers then answers 0 instead of an array)."""
+    import flatbuffers
+
+    model = tfl.ModelT.InitFromObj(tfl.Model.GetRootAs(WITH_META.read_bytes(), 0))
+    entry = next(m for m in model.metadata if m.name.decode() == tm.METADATA_NAME)
+    model.buffers[entry.buffer].data = None
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    with pytest.raises(ModelFileError, match="holds no data") as err:
+        tm.read_metadata(bytes(builder.Output()))
+    assert "\n" not in str(err.value)
