@@ -51,14 +51,26 @@ class Bundle:
         return {"bundle": str(self.folder), "zip": str(self.zip), **self.manifest}
 
 
+NAME_MAX, PATH_MAX = 255, 4096  # Linux, and the smallest of the usual limits elsewhere
+
+
 def check_relpath(path: str, where: str = "bundle") -> str:
     """``path`` if it is a plain relative POSIX path inside the bundle, else ModelFileError."""
     p = PurePosixPath(path)
     if (not path or p.is_absolute() or ".." in p.parts or "\\" in path or ":" in path
             or path != p.as_posix()):
-        raise ModelFileError(f"{where}: unsafe path {path!r} (paths must be relative, "
+        raise ModelFileError(f"{where}: unsafe path {_short(path)!r} (paths must be relative, "
                              f"without '..', '.', drive letters or backslashes)")
+    # the file system refuses these with an OSError at the first stat
+    if "\x00" in path or len(path.encode(errors="surrogatepass")) > PATH_MAX or any(
+            len(part.encode(errors="surrogatepass")) > NAME_MAX for part in p.parts):
+        raise ModelFileError(f"{where}: unusable path {_short(path)!r} (at most {NAME_MAX} bytes "
+                             f"a name and {PATH_MAX} in all, no NUL)")
     return path
+
+
+def _short(text: str, keep: int = 60) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
 
 
 def file_entry(root: Path, rel: str) -> dict[str, Any]:

@@ -162,6 +162,23 @@ def test_damaged_and_unsafe_zips_are_refused(bundle, tmp_path):
     assert not (tmp_path.parent / "escape.txt").exists()
 
 
+@pytest.mark.parametrize("path", ["A" * 10_000, "a/" + "b" * 256, "nul\x00.tflite"],
+                         ids=["10000-chars", "256-byte-name", "nul"])
+def test_a_path_the_file_system_refuses_is_one_line(bundle, tmp_path, path):
+    """Fuzzing turned a file's path in manifest.json into 10,000 characters: stat() raised
+    ENAMETOOLONG out of runner verify. Such a path is refused with the manifest's name."""
+    from device_runners.verify import verify
+
+    folder = tmp_path / bundle[0].name
+    shutil.copytree(bundle[0], folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][0]["path"] = path
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="unusable path") as err:
+        verify(folder)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
 def test_model_card_has_measured_numbers(bundle):
     m = json.loads((bundle[0] / "manifest.json").read_text())
     lat = m["models"][0]["latency"]
