@@ -39,12 +39,22 @@ def env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Child:
     """A CLI in a child process whose stderr is read as it comes (progress bars included)."""
 
-    def __init__(self, cmd: list[str], cwd: Path):
+    def __init__(self, cmd: list[str], cwd: Path, sigint=_default_sigint):
+        # as a foreground command: a suite started in the background (`pytest &`, nohup)
+        # inherits an ignored SIGINT, which the CLI rightly keeps ignoring
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=sigint)
         self.err = b""
 
     def wait_for(self, pattern: str, timeout: float = 300) -> None:
@@ -144,6 +154,22 @@ def test_signal_during_an_import_waits_for_the_import(sig, tmp_path):
     assert code == want_code, err
     assert "imported" in err, err  # the import ran to its end
     assert re.fullmatch(rf"deploy: {want_line}", last_line(err)), err
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    """`deploy ... &` in a script: the shell ignores SIGINT for it, and so does the CLI."""
+    (tmp_path / "slow_module.py").write_text(SLOW_IMPORT)
+    (tmp_path / "importing_command.py").write_text(IMPORTING_COMMAND)
+    code = ("import sys; from edgebase.cli import run_cli; "
+            "sys.exit(run_cli('deploy', {'go': 'importing_command'}, '0', ['go']))")
+    child = Child([sys.executable, "-c", code], tmp_path, sigint=_ignore_sigint)
+    child.wait_for(r"working")
+    child.proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert child.proc.poll() is None  # still working
+    child.proc.send_signal(signal.SIGTERM)
+    code, err = child.finish(timeout=60)
+    assert code == 143 and "Traceback" not in err, err
 
 
 def test_sigterm_during_int8_quantization_keeps_only_the_finished_parent(tmp_path):
