@@ -136,16 +136,21 @@ def run(args):
 """
 
 
+def importing_child(tmp_path: Path, sigint=_default_sigint) -> Child:
+    """The CLI frame running a command that imports a slow module, then works."""
+    (tmp_path / "slow_module.py").write_text(SLOW_IMPORT)
+    (tmp_path / "importing_command.py").write_text(IMPORTING_COMMAND)
+    code = ("import sys; from edgebase.cli import run_cli; "
+            "sys.exit(run_cli('deploy', {'go': 'importing_command'}, '0', ['go']))")
+    return Child([sys.executable, "-c", code], tmp_path, sigint=sigint)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_an_import_waits_for_the_import(sig, tmp_path):
     """Native extensions abort the process when an exception crosses their initialisation
     (onnx's nanobind enums did, on a Ctrl-C during the export's `import onnx`), so an
     interruption inside an import is delivered right after it."""
-    (tmp_path / "slow_module.py").write_text(SLOW_IMPORT)
-    (tmp_path / "importing_command.py").write_text(IMPORTING_COMMAND)
-    code = ("import sys; from edgebase.cli import run_cli; "
-            "sys.exit(run_cli('deploy', {'go': 'importing_command'}, '0', ['go']))")
-    child = Child([sys.executable, "-c", code], tmp_path)
+    child = importing_child(tmp_path)
 
     child.wait_for(r"importing")
     child.proc.send_signal(sig)
@@ -158,11 +163,7 @@ def test_signal_during_an_import_waits_for_the_import(sig, tmp_path):
 
 def test_an_ignored_sigint_stays_ignored(tmp_path):
     """`deploy ... &` in a script: the shell ignores SIGINT for it, and so does the CLI."""
-    (tmp_path / "slow_module.py").write_text(SLOW_IMPORT)
-    (tmp_path / "importing_command.py").write_text(IMPORTING_COMMAND)
-    code = ("import sys; from edgebase.cli import run_cli; "
-            "sys.exit(run_cli('deploy', {'go': 'importing_command'}, '0', ['go']))")
-    child = Child([sys.executable, "-c", code], tmp_path, sigint=_ignore_sigint)
+    child = importing_child(tmp_path, sigint=_ignore_sigint)
     child.wait_for(r"working")
     child.proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
