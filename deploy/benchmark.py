@@ -407,8 +407,13 @@ def close_device_session(config: BenchmarkConfig, cells: list[dict[str, Any]]
         return None
     dev = _DEVICES.pop(config.device)[0]
     dev.ssh.close()
+    return device_record(str(dev.address), cells)
+
+
+def device_record(address: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """The device of ``address`` as the report names it: the fingerprint its runner sent last."""
     fps = [c.get("device_fingerprint") for c in cells if c.get("device_fingerprint")]
-    return {"address": str(dev.address), "fingerprint": fps[-1] if fps else None,
+    return {"address": address, "fingerprint": fps[-1] if fps else None,
             "emulated": (fps[-1] if fps else {}).get("emulated") or None}
 
 

@@ -159,9 +159,11 @@ def cluster_line(cluster: dict[str, Any]) -> str:
     """Where a cluster sweep ran: nodes and their CPUs, retried and resumed cells."""
     nodes = ", ".join(f"{n['node']} ({n['cpu']}, {n['cores']} cores)" for n in cluster["nodes"])
     retried = sorted({r["cell"] for r in cluster["retried"]})
+    rows = (f"timed the files on {cluster['device']}, its rows name the device"
+            if cluster.get("device") else "its rows name the node")
     return (f"cluster: {cluster['cells']} cells as Ray tasks at {cluster['address']} on "
             f"{len(cluster['nodes'])} node(s): {nodes or 'none'}; each time cell had its node's "
-            f"timing slot to itself and its rows name the node; retried after a lost node: "
+            f"timing slot to itself and {rows}; retried after a lost node: "
             f"{', '.join(retried) if retried else 'none'}; resumed from an earlier run: "
             f"{len(cluster['resumed'])}")
 

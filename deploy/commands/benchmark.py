@@ -58,7 +58,8 @@ def add_arguments(p) -> None:
                         "belongs to), ray://HOST:PORT or HOST:PORT; every node needs edgedeploy, "
                         "the data at the same paths and one timing_slot resource (ray start "
                         "--resources='{\"timing_slot\": 1}'); needs pip install "
-                        "'edgedeploy[ray]' (default: this process)")
+                        "'edgedeploy[ray]' (default: this process); with --device, every "
+                        "time cell runs on this machine's node, one model at a time")
     from deploy.commands.device import add_device_arguments
 
     add_device_arguments(p, required=False)  # --device: time the files on a board over SSH
@@ -89,11 +90,7 @@ def run(args) -> int:
     executor = None
     if args.cluster:
         from deploy.sweep.ray_executor import RayExecutor, import_ray
-        from edgebase.errors import ConfigError
 
-        if args.device:
-            raise ConfigError("--cluster and --device cannot be combined yet: time the files on "
-                              "the device without --cluster")
         import_ray()  # the missing-Ray error before any work
         executor = RayExecutor(args.cluster)
     argv = sys.argv[1:]

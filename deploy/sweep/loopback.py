@@ -34,16 +34,19 @@ def free_port() -> int:
 
 
 class LoopbackCluster:
-    """``nodes`` Ray nodes (the first is the head) with ``cpus`` CPUs and one timing slot each."""
+    """``nodes`` Ray nodes (the first is the head) with ``cpus`` CPUs and one timing slot each
+    (the head none with ``head_slot=False``, as a head that only schedules)."""
 
     def __init__(self, nodes: int = 2, cpus: int = 1, tmpdir: str | os.PathLike | None = None,
-                 object_store_mb: int = 100, client_port: int | None = None):
+                 object_store_mb: int = 100, client_port: int | None = None,
+                 head_slot: bool = True):
         if nodes < 1 or cpus < 1:
             raise ValueError("a cluster needs at least one node with one CPU")
         # short: Ray's socket paths under it must stay below the 107-byte limit
         self.tmpdir = Path(tmpdir or tempfile.mkdtemp(prefix="ray", dir="/tmp"))
         self.nodes, self.cpus, self.object_store_mb = nodes, cpus, object_store_mb
         self.client_port = client_port  # a Ray Client server on the head (ray://) when set
+        self.head_slot = head_slot
         self.cluster = None
         self.workers: list = []
 
@@ -54,7 +57,8 @@ class LoopbackCluster:
         node = dict(num_cpus=self.cpus, resources={TIMING_SLOT: 1},
                     object_store_memory=self.object_store_mb * 1024 * 1024,
                     node_ip_address="127.0.0.1")
-        head = dict(node, include_dashboard=False, _system_config=FAST_FAILURE_DETECTION)
+        head = dict(node, include_dashboard=False, _system_config=FAST_FAILURE_DETECTION,
+                    resources={TIMING_SLOT: 1} if self.head_slot else {})
         if self.client_port:
             # the client server asks the runtime-env agent for each client's server: it needs
             # the agent's real port (Cluster would let it pick one the server cannot know)

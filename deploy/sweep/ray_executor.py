@@ -3,7 +3,8 @@
 - Export, evaluation and the parent are CPU cells: one CPU each, any node, in parallel.
 - A time cell takes its node's whole timing slot (deploy.sweep.resources), so nothing else of
   the sweep runs there while it times PyTorch eager and the model's files; its rows and the
-  eager record name the node and its CPU.
+  eager record name the node and its CPU. With ``--device`` every time cell runs on this
+  machine's node and times the files on the device (deploy.sweep.device_node).
 - Results come back as each cell finishes: files are written into the output folder at once
   and every finished cell into a journal (deploy.sweep.journal), so re-running the same
   command after an interruption resumes from the finished cells.
@@ -57,8 +58,11 @@ class RayExecutor:
 
     def run(self, config: BenchmarkConfig, cells: list[C.Cell], cpu, log
             ) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+        from deploy.sweep.device_node import check_client, this_node
         from deploy.sweep.quiet import output_to
 
+        if config.device:
+            check_client(self.address)
         ray = import_ray()
         config = _absolute(config)
         sweep_dir = config.output_dir / ".sweep"
@@ -66,7 +70,8 @@ class RayExecutor:
         with output_to(ray_log) as user:
             try:
                 _connect(ray, self.address)
-                sweep = _Sweep(ray, config, cells, user)
+                device_node = this_node(ray) if config.device else None
+                sweep = _Sweep(ray, config, cells, user, device_node)
                 out = sweep.run()
             finally:
                 if ray.is_initialized():
@@ -78,8 +83,13 @@ class RayExecutor:
 def _absolute(config: BenchmarkConfig) -> BenchmarkConfig:
     """Paths as every node sees them (a worker's working folder is not the head's)."""
     paths = {f: getattr(config, f) for f in ("output_dir", "data", "calib", "weights")}
-    return dataclasses.replace(config, **{f: Path(p).resolve() for f, p in paths.items()
-                                          if p is not None})
+    config = dataclasses.replace(config, **{f: Path(p).resolve() for f, p in paths.items()
+                                            if p is not None})
+    opts = config.device_options or {}
+    if opts.get("ssh_config"):  # read by the time cells, on this machine
+        opts = dict(opts, ssh_config=str(Path(opts["ssh_config"]).resolve()))
+        config = dataclasses.replace(config, device_options=opts)
+    return config
 
 
 def _connect(ray, address: str) -> None:
@@ -95,7 +105,8 @@ def _connect(ray, address: str) -> None:
 
 
 class _Sweep:
-    def __init__(self, ray, config: BenchmarkConfig, cells: list[C.Cell], user):
+    def __init__(self, ray, config: BenchmarkConfig, cells: list[C.Cell], user,
+                 device_node: str | None = None):
         from deploy.sweep.progress import SweepProgress
         from deploy.sweep.remote import run_cell
 
@@ -112,6 +123,7 @@ class _Sweep:
         self.placements: list[dict[str, Any]] = []
         self.bar = SweepProgress(len(cells), user)
         self.capacity = (0, 0)
+        self.device_node = device_node  # with --device: the node every time cell runs on
         self.keys = self._keys()
 
     # ---- plan ---------------------------------------------------------------------------
@@ -147,7 +159,8 @@ class _Sweep:
                                      max(cfg.threads)])
             else:
                 keys[cell] = digest(["time", [keys[c] for c in C.needs(cell, self.cells)],
-                                     cfg.threads, cfg.runs, cfg.warmup, cfg.rounds])
+                                     cfg.threads, cfg.runs, cfg.warmup, cfg.rounds]
+                                    + _device_identity(cfg))
         return keys
 
     @staticmethod
@@ -197,7 +210,10 @@ class _Sweep:
             self.bar.write(f"Ray cluster: {len(slotted)} node(s) with a timing slot, "
                            f"{self.capacity[0]} CPU(s) for export and evaluation"
                            + (f"; {len(nodes) - len(slotted)} node(s) without a {TIMING_SLOT} "
-                              f"get no cells" if len(nodes) > len(slotted) else ""))
+                              f"get no cells" if len(nodes) > len(slotted) else "")
+                           + (f"; time cells on this machine's node {self.device_node[:12]}, "
+                              f"the files timed on {self.config.device}"
+                              if self.device_node else ""))
 
     def _ready(self, cell: C.Cell) -> bool:
         return all(d in self.results for d in C.needs(cell, self.cells))
@@ -206,7 +222,9 @@ class _Sweep:
         """At most one time cell per timing slot and one CPU cell per CPU in flight, so the
         bar's "running" is what runs and a time cell is not queued behind a long backlog."""
         busy = sum(1 for c, _ in self.inflight.values() if c.timing == cell.timing)
-        return busy < (self.capacity[1] if cell.timing else max(1, self.capacity[0]))
+        if cell.timing:  # a device is one slot: one time cell at a time
+            return busy < (1 if self.device_node else self.capacity[1])
+        return busy < max(1, self.capacity[0])
 
     def _submit(self, cell: C.Cell) -> None:
         args, files = self._inputs(cell)
@@ -216,6 +234,10 @@ class _Sweep:
         attempt = self.attempts.get(cell, 0) + 1
         self.attempts[cell] = attempt
         opts = dict(TIMING_CELL if cell.timing else CPU_CELL, max_retries=0)
+        if cell.timing and self.device_node:
+            from deploy.sweep.device_node import pinned
+
+            opts.update(pinned(self.device_node))
         ref = self.task.options(**opts).remote(cell.kind, self.keys[cell], self.config,
                                                cell.model, args, *files)
         self.inflight[ref] = (cell, attempt)
@@ -334,8 +356,9 @@ class _Sweep:
         parent = self.results[C.Cell(C.PARENT, name)]
         timed = self.results[C.Cell(C.TIME, name)]
         model = dict(parent["model"], eager=timed["eager"], timed_on=timed["node"])
-        rows = [dict(r, timed_on=timed["node"]) if r.get("latency") else r
-                for r in timed["rows"]]
+        # a device's latency names the device (its rows' "device"), not the node
+        rows = [dict(r, timed_on=timed["node"]) if r.get("latency") and not r.get("device")
+                else r for r in timed["rows"]]
         return model, rows
 
     def record(self, address: str, ray_log: Path) -> dict[str, Any]:
@@ -357,9 +380,21 @@ class _Sweep:
         if self.retried:
             warnings.append(f"{len(self.retried)} cell(s) ran again after losing their node or "
                             f"worker: {', '.join(r['cell'] for r in self.retried)}")
+        devices = [r["device"]["address"] for c, r in self.results.items()
+                   if c.timing and r.get("device")]
         return {"executor": "ray", "address": address, "nodes": list(nodes.values()),
+                "device": devices[0] if devices else None,
                 "cells": len(self.cells), "resumed": self.resumed, "retried": self.retried,
                 "placements": self.placements, "ray_log": str(ray_log), "warnings": warnings}
+
+
+def _device_identity(config: BenchmarkConfig) -> list[Any]:
+    """What makes two devices the same for a time cell: address, Python, ssh config (nothing
+    without a device, so the keys of host timings stay as they were)."""
+    if not config.device:
+        return []
+    opts = config.device_options or {}
+    return [["device", config.device, opts.get("python"), opts.get("ssh_config")]]
 
 
 def _rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -75,6 +75,9 @@ def _evaluate(key, config, name, args, files) -> dict[str, Any]:
 
 
 def _time(key, config, name, args, files) -> dict[str, Any]:
+    """With a device, its SSH session lives for this cell only: opened here, closed here, and
+    the device's record (address, fingerprint) goes back with the rows."""
+    from deploy.benchmark import close_device_session
     from device_runners.sysinfo import cpu_info
 
     source = C.load_parent(name, config)
@@ -82,8 +85,12 @@ def _time(key, config, name, args, files) -> dict[str, Any]:
     paths = [on_this_node(f, k) if f is not None else None
              for f, k in zip(files, args["export_keys"])]
     model = dict(args["model"])
-    eager = C.run_time(source, model, list(zip(rows, paths)), config, cpu_info(), log_stderr)
-    return {"eager": eager, "rows": rows}
+    try:
+        eager = C.run_time(source, model, list(zip(rows, paths)), config, cpu_info(),
+                           log_stderr)
+    finally:
+        device = close_device_session(config, rows)
+    return {"eager": eager, "rows": rows, "device": device}
 
 
 _WORK = {C.PARENT: _parent, C.EXPORT: _export, C.EVALUATE: _evaluate, C.TIME: _time}

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy.benchmark import BenchmarkConfig, close_device_session, log_stderr
+from deploy.benchmark import BenchmarkConfig, close_device_session, device_record, log_stderr
 from deploy.sweep.cells import Log, plan
 
 
@@ -30,8 +30,12 @@ def run_benchmark(config: BenchmarkConfig, command: str = "", log: Log = log_std
         model, rows = results[name]
         models.append(model)
         cells.extend(rows)
+    cluster = getattr(executor, "record", None)
+    device = close_device_session(config, cells)  # a session this process opened
+    if device is None and cluster and cluster.get("device"):  # the time cells' sessions
+        device = device_record(cluster["device"], cells)
     report = {
-        "device": close_device_session(config, cells),
+        "device": device,
         "command": command, "started": started,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": {"cpu": cpu.to_dict(), "load_average_start": list(load_start),
@@ -42,7 +46,6 @@ def run_benchmark(config: BenchmarkConfig, command: str = "", log: Log = log_std
         "models": models, "cells": cells,
         "warnings": [w for m in models for w in m.get("warnings", ())],
     }
-    cluster = getattr(executor, "record", None)
     if cluster is not None:  # where each cell ran, what was retried or resumed
         report["cluster"] = cluster
         report["warnings"] += cluster["warnings"]
