@@ -1,4 +1,5 @@
-"""deploy device bench|eval|verify against a real OpenSSH server on 127.0.0.1 (tests/ssh_board.py).
+"""deploy device bench|eval|verify against a real OpenSSH server on 127.0.0.1 (tests/ssh_board.py;
+the fixtures ``board``, ``python`` and ``remote_dir`` are in tests/conftest.py).
 
 The board is a Python on this machine without the runner: the first run pushes the runner as
 wheels into a venv on the "device". The default run keeps that venv in a cache dir that
@@ -17,28 +18,10 @@ from deploy.cli import main
 from deploy.device.address import DeviceAddress, parse_address
 from edgebase.errors import ConfigError
 from tests.runner_models import CIFAR10, need
-from tests.ssh_board import SSHD, board_python, free_port, start_board
+from tests.ssh_board import free_port
 
 EVAL_FLAGS = ["--resize", "32", "--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25",
               "--limit", "100", "--threads", "1", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    if SSHD is None:
-        pytest.skip("sshd is not installed: apt-get install -y openssh-server (.ci/run does)")
-    b = start_board(tmp_path_factory.mktemp("board"))
-    yield b
-    b.stop()
-
-
-@pytest.fixture(scope="module")
-def python():
-    found = board_python()
-    if found is None:
-        pytest.skip("no Python >= 3.10 with venv and without numpy on this machine to act as "
-                    "the board's (set EDGEDEPLOY_BOARD_PYTHON)")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +29,6 @@ def model(tmp_path_factory):
     from tests.runner_models import make_small_models
 
     return make_small_models(tmp_path_factory.mktemp("device_models"))["onnx"]
-
-
-@pytest.fixture(scope="module")
-def remote_dir():
-    """Outlives the session: the runner's venv is made once per source tree."""
-    from deploy.device.wheels import host_cache
-
-    path = host_cache() / "test-board"
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
 
 
 def device(board, python, remote_dir, address="board"):

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import main
-from tests.test_device_ssh import board, python, remote_dir  # noqa: F401 - the board's fixtures
 from tests.test_ray_sweep import argv, head, local_report, row_key
 
 
 @pytest.fixture(scope="module")
-def device_flags(board, python, remote_dir):
+def device_flags(board, python, remote_dir):  # the board's fixtures: tests/conftest.py
     return ["--device", "board", "--ssh-config", str(board.client_config), "--python", python,
             "--remote-dir", remote_dir, "--connect-timeout", "5"]
 
