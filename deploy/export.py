@@ -48,6 +48,8 @@ class ExportConfig:
         t = self.target_entry  # raises UnknownNameError with the valid names
         t.check_precision(self.precision)
         t.check_options(self.options)
+        # a value equal to the default is no option: one spelling, one file (deploy.reuse)
+        object.__setattr__(self, "options", t.given_options(self.options))
         if self.batch < 1:
             raise ConfigError(f"--batch must be >= 1, got {self.batch}")
         if self.validate_images < MIN_IMAGES:

@@ -1,7 +1,8 @@
 """The one reuse rule of the commands that keep a build folder (``deploy release``,
 ``deploy benchmark``): a finished file is taken as it is when the export stage would write it
 again -- the same parent, the same export settings, the same toolchain -- it passed
-validation and its bytes still match its manifest. Anything else is rebuilt.
+validation and its bytes still match its manifest. Anything else is rebuilt. Target options
+are compared less those at their default (a manifest may spell ``opset: 18`` out or not).
 
 Not reused: random-init parents (another draw is another parent, and their weights have no
 hash to compare) and int8 files (their calibration is not compared).
@@ -35,7 +36,7 @@ def find_reusable(source, config) -> Artifact | None:
     same = (have == source.identity(config.precision)
             and _same(art.model.get("kwargs"), dict(source.entry.kwargs))
             and step.get("name") == "export" and step.get("batch") == config.batch
-            and step.get("options") == dict(config.options)
+            and target.given_options(step.get("options") or {}) == dict(config.options)
             and art.toolchain == versions(target.tools))
     return art if same and files_match(art, path) else None
 

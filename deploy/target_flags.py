@@ -49,7 +49,8 @@ def add_arguments(parser) -> None:
 
 def given(args) -> dict[str, Any]:
     """The target options the command line set, by option name (unset ones are left out, so
-    the converter's defaults apply and the manifest records only what was asked)."""
+    the converter's defaults apply; ``ExportConfig`` also drops those given at their default,
+    so the manifest records only what differs from it)."""
     out = {}
     for flag, (name, _, _) in option_flags().items():
         value = getattr(args, _dest(flag), None)

@@ -79,7 +79,8 @@ class TargetOption:
     A bool option's flag sets the opposite of its default (``--no-simplify`` turns off
     ``simplify``, default on); an int or str option's flag takes the value (``--opset 18``).
     ``flag`` None: ``--no-<name>`` for a bool on by default, ``--<name>`` otherwise (``_`` as
-    ``-``). ``help`` says what the flag does. Only options given are passed on and recorded.
+    ``-``). ``help`` says what the flag does. Only options given with a value other than the
+    default are passed on and recorded (``Target.given_options``).
     """
 
     help: str
@@ -110,6 +111,11 @@ class TargetOption:
                               f"{', '.join(map(str, self.choices))}")
         if self.minimum is not None and value < self.minimum:
             raise ConfigError(f"{flag} {value}: {target} needs at least {self.minimum}")
+
+
+def _is_default(option: TargetOption, value: Any) -> bool:
+    # of the option's kind too: True == 1 in Python, yet 1 is no value of a bool option
+    return type(value) is type(option.default) and value == option.default
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,13 @@ class Target:
                               f"{valid}{whose}")
         for name, value in options.items():
             self.options[name].check(self.name, name, value)
+
+    def given_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` less those set to their default: ``--opset 18`` (the default) and no
+        ``--opset`` ask for the same file, so both are passed on and recorded alike and a
+        file made with either is reused for the other. Names this target lacks are kept."""
+        return {name: value for name, value in options.items()
+                if name not in self.options or not _is_default(self.options[name], value)}
 
     def convert_fn(self) -> Callable[..., Any]:
         return resolve(self.converter)

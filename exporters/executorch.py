@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebase.errors import ConfigError, MissingDependencyError
+from edgebase.executorch_logs import quiet_torchao_import
 from exporters.common import Conversion, ConversionError, first_line, graph_summary, quiet
 
 SUFFIX = ".pte"
@@ -31,6 +32,7 @@ _NOT_OPS = {"getitem", "alloc", "executorch_call_delegate", "output", "placehold
 
 
 def _exir():
+    quiet_torchao_import()
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower

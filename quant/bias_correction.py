@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from quant.int8_grid import Grid, inputs_on_grid
+
 MATCH_TOLERANCE = 0.08  # max relative L2 distance between float and dequantized int8 weights
 
 
@@ -42,7 +44,7 @@ class TargetLayer:
     bias: np.ndarray  # float (dequantized)
     set_bias: Callable[[np.ndarray], None] = field(repr=False)  # writes a float bias back
     # affine quantization of the layer's input (scale, zero point, qmin, qmax), None if float
-    input_quant: tuple[float, int, int, int] | None = None
+    input_quant: Grid | None = None
 
 
 def fold_batchnorm(model):
@@ -150,16 +152,10 @@ def correct_biases(model, targets: list[TargetLayer], calib: np.ndarray,
         shape = [1, -1] + [1] * (out.dim() - 2)
         return out + d.view(shape)
 
-    def quantize_input(module, inputs, name):
-        scale, zp, qmin, qmax = matched[name].input_quant
-        q = torch.clamp(torch.round(inputs[0] / scale) + zp, qmin, qmax)
-        return ((q - zp) * scale,) + tuple(inputs[1:])
-
     hooks = [qlayers[n].register_forward_hook(lambda m, i, o, n=n: hook(m, i, o, n))
              for n in matched]
-    hooks += [qlayers[n].register_forward_pre_hook(lambda m, i, n=n: quantize_input(m, i, n))
-              for n, t in matched.items() if t.input_quant is not None]
-    with torch.no_grad():
+    on_grid = inputs_on_grid({n: qlayers[n] for n in matched}, lambda n: matched[n].input_quant)
+    with on_grid, torch.no_grad():
         quantized(x)
     for h in hooks:
         h.remove()

@@ -30,6 +30,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from edgebase.errors import ConfigError, MissingDependencyError, ModelFileError
+from edgebase.executorch_logs import quiet_torchao_import
 from quant import image_ranges
 
 TARGET = "executorch"
@@ -62,6 +63,7 @@ def make_options(method: str | None = None, io: str = "float", exclude=(),
 
 
 def _pt2e():
+    quiet_torchao_import()
     try:
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer, get_symmetric_quantization_config)

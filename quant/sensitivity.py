@@ -25,6 +25,7 @@ import numpy as np
 
 from quant import progress
 from quant.bias_correction import _layers, fold_batchnorm, match_layers
+from quant.int8_grid import inputs_on_grid
 
 MAX_FLOAT_SHARE = 0.25
 RANK_IMAGES = 32
@@ -54,17 +55,10 @@ def rank_layers(parent, targets, calib: np.ndarray) -> list[dict[str, Any]]:
             m.weight.data = weights[name]
             floated.add(name)
 
-    def quantize_input(module, inputs, name):
-        q = matched[name].input_quant
-        if q is None or name in floated:
-            return None
-        scale, zp, lo, hi = q
-        y = torch.clamp(torch.round(inputs[0] / scale) + zp, lo, hi)
-        return ((y - zp) * scale,) + tuple(inputs[1:])
+    def input_grid(name: str):  # a layer back in float reads float inputs too
+        return None if name in floated else matched[name].input_quant
 
-    hooks = [layers[n].register_forward_pre_hook(lambda m, i, n=n: quantize_input(m, i, n))
-             for n in matched]
-    try:
+    with inputs_on_grid({n: layers[n] for n in matched}, input_grid):
         for n in matched:
             set_quantized(n, True)
 
@@ -79,9 +73,6 @@ def rank_layers(parent, targets, calib: np.ndarray) -> list[dict[str, Any]]:
             ranking.append({"layer": n, "target": matched[n].name,
                             "gain": round(base - error(), 8)})
             set_quantized(n, True)
-    finally:
-        for h in hooks:
-            h.remove()
     ranking.sort(key=lambda r: -r["gain"])
     return ranking
 

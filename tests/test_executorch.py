@@ -12,6 +12,10 @@ ExecuTorch is an optional extra (``edgedeploy[executorch]``): without it the mod
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +26,7 @@ pytest.importorskip("executorch", reason="the executorch extra is not installed"
 # checkpoints (XNNPACK's f32 kernels; only the accumulation order differs)
 FP32_MAX_ABS = 1e-4
 INPUT = (1, 3, 32, 32)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def real_images(n: int, seed: int = 0):
@@ -360,3 +365,48 @@ def default_data_zip():
     from deploy.validate import default_data
 
     return default_data(32)[0]
+
+
+# what importing torchao logs in a CPU-only install (edgebase.executorch_logs drops these)
+TORCHAO_NOISE = ("torchao/_C_mxfp8", "torchao/_C_cutlass_90a", "KernelPreference")
+
+
+def fresh_process(args: list[str], cwd) -> subprocess.CompletedProcess:
+    """``python args`` in a new interpreter (torchao logs at its first import only)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=1800)
+
+
+def test_export_stderr_has_no_torchao_import_noise(tmp_path):
+    """A fresh process converts the small CNN to .pte (the exporter imports executorch and,
+    with it, torchao) and runs it: it works, and stderr has none of torchao's lines about its
+    CUDA kernels or torch's notice about torchao's enum."""
+    code = ("import numpy as np, torch\n"
+            "from tests.test_executorch import tiny_cnn\n"
+            "from exporters.executorch import torch_to_executorch\n"
+            "from device_runners.backends.executorch import ExecuTorchBackend\n"
+            f"c = torch_to_executorch(tiny_cnn(), torch.zeros({INPUT}), {str(tmp_path / 't.pte')!r})\n"
+            "with ExecuTorchBackend(c.file, threads=1) as b:\n"
+            f"    assert b.run(np.zeros({INPUT}, np.float32))[0].shape == (1, 10)\n")
+    run = fresh_process(["-c", code], REPO)
+    assert run.returncode == 0, run.stderr
+    assert not [n for n in TORCHAO_NOISE if n in run.stderr], run.stderr
+
+
+@pytest.mark.slow  # three fresh processes, one a zoo model's XNNPACK lowering: minutes here
+def test_cli_export_runner_and_quantizer_stderr_have_no_torchao_import_noise(tmp_path):
+    """`deploy export squeezenet1_1.cifar10 --target executorch`, `runner bench` on its file
+    and the PT2E quantizer's import, each in its own process (each imports torchao first)."""
+    out = tmp_path / "out"
+    export = fresh_process(["-m", "deploy.cli", "export", "squeezenet1_1.cifar10", "--target",
+                            "executorch", "--threads", "1", "--output", str(out)], tmp_path)
+    assert export.returncode == 0, export.stderr
+    assert "converting squeezenet1_1.cifar10 to executorch fp32" in export.stderr  # progress stays
+    bench = fresh_process(["-m", "device_runners.cli", "bench", "--runs", "3", "--warmup", "1",
+                           "--threads", "1", str(out / "squeezenet1_1.cifar10.pte")], tmp_path)
+    assert bench.returncode == 0, bench.stderr
+    quantizer = fresh_process(["-c", "from quant.executorch_ptq import _pt2e; _pt2e()"], REPO)
+    assert quantizer.returncode == 0, quantizer.stderr
+    for run in (export, bench, quantizer):
+        assert not [n for n in TORCHAO_NOISE if n in run.stderr], run.stderr

@@ -287,3 +287,58 @@ def test_options_from_the_command_line_reach_the_file_and_manifest(tmp_path, cap
     assert step["opset"] == 19 and "simplify" not in step
     proto = onnx.load(str(out / "squeezenet1_1.onnx"))
     assert {o.domain: o.version for o in proto.opset_import}[""] == 19
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_an_option_given_at_its_default_is_not_an_option(target, tmp_path):
+    """Every typed option (int, str, bool) set to the converter's default asks for the same
+    file as leaving it out: the export config keeps (and so passes on and records) only values
+    that differ from the default."""
+    from deploy.export import ExportConfig
+
+    t = TARGETS[target]
+    defaults = {name: option.default for name, option in t.options.items()}
+    assert ExportConfig(target=target, output_dir=tmp_path, options=defaults).options == {}
+    for name, option in t.options.items():
+        other = (not option.default if option.kind is bool
+                 else next((c for c in option.choices or () if c != option.default),
+                           option.default + 1 if option.kind is int else None))
+        if other is None:
+            continue
+        config = ExportConfig(target=target, output_dir=tmp_path, options={**defaults, name: other})
+        assert config.options == {name: other}
+
+
+def test_default_opset_spelled_out_or_not_is_one_reusable_file(tmp_path, capsys):
+    """`deploy export M --target onnx --opset 18` (18: the default) writes the file a later
+    `deploy benchmark`/`deploy release` into that folder reuses without --opset, and the other
+    way round; a manifest that recorded the default value is read the same way."""
+    import json
+
+    from deploy.export import ExportConfig, load_source
+    from deploy.reuse import find_reusable
+    from edgebase.manifest import manifest_path, read_manifest
+
+    name, default = "squeezenet1_1.cifar10", TARGETS["onnx"].options["opset"].default
+    out = tmp_path / "out"
+    code = main(["export", name, "--target", "onnx", "--opset", str(default),
+                 "--threads", "1", "--output", str(out)])
+    assert code == 0, capsys.readouterr().err
+    path = out / f"{name}.onnx"
+    art = read_manifest(path)
+    assert art.passed and art.passes[0]["options"] == {} and art.passes[0]["opset"] == default
+
+    source = load_source(name)
+
+    def reused(**options):
+        found = find_reusable(source, ExportConfig(target="onnx", output_dir=out,
+                                                   options=options, force=True))
+        return found is not None and found.sha256 == art.sha256
+
+    assert reused() and reused(opset=default) and reused(opset=default, simplify=True)
+    assert not reused(opset=default + 1) and not reused(simplify=False)
+    # a manifest that spelled the default out (as files exported before did)
+    data = json.loads(manifest_path(path).read_text())
+    data["passes"][0]["options"] = {"opset": default}
+    manifest_path(path).write_text(json.dumps(data))
+    assert reused() and reused(opset=default) and not reused(opset=default + 1)

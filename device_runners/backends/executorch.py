@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgebase.errors import ConfigError, MissingDependencyError, ModelFileError
+from edgebase.executorch_logs import quiet_torchao_import
 from edgebase.manifest import TensorSpec
 from device_runners.backends.base import Backend, first_line, guess_layout
 from device_runners.backends.litert import quiet_stderr
@@ -44,6 +45,7 @@ _OPEN: "weakref.WeakSet[ExecuTorchBackend]" = weakref.WeakSet()
 
 def _runtime():
     """(executorch.runtime, portable_lib) or a one-line error naming the extra."""
+    quiet_torchao_import()
     try:
         import executorch.runtime as runtime
         from executorch.extension.pybindings import portable_lib
