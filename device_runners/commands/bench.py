@@ -1,13 +1,17 @@
 """runner bench MODEL: latency statistics, throughput, MAC rate and memory."""
 from __future__ import annotations
 
-HELP = "benchmark a .tflite, .onnx or OpenVINO .xml file: latency, throughput, MAC/s, memory"
+from edgebase.capabilities import model_suffixes
+
+# the suffixes come from the capability table, so a new target shows up here by itself
+HELP = (f"benchmark a model file ({', '.join(model_suffixes())}) or a .edc container: latency, "
+        f"throughput, MAC/s, memory")
 
 
 def add_arguments(p) -> None:
     from edgebase.cli_flags import COUNT, POSITIVE, above, add_json
 
-    p.add_argument("model", help="model file (.tflite, .onnx, .xml)")
+    p.add_argument("model", help=f"model file ({', '.join(model_suffixes())}) or .edc container")
     p.add_argument("--runtime", help=runtime_help())
     p.add_argument("--threads", type=POSITIVE, help="inference threads (default: all cores)")
     add_precision_hint(p)
