@@ -375,14 +375,20 @@ def device_session(config: BenchmarkConfig):
     return _DEVICES[config.device]
 
 
-def record_benchmarks(timed, cpu) -> None:
+def measured_now() -> str:
+    """When a latency record was measured (UTC), as the records say it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def record_benchmarks(timed, machine: dict[str, Any], when: str | None = None) -> None:
     """Each timed file's latency into its manifest (``Artifact.benchmarks``), one record per
     thread count; a later run of the same measurement (machine or device, runtime, threads,
-    precision hint) replaces the earlier record."""
-    from device_runners.sysinfo import machine_record
+    precision hint) replaces the earlier record. ``machine``: the record
+    (``device_runners.sysinfo.machine_record``) of the machine the host timings ran on, which
+    on a cluster is not the one writing; ``when``: when they were measured (default: now)."""
     from edgebase.manifest import read_manifest, write_manifest
 
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    when = when or measured_now()
     for cell, path, runtime in timed:
         art = read_manifest(path) if cell["status"] == "ok" and cell.get("latency") else None
         if art is None:
@@ -392,7 +398,7 @@ def record_benchmarks(timed, cpu) -> None:
                     "batch": batch, "precision_hint": cell.get("precision_hint") or "f32",
                     "inference_precision": cell.get("inference_precision"),
                     "device": cell.get("device"),
-                    "machine": None if cell.get("device") else machine_record(cpu),
+                    "machine": None if cell.get("device") else machine,
                     "p50_ms": lat["p50_ms"], "p90_ms": lat.get("p90_ms"),
                     "rounds": lat.get("rounds"), "load": lat.get("load"),
                     "loaded": lat.get("loaded"), "measured": when}

@@ -129,9 +129,14 @@ def manifest_path(model_file: str | os.PathLike) -> Path:
     return Path(str(model_file) + ".json")
 
 
+def manifest_text(artifact: Artifact) -> str:
+    """The manifest file's content."""
+    return json.dumps(artifact.to_dict(), indent=2, sort_keys=False) + "\n"
+
+
 def write_manifest(artifact: Artifact, model_file: str | os.PathLike) -> Path:
     path = manifest_path(model_file)
-    write_text_atomic(path, json.dumps(artifact.to_dict(), indent=2, sort_keys=False) + "\n")
+    write_text_atomic(path, manifest_text(artifact))
     return path
 
 

@@ -78,6 +78,32 @@ def assert_same_content(local: dict, remote: dict) -> None:
         assert rc["timed_on"] == next(m for m in remote["models"]
                                       if m["name"] == rc["model"])["timed_on"]
         assert Path(rc["file"]).is_file()  # written into the head's output folder
+    for report in (local, remote):
+        assert_manifests_hold_latency(report)
+
+
+def assert_manifests_hold_latency(report: dict) -> None:
+    """Every timed file's manifest in the report's output folder holds the report's latency:
+    one record per thread count, the row's numbers, the machine (or device) that measured
+    them."""
+    from edgebase.manifest import read_manifest
+
+    timed = [c for c in report["cells"] if c["status"] == "ok" and c.get("latency")]
+    assert timed
+    for c in timed:
+        records = [b for b in read_manifest(c["file"]).benchmarks
+                   if b["precision_hint"] == (c.get("precision_hint") or "f32")]
+        assert sorted(str(b["threads"]) for b in records) == sorted(c["latency"]), row_key(c)
+        cpu = (c["timed_on"]["cpu_model"] if c.get("timed_on")
+               else report["machine"]["cpu"]["model"])
+        for b in records:
+            lat = c["latency"][str(b["threads"])]
+            assert b["tool"] == "deploy benchmark", row_key(c)
+            assert [b[k] for k in ("p50_ms", "p90_ms", "rounds", "load", "loaded")] == [
+                lat.get(k) for k in ("p50_ms", "p90_ms", "rounds", "load", "loaded")], row_key(c)
+            assert b["inference_precision"] == c.get("inference_precision"), row_key(c)
+            assert b["device"] == c.get("device"), row_key(c)
+            assert (b["machine"] or {}).get("cpu") == (None if c.get("device") else cpu)
 
 
 def journal(out: Path) -> list[dict]:
@@ -183,6 +209,16 @@ def test_interrupted_head_resumes_from_finished_cells(cluster, tmp_path):
     assert not ran & finished and len(ran) + len(finished) == report["cluster"]["cells"]
     assert all(c["status"] == "ok" and c["latency"] for c in report["cells"])
     assert f"resuming: {len(finished)} of" in err
+    assert_manifests_hold_latency(report)  # written on the head as the time cell finished
+    # once more: every cell resumes, the exports too, though their manifests gained records
+    proc = head(args, cluster)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    again = json.loads((tmp_path / "ray" / "report.json").read_text())
+    assert len(again["cluster"]["resumed"]) == again["cluster"]["cells"]
+    assert not again["cluster"]["placements"]
+    assert again["cells"] == report["cells"]
+    assert_manifests_hold_latency(again)
 
 
 @pytest.mark.slow
@@ -201,6 +237,39 @@ def test_ray_client_address(tmp_path):
     assert [c["status"] for c in report["cells"]] == ["ok"]
     assert report["cells"][0]["latency"]["1"]["p50_ms"] > 0
     assert Path(report["cells"][0]["file"]).is_file()
+
+
+def test_latency_records_are_no_part_of_a_files_identity(tmp_path):
+    """The head writes latency records into its output folder's manifests: the file is still
+    the one the journal names (resume), a later unpack of it keeps the records, a copy packed
+    for another node carries none; a changed file is no longer the same."""
+    from deploy.sweep.artifacts import pack, unpack
+    from deploy.sweep.ray_executor import _files_on_head
+    from edgebase.manifest import Artifact, TensorSpec, file_facts, read_manifest, write_manifest
+
+    model = tmp_path / "made" / "m" / "m.onnx"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"model bytes")
+    spec = TensorSpec(name="x", shape=(1, 3, 32, 32), dtype="float32")
+    write_manifest(Artifact(**file_facts(model), format="onnx", precision="fp32",
+                            model={"name": "m"}, inputs=(spec,), outputs=(spec,)), model)
+    made = pack(model)
+    head_file = unpack(made, tmp_path / "head")
+    record = {"tool": "deploy benchmark", "runtime": "onnxruntime", "threads": 1, "p50_ms": 1.0}
+    write_manifest(read_manifest(head_file).with_benchmarks(record), head_file)
+
+    on_head = _files_on_head(head_file, made.hashes())
+    assert on_head is not None and on_head.hashes() == made.hashes()
+    assert json.loads(on_head.blobs["m.onnx.json"])["benchmarks"] == []
+    unpack(made, tmp_path / "head")  # the same export arriving again
+    assert read_manifest(head_file).benchmarks == (record,)
+
+    model.write_bytes(b"other bytes")  # another export of m: a new file and manifest
+    art = read_manifest(model).replace(**file_facts(model))
+    write_manifest(art, model)
+    unpack(pack(model), tmp_path / "head")
+    assert read_manifest(head_file).benchmarks == () and head_file.read_bytes() == b"other bytes"
+    assert _files_on_head(head_file, made.hashes()) is None
 
 
 def test_cluster_without_ray_says_how_to_install(tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import main
-from tests.test_ray_sweep import argv, head, local_report, row_key
+from tests.test_ray_sweep import (argv, assert_manifests_hold_latency, head, local_report,
+                                  row_key)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,8 @@ def test_device_timed_from_the_head_node_equals_local(device_flags, tmp_path):
             assert lat["p50_ms"] > 0 and lat["device"] == "ssh://board"  # speed-up against
             assert lat["speedup"] is None  # the host's PyTorch eager
         assert Path(rc["file"]).is_file()
+    for report in (local, remote):  # the board's latency in the manifests of the head's files
+        assert_manifests_hold_latency(report)
 
     # every time cell ran on the head's node (this machine's); the cluster says where it timed
     cluster_rec = remote["cluster"]

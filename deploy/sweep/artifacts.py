@@ -5,7 +5,9 @@ A cell's key is a hash of its parent (model build and weights identity, seed), i
 toolchain: the same key means the same work, so a re-run or a retried cell reuses a finished
 result instead of doing it again. A file made on one machine travels as a ``FileSet`` (the
 model file, its companions and its manifest, in bytes) and is laid down on another machine under
-its key, checked against the manifest's hashes.
+its key, checked against the manifest's hashes. Latency records (``Artifact.benchmarks``) are
+no part of a file's identity: the head adds them to the manifests of its output folder, and a
+file is the same file with or without them.
 """
 from __future__ import annotations
 
@@ -66,34 +68,66 @@ class FileSet:
     name: str  # the model file
     blobs: dict[str, bytes]
 
+    @property
+    def manifest(self) -> str:
+        from edgebase.manifest import manifest_path
+
+        return manifest_path(self.name).name
+
     def hashes(self) -> dict[str, str]:
-        return {n: hashlib.sha256(b).hexdigest() for n, b in self.blobs.items()}
+        """sha256 of each file; the manifest's without its latency records."""
+        return {n: content_hash(b, n == self.manifest) for n, b in self.blobs.items()}
+
+
+def content_hash(blob: bytes, manifest: bool = False) -> str:
+    """sha256 of a file's bytes; of a manifest, of what it says without ``benchmarks`` (an
+    unreadable one: of its bytes, which then match nothing the head wrote)."""
+    if manifest:
+        try:
+            data = json.loads(blob)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            data.pop("benchmarks", None)
+            blob = json.dumps(data, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
 
 
 def pack(path: Path) -> FileSet:
-    from edgebase.manifest import manifest_path, read_manifest
+    """The file at ``path`` with its companions and its manifest, which travels without latency
+    records (they are the output folder's, written on the head)."""
+    from edgebase.errors import ModelFileError
+    from edgebase.manifest import manifest_path, manifest_text, read_manifest
 
     art = read_manifest(path)
-    names = [path.name, manifest_path(path).name] + [c["file"] for c in art.companions]
-    return FileSet(path.parent.name, path.name,
-                   {n: (path.parent / n).read_bytes() for n in names})
+    if art is None:
+        raise ModelFileError(f"{path}: no manifest beside it")
+    blobs = {n: (path.parent / n).read_bytes()
+             for n in [path.name] + [c["file"] for c in art.companions]}
+    blobs[manifest_path(path).name] = manifest_text(art.replace(benchmarks=())).encode()
+    return FileSet(path.parent.name, path.name, blobs)
 
 
 def unpack(files: FileSet, root: Path) -> Path:
     """The files under ``root/<folder>/`` (the manifest last: it marks the file finished);
-    returns the model file's path. Files already there with the same bytes are kept."""
-    from edgebase.files import sha256_file, write_bytes_atomic
-    from edgebase.manifest import manifest_path
+    returns the model file's path. Files already there with the same content are kept, so is a
+    manifest of the same file with latency records (as a local run's reuse keeps them)."""
+    from edgebase.files import write_bytes_atomic
 
     folder = root / files.folder
     path = folder / files.name
-    manifest = manifest_path(path).name
     want = files.hashes()
-    for name in sorted(files.blobs, key=lambda n: n == manifest):
+    for name in sorted(files.blobs, key=lambda n: n == files.manifest):
         dest = folder / name
-        if not (dest.is_file() and sha256_file(dest) == want[name]):
+        if not (dest.is_file() and _hash_of(dest, name == files.manifest) == want[name]):
             write_bytes_atomic(dest, files.blobs[name])
     return path
+
+
+def _hash_of(path: Path, manifest: bool) -> str:
+    from edgebase.files import sha256_file
+
+    return content_hash(path.read_bytes(), True) if manifest else sha256_file(path)
 
 
 def intact(path: Path):

@@ -180,9 +180,17 @@ def run_evaluate(row: dict[str, Any], path: Path, art, images, model: dict[str, 
 def run_time(source, model: dict[str, Any], rows: list[tuple[dict[str, Any], Path]],
              config: BenchmarkConfig, cpu, log: Log) -> dict[str, Any]:
     """PyTorch eager and every good file of the model in interleaved rounds on this machine:
-    fills each row's ``latency`` and returns the eager record per thread count."""
+    fills each row's ``latency`` and returns the eager record per thread count. The files'
+    manifests are left as they are: ``record_latency`` writes the records where the report's
+    files are (on a cluster, the head's output folder, not this node's copies)."""
     timed = [(row, path, runtime_of(row["target"])) for row, path in rows
              if row["status"] == "ok"]
-    eager = interleaved_latency(source, model, timed, config, cpu, log)
-    record_benchmarks(timed, cpu)
-    return eager
+    return interleaved_latency(source, model, timed, config, cpu, log)
+
+
+def record_latency(rows: list[tuple[dict[str, Any], Path]], machine: dict[str, Any],
+                   when: str | None = None) -> None:
+    """The timed rows' latency into the manifests of their files at ``path``
+    (deploy.benchmark.record_benchmarks: ``machine`` and ``when`` of the timing)."""
+    record_benchmarks([(row, path, runtime_of(row["target"])) for row, path in rows
+                       if row["status"] == "ok"], machine, when)

@@ -6,7 +6,8 @@ from typing import Any
 
 from deploy.benchmark import BenchmarkConfig
 from deploy.sweep.cells import (EVALUATE, EXPORT, PARENT, TIME, Cell, Log, eval_images,
-                                load_parent, run_evaluate, run_export, run_parent, run_time)
+                                load_parent, record_latency, run_evaluate, run_export,
+                                run_parent, run_time)
 
 
 class LocalExecutor:
@@ -27,6 +28,8 @@ class LocalExecutor:
         return out
 
     def _model(self, name: str, cells: list[Cell], config: BenchmarkConfig, cpu, log: Log):
+        from device_runners.sysinfo import machine_record
+
         source = load_parent(name, config)
         model: dict[str, Any] = {}
         torch_pred = None
@@ -47,4 +50,5 @@ class LocalExecutor:
                 rows += [(r, path) for r in new]
             elif cell.kind == TIME:
                 model["eager"] = run_time(source, model, rows, config, cpu, log)
+                record_latency(rows, machine_record(cpu))
         return model, [r for r, _ in rows]

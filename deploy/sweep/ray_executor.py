@@ -5,9 +5,11 @@
   the sweep runs there while it times PyTorch eager and the model's files; its rows and the
   eager record name the node and its CPU. With ``--device`` every time cell runs on this
   machine's node and times the files on the device (deploy.sweep.device_node).
-- Results come back as each cell finishes: files are written into the output folder at once
-  and every finished cell into a journal (deploy.sweep.journal), so re-running the same
-  command after an interruption resumes from the finished cells.
+- Results come back as each cell finishes: files are written into the output folder at once,
+  a time cell's latency records into those files' manifests (as the local run writes them;
+  nodes keep their copies as exported), and every finished cell into a journal
+  (deploy.sweep.journal), so re-running the same command after an interruption resumes from
+  the finished cells.
 - A cell whose node is lost (or whose worker dies) is submitted again, to any live node, up to
   ``MAX_ATTEMPTS`` times; the report lists every retry. Ray's own retries are off, so none
   goes unreported.
@@ -22,7 +24,8 @@ from typing import Any
 
 from deploy.benchmark import BenchmarkConfig, one_line
 from deploy.sweep import cells as C
-from deploy.sweep.artifacts import FileSet, data_identity, digest, parent_identity, unpack
+from deploy.sweep.artifacts import (FileSet, data_identity, digest, pack, parent_identity,
+                                     unpack)
 from deploy.sweep.journal import Journal
 from deploy.sweep.outcome import failed_model
 from deploy.sweep.resources import CPU_CELL, TIMING_CELL, TIMING_SLOT
@@ -304,6 +307,12 @@ class _Sweep:
             self.files[cell] = self.ray.put(files)
         elif cell.kind == C.EXPORT:
             result.pop("files")
+        elif cell.kind == C.TIME and ran:
+            try:  # before the journal: a cell in the journal has its records written
+                _record_latency(result)
+            except Exception as err:  # noqa: BLE001 - as a local run's time cell: fails its model
+                self._fail_model(cell, f"writing the latency records: {one_line(err)}")
+                return
         self.results[cell] = result
         if ran:
             self.journal.put(self.keys[cell], {"cell": cell.label, "result": result})
@@ -397,21 +406,22 @@ def _device_identity(config: BenchmarkConfig) -> list[Any]:
     return [["device", config.device, opts.get("python"), opts.get("ssh_config")]]
 
 
+def _record_latency(result: dict[str, Any]) -> None:
+    """A time cell's latency into the manifests of the output folder's files (the rows name
+    them), with the record of the machine that timed them and when."""
+    rows = [(r, Path(r["file"])) for r in result["rows"] if r.get("file")]
+    C.record_latency(rows, result["machine"], result["measured"])
+
+
 def _rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
     return result.get("rows") or ([result["row"]] if "row" in result else [])
 
 
 def _files_on_head(path: Path, hashes: dict[str, str]) -> FileSet | None:
-    """A finished export's files from the output folder, if every one is still as made."""
-    import hashlib
-
-    blobs = {}
-    for name, want in hashes.items():
-        try:
-            blob = (path.parent / name).read_bytes()
-        except OSError:
-            return None
-        if hashlib.sha256(blob).hexdigest() != want:
-            return None
-        blobs[name] = blob
-    return FileSet(path.parent.name, path.name, blobs)
+    """A finished export's files from the output folder, if every one is still as made (its
+    manifest may have gained latency records since: FileSet.hashes leaves them out)."""
+    try:
+        files = pack(path)
+    except (OSError, DeployError):
+        return None
+    return files if files.hashes() == hashes else None

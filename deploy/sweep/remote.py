@@ -76,21 +76,27 @@ def _evaluate(key, config, name, args, files) -> dict[str, Any]:
 
 def _time(key, config, name, args, files) -> dict[str, Any]:
     """With a device, its SSH session lives for this cell only: opened here, closed here, and
-    the device's record (address, fingerprint) goes back with the rows."""
-    from deploy.benchmark import close_device_session
-    from device_runners.sysinfo import cpu_info
+    the device's record (address, fingerprint) goes back with the rows.
+
+    The latency records go back too (this machine's record and the time of measuring): the
+    head writes them into the manifests of its output folder, which hold the report's files.
+    This node's copies under the export keys stay as exported, so a copy packed again for
+    another cell carries no records of an earlier run."""
+    from deploy.benchmark import close_device_session, measured_now
+    from device_runners.sysinfo import cpu_info, machine_record
 
     source = C.load_parent(name, config)
     rows = [dict(r) for r in args["rows"]]
     paths = [on_this_node(f, k) if f is not None else None
              for f, k in zip(files, args["export_keys"])]
     model = dict(args["model"])
+    cpu = cpu_info()
     try:
-        eager = C.run_time(source, model, list(zip(rows, paths)), config, cpu_info(),
-                           log_stderr)
+        eager = C.run_time(source, model, list(zip(rows, paths)), config, cpu, log_stderr)
     finally:
         device = close_device_session(config, rows)
-    return {"eager": eager, "rows": rows, "device": device}
+    return {"eager": eager, "rows": rows, "device": device, "machine": machine_record(cpu),
+            "measured": measured_now()}
 
 
 _WORK = {C.PARENT: _parent, C.EXPORT: _export, C.EVALUATE: _evaluate, C.TIME: _time}
