@@ -257,6 +257,7 @@ def _int8(fp32: Any, target, dst: Path, variant, seed: int, model):
     return (Conversion(file=dst, companions=companions,
                        graph={"op_histogram": graph} if graph else {}),
             {"name": "int8", "calibration": calib.source, "method": "minmax",
+             "quantized": "the PyTorch module" if ptq.QUANTIZES_PARENT else "the fp32 file",
              **{k: v for k, v in facts.items() if k in ("quantizer", "weights", "activations")}})
 
 

@@ -295,4 +295,5 @@ def test_tiny_run_on_executorch(tmp_path):
                      .read_text())
     assert art["precision"] == "int8" and art["passes"][-1]["name"] == "int8"
     assert "XNNPACKQuantizer" in art["passes"][-1]["quantizer"]
+    assert art["passes"][-1]["quantized"] == "the PyTorch module"
     assert art["validation"]["status"] == "passed"
