@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     if not args.cells and not args.layers:
         raise SystemExit("name --cells and/or --layers")
     from deploy.guidelines_plots import write_plots
-    from deploy.guidelines_report import to_markdown, verdicts
+    from deploy.guidelines_report import device_address, timing_tag, to_markdown, verdicts
     from deploy.layer_profile import layers_markdown
     from edgebase.cli_flags import write_json
     from edgebase.files import write_text_atomic
@@ -86,9 +86,10 @@ def main(argv=None) -> int:
     for path, merge in ((args.cells, merge_cells), (args.layers, merge_layers)):
         if path:
             part = json.loads(path.read_text())
-            if part["machine"]["cpu_tag"] != base["machine"]["cpu_tag"]:
-                raise SystemExit(f"{path}: measured on {part['machine']['cpu_tag']}, the base "
-                                 f"on {base['machine']['cpu_tag']}")
+            where = (timing_tag(part), device_address(part))
+            if where != (timing_tag(base), device_address(base)):
+                raise SystemExit(f"{path}: measured on {where}, the base on "
+                                 f"{(timing_tag(base), device_address(base))} (CPU, device)")
             updates.append(_update_record(part, merge(base, part)))
     base["verdicts"] = verdicts(base)
     plots = write_plots(base, args.base.parent, args.base.stem)

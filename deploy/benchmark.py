@@ -406,21 +406,52 @@ def record_benchmarks(timed, machine: dict[str, Any], when: str | None = None) -
         write_manifest(art.with_benchmarks(*records), path)
 
 
-def close_device_session(config: BenchmarkConfig, cells: list[dict[str, Any]]
-                         ) -> dict[str, Any] | None:
-    """The device's record for the report (None: no device), its SSH connection closed."""
+def close_device_session(config: BenchmarkConfig, cells: list[dict[str, Any]],
+                         fingerprint: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The device's record for the report (None: no device), its SSH connection closed; the
+    fingerprint is ``fingerprint`` or the last one a cell brought back."""
     if not config.device or config.device not in _DEVICES:
         return None
     dev = _DEVICES.pop(config.device)[0]
     dev.ssh.close()
-    return device_record(str(dev.address), cells)
+    return device_record(str(dev.address), cells, fingerprint)
 
 
-def device_record(address: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """The device of ``address`` as the report names it: the fingerprint its runner sent last."""
+def device_record(address: str, cells: list[dict[str, Any]],
+                  fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The device of ``address`` as the report names it: ``fingerprint``, or the one its runner
+    sent last."""
     fps = [c.get("device_fingerprint") for c in cells if c.get("device_fingerprint")]
-    return {"address": address, "fingerprint": fps[-1] if fps else None,
-            "emulated": (fps[-1] if fps else {}).get("emulated") or None}
+    fp = fingerprint or (fps[-1] if fps else None)
+    return {"address": address, "fingerprint": fp,
+            "emulated": (fp or {}).get("emulated") or None}
+
+
+def device_runner(config, runtime: str):
+    """(Device, RunnerEnv): ``config.device`` with the runner for ``runtime`` (installed there
+    when missing, once per process)."""
+    from edgebase.capabilities import get_runtime
+
+    device, envs = device_session(config)
+    extra = get_runtime(runtime).extra
+    if extra not in envs:
+        envs[extra] = device.ensure_runner(extra)
+    return device, envs[extra]
+
+
+def bench_on_device(config, remote: str, runtime: str, threads: int, runs: int,
+                    hint: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One ``runner bench`` of a pushed file on ``config.device``: (the runner's result, the
+    device's fingerprint taken just before the runner started)."""
+    device, env = device_runner(config, runtime)
+    argv = ["bench", remote, "--runtime", runtime, "--threads", str(threads), "--warmup",
+            str(config.warmup), "--runs", str(runs), "--no-isolate"]
+    if hint:
+        argv += ["--precision-hint", hint]
+    out = device.run_runner(env, argv)
+    if out.get("rc") or not out.get("result"):
+        raise DeployError(f"on {device.address}: {out.get('error') or 'runner failed'}")
+    return out["result"], out.get("fingerprint") or {}
 
 
 def _measure_on_device(cell: dict[str, Any], path: Path, runtime: str, hint, config,
@@ -429,26 +460,15 @@ def _measure_on_device(cell: dict[str, Any], path: Path, runtime: str, hint, con
     file's manifest goes along, so the device's runner reports MAC/s and its own peak share.
     No speed-up: PyTorch eager ran on this host, not on the device."""
     from deploy.commands.device import _group
-    from edgebase.capabilities import get_runtime
 
-    device, envs = device_session(config)
-    extra = get_runtime(runtime).extra
-    if extra not in envs:
-        envs[extra] = device.ensure_runner(extra)
+    device, _ = device_runner(config, runtime)
     remote = device.push(_group(path)[0])[0]
     for t in config.threads:
-        argv = ["bench", remote, "--runtime", runtime, "--threads", str(t), "--warmup",
-                str(config.warmup), "--runs", str(config.runs), "--no-isolate"]
-        if hint:
-            argv += ["--precision-hint", hint]
-        out = device.run_runner(envs[extra], argv)
-        if out.get("rc") or not out.get("result"):
-            raise DeployError(f"on {device.address}: {out.get('error') or 'runner failed'}")
-        r = out["result"]
-        emulated = (out.get("fingerprint") or {}).get("emulated") or None
+        r, fingerprint = bench_on_device(config, remote, runtime, t, config.runs, hint)
+        emulated = fingerprint.get("emulated") or None
         cell["inference_precision"] = r.get("inference_precision")
         cell["device"] = str(device.address)
-        cell["device_fingerprint"] = out.get("fingerprint")
+        cell["device_fingerprint"] = fingerprint
         cell["emulated"] = emulated  # an emulator's timings: comparable with nothing real
         cell["latency"][str(t)] = {
             "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "speedup": None,

@@ -9,10 +9,8 @@ is timed (fp32 at the target's fp32 cosine tolerance, int8 at the int8 one), and
 the precision the runtime computed in are recorded in the manifest beside it; a file that
 fails the check is kept as ``*.failed.*``, its cell is "failed" and the command exits 1.
 
-Latency is the runner's ``bench`` (batch 1, inference call only), in interleaved rounds: each
-round times every file at every thread count once, so a burst of other work hits all rows
-alike; p50 = median of the rounds' p50s. A measurement taken while the 1-min load average
-exceeded the usable cores is flagged ``loaded``.
+Latency is the runner's ``bench`` (batch 1, inference call only), in interleaved rounds, on
+this host or on a board over SSH (deploy.guidelines_timing).
 """
 from __future__ import annotations
 
@@ -28,6 +26,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from deploy.benchmark import one_line
+from deploy.guidelines_timing import measure
 from edgebase.errors import ConfigError, DeployError, ValidationError
 
 CHECK_INPUTS = 4  # random inputs each file is compared on
@@ -182,7 +182,7 @@ def make_file(variant, target_name: str, precision: str, out_dir: Path, seed: in
                        **conversion.details}]
         if precision == "int8":
             conversion, quant_pass = _int8(conversion, target, work / final.name, variant,
-                                           seed)
+                                           seed, model)
             passes.append(quant_pass)
         x = noise(variant.input_shape, CHECK_INPUTS, seed + 1)
         check = check_against_parent(conversion.file, target.runtime, layout, model, x,
@@ -236,8 +236,11 @@ def reusable(path: Path, variant, seed: int, gain: float, toolchain: dict[str, s
     return art
 
 
-def _int8(fp32: Any, target, dst: Path, variant, seed: int):
-    """Quantize the fp32 conversion with the target's PTQ pass (minmax ranges on noise)."""
+def _int8(fp32: Any, target, dst: Path, variant, seed: int, model):
+    """Quantize the fp32 conversion with the target's PTQ pass (minmax ranges on noise); a
+    pass that quantizes the PyTorch module instead of the file (ExecuTorch's: a .pte is
+    already lowered) gets ``model``. The others get no parent: it would turn on their bias
+    correction, which noise inputs cannot inform."""
     from exporters.common import Conversion
     from quant import get_pass
     from quant.calibration import LATENCY_ONLY, SYNTHETIC, CalibrationSet
@@ -247,87 +250,15 @@ def _int8(fp32: Any, target, dst: Path, variant, seed: int):
                            {"kind": SYNTHETIC, "source": "N(0,1) feature maps",
                             "size": CALIB_INPUTS, "seed": seed + 2, "latency_only": True,
                             "note": LATENCY_ONLY})
-    facts = ptq.quantize(fp32.file, dst, calib, ptq.make_options("minmax"), parent=None)
+    facts = ptq.quantize(fp32.file, dst, calib, ptq.make_options("minmax"),
+                         parent=model if ptq.QUANTIZES_PARENT else None)
     companions = tuple(dst.with_suffix(s) for s in target.companions)
     graph = facts.get("op_histogram")
     return (Conversion(file=dst, companions=companions,
                        graph={"op_histogram": graph} if graph else {}),
             {"name": "int8", "calibration": calib.source, "method": "minmax",
+             "quantized": "the PyTorch module" if ptq.QUANTIZES_PARENT else "the fp32 file",
              **{k: v for k, v in facts.items() if k in ("quantizer", "weights", "activations")}})
-
-
-# ---- latency -----------------------------------------------------------------------------
-def _median(values) -> float:
-    return float(np.median(np.asarray(values, dtype=np.float64)))
-
-
-def summarise(rounds: list[dict[str, Any]], cores: int) -> dict[str, Any]:
-    p50 = _median([r["p50_ms"] for r in rounds])
-    load = max(r["load"] for r in rounds)
-    spread = max(abs(r["p50_ms"] - p50) for r in rounds) / p50 if p50 else 0.0
-    return {"p50_ms": p50, "p90_ms": _median([r["p90_ms"] for r in rounds]),
-            "images_per_s": 1e3 / p50 if p50 else None, "spread": spread,
-            "rounds": [round(r["p50_ms"], 4) for r in rounds], "load": load,
-            "loaded": load > cores}
-
-
-def measure(cells: list[dict[str, Any]], config: GuidelinesConfig, cpu,
-            tick: Callable[[str], None]) -> None:
-    """Fill each ok cell's ``latency`` per thread count (interleaved rounds on this host,
-    or the runner on ``config.device``)."""
-    from device_runners.bench import bench
-
-    live = [c for c in cells if c["status"] == "ok"]
-    if config.device:
-        _measure_on_device(live, config, tick)
-        return
-    runs = max(1, config.runs // config.rounds)
-    got: dict[int, dict[str, list]] = {id(c): {str(t): [] for t in config.threads} for c in live}
-    for r in range(config.rounds):
-        for t in config.threads:
-            for cell in live:
-                if cell["status"] != "ok":
-                    continue
-                tick(f"round {r + 1}/{config.rounds}, {t} thread(s): {cell['file_name']}")
-                load = os.getloadavg()[0]
-                try:
-                    b = bench(cell["file"], runtime=cell["runtime"], threads=t,
-                              warmup=config.warmup, runs=runs, isolate=False)
-                except Exception as err:  # noqa: BLE001 - one failed cell must not stop the rest
-                    cell.update(status="failed", error=one_line(err))
-                    continue
-                cell["inference_precision"] = b.inference_precision
-                got[id(cell)][str(t)].append({"p50_ms": b.p50_ms, "p90_ms": b.p90_ms,
-                                              "load": max(load, os.getloadavg()[0])})
-                if b.peak_share is not None and b.peak_share > cpu.impossible_share:
-                    cell.update(status="failed", error=(
-                        f"{t} thread(s): {b.achieved_gmacs:.0f} GMAC/s is {b.peak_share:.1f}x "
-                        f"the {t}-core {b.arithmetic} peak: the timed call did not run the whole "
-                        f"network"))
-    for cell in live:
-        if cell["status"] == "ok":
-            cell["latency"] = {t: summarise(rs, cpu.cores) for t, rs in got[id(cell)].items()}
-
-
-def _measure_on_device(cells, config: GuidelinesConfig, tick) -> None:
-    from deploy.benchmark import _measure_on_device as on_device
-
-    for cell in cells:
-        tick(f"on {config.device}: {cell['file_name']}")
-        cell["latency"] = {}
-        try:
-            on_device(cell, Path(cell["file"]), cell["runtime"], None, config,
-                      cell["file_name"], lambda _msg: None)
-        except Exception as err:  # noqa: BLE001 - one failed cell must not stop the rest
-            cell.update(status="failed", error=one_line(err))
-            continue
-        for lat in cell["latency"].values():
-            lat["images_per_s"] = 1e3 / lat["p50_ms"] if lat.get("p50_ms") else None
-
-
-def one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if isinstance(err, DeployError) else f"{type(err).__name__}: {text}"
 
 
 # ---- the run -----------------------------------------------------------------------------
@@ -366,19 +297,11 @@ def variant_record(v) -> dict[str, Any]:
             "paper_gpu_widths": v.paper_gpu_widths}
 
 
-def run_guidelines(config: GuidelinesConfig, command: str = "", progress: bool = True,
-                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Make every file, time them, and return the report (see deploy.guidelines_report)."""
-    from deploy.toolchain import versions
-    from device_runners import sysinfo
+def make_files(vs, config: GuidelinesConfig, progress: bool, log: Callable[[str], None]
+               ) -> list[dict[str, Any]]:
+    """One cell per variant x target x precision: its checked file, or why it failed."""
     from edgebase.capabilities import get_target
-    from zoo.guidelines import CLAIMS, PAPER, variants
 
-    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    cpu = sysinfo.cpu_info()
-    started, load_start = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), os.getloadavg()
-    vs = variants(config.guidelines, config.scales)
-    records = [variant_record(v) for v in vs]
     cells: list[dict[str, Any]] = []
     # fp32 first: the int8 file is quantized from the checked fp32 file when the run makes it
     order = sorted(config.precisions, key=lambda p: p != "fp32")
@@ -406,17 +329,40 @@ def run_guidelines(config: GuidelinesConfig, command: str = "", progress: bool =
         cells.append(cell)
         bar(f"{v.key} {t} {p}")
     bar.close()
-    n_ok = sum(c["status"] == "ok" for c in cells)
-    per = 1 if config.device else config.rounds * len(config.threads)
-    bar = _Bar(n_ok * per, "timing", progress)
-    measure(cells, config, cpu, bar)
-    bar.close()
+    return cells
+
+
+def run_guidelines(config: GuidelinesConfig, command: str = "", progress: bool = True,
+                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Make every file, time them, and return the report (see deploy.guidelines_report)."""
+    from deploy.toolchain import versions
+    from device_runners import sysinfo
+    from zoo.guidelines import CLAIMS, PAPER, variants
+
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    cpu = sysinfo.cpu_info()
+    started, load_start = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), os.getloadavg()
+    vs = variants(config.guidelines, config.scales)
+    records = [variant_record(v) for v in vs]
+    timer = None
+    try:
+        if config.device:  # an unreachable board or a failed install: before minutes of work
+            _connect(config)
+        cells = make_files(vs, config, progress, log)
+        n_ok = sum(c["status"] == "ok" for c in cells)
+        bar = _Bar(n_ok * config.rounds * len(config.threads), "timing", progress)
+        try:
+            timer = measure(cells, config, cpu, bar)
+        finally:
+            bar.close()
+    finally:
+        device = _close_device(config, timer)  # its SSH connection closed either way
     from deploy.guidelines_report import verdicts
 
     report = {
         "command": command, "started": started,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "device": config.device,
+        "device": device,  # None: timed on this host ("machine")
         "machine": {"cpu": cpu.to_dict(), "cpu_tag": sysinfo.cpu_tag(cpu),
                     "load_average_start": list(load_start),
                     "load_average_end": list(os.getloadavg())},
@@ -427,3 +373,29 @@ def run_guidelines(config: GuidelinesConfig, command: str = "", progress: bool =
     }
     report["verdicts"] = verdicts(report)
     return report
+
+
+def _connect(config: GuidelinesConfig) -> None:
+    """The runner for each target's runtime on ``config.device`` (installed when missing)."""
+    from deploy.benchmark import device_runner
+    from edgebase.capabilities import get_target
+
+    for runtime in dict.fromkeys(get_target(t).runtime for t in config.targets):
+        device_runner(config, runtime)
+
+
+def _close_device(config: GuidelinesConfig, timer) -> dict[str, Any] | None:
+    """The board's record for the report (address, fingerprint, the CPU its runner saw and
+    that CPU's tag), its SSH connection closed; None without ``--device``."""
+    if not config.device:
+        return None
+    from deploy.benchmark import close_device_session
+    from device_runners.sysinfo import CpuInfo, cpu_tag
+
+    fingerprint = getattr(timer, "fingerprint", None)
+    record = close_device_session(config, [], fingerprint) or {
+        "address": config.device, "fingerprint": None, "emulated": None}
+    cpu = getattr(timer, "cpu", None)
+    record["cpu"] = cpu
+    record["cpu_tag"] = cpu_tag(CpuInfo.from_dict(cpu)) if cpu else None
+    return record

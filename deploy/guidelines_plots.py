@@ -76,7 +76,11 @@ def _curves(report: dict[str, Any], path: Path) -> Path:
         ax.set_title(f"{g} (x{scale}, {threads} thread)", fontsize=9)
         ax.set_ylabel("latency / baseline row (1 = as fast)", fontsize=8)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"ShuffleNet V2 guidelines at equal FLOPs on {report['machine']['cpu_tag']}: "
+    from deploy.guidelines_report import device_address, timing_tag
+
+    where = device_address(report)
+    fig.suptitle(f"ShuffleNet V2 guidelines at equal FLOPs on {timing_tag(report)}"
+                 + (f" ({where})" if where else "") + ": "
                  f"relative latency per row (above 1 = slower than the guideline's choice)",
                  fontsize=9)
     return _save(fig, path)

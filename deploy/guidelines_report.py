@@ -78,6 +78,7 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
                 threshold = max(NOISE_FLOOR, 2 * max(la.get("spread", 0), lb.get("spread", 0)))
                 row["measured"].append({
                     "target": target, "precision": precision, "threads": int(threads),
+                    "device": la.get("device"),  # None: timed on this host
                     "cost": cost, "threshold": threshold, "verdict": judge(cost, threshold),
                     "p50_ms": [la["p50_ms"], lb["p50_ms"]],
                     "loaded": bool(la.get("loaded") or lb.get("loaded"))})
@@ -85,19 +86,35 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def device_address(report: dict[str, Any]) -> str | None:
+    """The board the files were timed on (None: this host; older reports kept a string)."""
+    dev = report.get("device")
+    return dev.get("address") if isinstance(dev, dict) else dev
+
+
+def timing_tag(report: dict[str, Any]) -> str:
+    """The CPU kind the timings are of (the report's file-name tag): the board's with
+    ``--device``, else this host's."""
+    dev = report.get("device")
+    if isinstance(dev, dict) and dev.get("cpu_tag"):
+        return dev["cpu_tag"]
+    return report["machine"]["cpu_tag"]
+
+
 def pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:+.0f}%"
 
 
-def _col(t: str, p: str, n: str) -> str:
-    return f"{t} {p} {n}t"
+def _col(t: str, p: str, n: str, where: str | None = None) -> str:
+    return f"{t} {p} {n}t" + (f" on {where}" if where else "")
 
 
 def verdict_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """One row per comparison and scale; one column per runtime x precision x threads."""
     cols = measured(report)
+    where = device_address(report)
     head = ["guideline", "pattern vs without", "scale", "paper ARM", "paper GPU",
-            *(_col(*c) for c in cols)]
+            *(_col(*c, where) for c in cols)]
     body = []
     for v in report["verdicts"]:
         by = {(m["target"], m["precision"], str(m["threads"])): m for m in v["measured"]}
@@ -118,6 +135,7 @@ def _short(verdict: str) -> str:
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """One sentence per comparison: how often it held here, the range, the paper's cost."""
     lines = []
+    where = f"on {device_address(report)}" if device_address(report) else "here"
     for v in report["verdicts"]:
         ms = v["measured"]
         if not ms:
@@ -127,7 +145,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lo, hi = min(m["cost"] for m in ms), max(m["cost"] for m in ms)
         word = ("holds" if held == len(ms) else "does not hold" if held == 0 else "holds partly")
         lines.append(
-            f"{v['guideline']} ({v['pattern']} vs {v['against']}, x{v['scale']}): {word} here "
+            f"{v['guideline']} ({v['pattern']} vs {v['against']}, x{v['scale']}): {word} {where} "
             f"- {held} of {len(ms)} measurements show the cost"
             + (f", {rev} the reverse" if rev else "")
             + f"; cost {pct(lo)} to {pct(hi)} (paper: ARM {pct(v['paper_cost']['arm'])}, "
@@ -139,8 +157,9 @@ def guideline_table(report: dict[str, Any], guideline: str, scale: int
                     ) -> tuple[list[str], list[list[str]]]:
     """The paper's table for one guideline and scale, with our images/s beside its numbers."""
     cols = measured(report)
+    where = device_address(report)
     head = ["row", "widths", "MMAC", "MAC cost (M)", "paper ARM img/s", "paper GPU batch/s",
-            *(f"{_col(*c)} img/s" for c in cols)]
+            *(f"{_col(*c, where)} img/s" for c in cols)]
     body = []
     for v in report["variants"]:
         if v["guideline"] != guideline or v["scale"] != scale:
@@ -169,25 +188,44 @@ def _versions(report) -> str:
     return ", ".join(f"{k} {v}" for k, v in report["versions"].items())
 
 
+def _device_lines(report: dict[str, Any]) -> list[str]:
+    """What the board is (its fingerprint) and, for an emulator, that its timings are not a
+    board's; nothing for a run on this host."""
+    dev = report.get("device")
+    if not isinstance(dev, dict):
+        return []
+    from deploy.device.summary import fingerprint_line
+
+    lines = [f"- DEVICE: {fingerprint_line(dev['address'], dev['fingerprint'])}"
+             if dev.get("fingerprint") else f"- DEVICE: {dev['address']}"]
+    if dev.get("emulated"):
+        lines.append(f"- EMULATED: that device is {dev['emulated']} on this host; its "
+                     "latencies say whether the files run there, not how fast a real board is")
+    return lines
+
+
 def to_markdown(report: dict[str, Any], plots: dict[str, str], layers_md: str = "") -> str:
     from zoo.guidelines import BLOCKS, FEATURE
 
     m, cfg = report["machine"], report["config"]
-    cpu = m["cpu"]
+    cpu, where = m["cpu"], device_address(report)
     loads = [lat["load"] for c in report["cells"] for lat in (c.get("latency") or {}).values()
-             if "load" in lat]
-    out = [f"# FLOPs are not speed: ShuffleNet V2's guidelines G1-G4 on {m['cpu_tag']}", ""]
+             if lat.get("load") is not None]
+    out = [f"# FLOPs are not speed: ShuffleNet V2's guidelines G1-G4 on {timing_tag(report)}"
+           + (f" ({where})" if where else ""), ""]
     out += [f"- command: `{report['command']}`",
             f"- run: {report['started']} → {report['finished']}",
             f"- machine: {cpu['model']}, {cpu['cores']} cores usable, {cpu['isa']}"
-            + (f"; files timed on {report['device']}" if report.get("device") else ""),
-            f"- load average (1/5/15 min) at start "
+            + ("; it made and checked the files, every latency was measured on the device "
+               "below" if where else ""),
+            *_device_lines(report),
+            f"- load average{' of this host' if where else ''} (1/5/15 min) at start "
             f"{' / '.join(f'{x:.2f}' for x in m['load_average_start'])}, at end "
             f"{' / '.join(f'{x:.2f}' for x in m['load_average_end'])}"
-            + (f"; 1-min load during the measurements {min(loads):.2f} to {max(loads):.2f}"
-               if loads else "")
+            + (f"; 1-min load {'of ' + where + ' ' if where else ''}during the measurements "
+               f"{min(loads):.2f} to {max(loads):.2f}" if loads else "")
             + " (the cores are shared with other work; a `*` marks a measurement taken while "
-              "the 1-min load exceeded the usable cores)",
+              "the 1-min load of the machine that ran it exceeded its usable cores)",
             f"- versions: {_versions(report)}",
             f"- paper: {report['paper']}; its ARM column is a Snapdragon 810, one thread, "
             f"images/s; its GPU column a GTX 1080Ti, batches of 8 per second, on wider "
@@ -199,9 +237,13 @@ def to_markdown(report: dict[str, Any], plots: dict[str, str], layers_md: str = 
             "- files: each target's own converter; int8 by its PTQ pass with minmax ranges on "
             "seeded noise (latency only); every file checked against its PyTorch parent on "
             "random inputs before timing (cosine in the JSON)",
-            f"- latency: batch 1, runner bench (inference call only), {cfg['warmup']} warm-up "
+            f"- latency: batch 1, runner bench (inference call only"
+            + (f"; on {where}, one runner process over SSH per file, thread count and round"
+               if where else "") + f"), {cfg['warmup']} warm-up "
             f"runs, {cfg['runs']} timed runs per thread count in {cfg['rounds']} interleaved "
-            f"rounds; p50 = median of the rounds' p50s; img/s = 1000 / p50 ms"]
+            f"rounds; p50 = median of the rounds' p50s; img/s = 1000 / p50 ms; threads: each "
+            f"runtime's own pool at its default placement (OpenVINO keeps its CPU pinning on; "
+            f"off measured the same: benchmarks/results/openvino_pinning_amd-avx2.md)"]
     for u in report.get("updates") or []:  # later partial runs (benchmarks/guidelines_update.py)
         out.append(f"- re-measured {u['started']} → {u['finished']} by `{u['command']}`, load "
                    f"average at start {' / '.join(f'{x:.2f}' for x in u['load_average_start'])}"

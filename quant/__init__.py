@@ -4,7 +4,9 @@ The capability table names each target's PTQ module (``Target.ptq``); each modul
 ``TARGET``, ``METHODS`` (calibration methods, the first is the default: the table's
 ``Target.calib_methods``, which the CLI lists), an options dataclass,
 ``make_options(method, io, exclude)``, ``quantize(src, dst, calib, options, parent=None)`` and
-``layer_names(path)``. Modules are imported only when their target is used.
+``layer_names(path)``, and ``QUANTIZES_PARENT``: True when ``quantize`` works on the PyTorch
+``parent`` (then required) rather than on the fp32 file ``src``. Modules are imported only
+when their target is used.
 """
 from __future__ import annotations
 

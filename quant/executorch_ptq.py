@@ -35,6 +35,7 @@ from quant import image_ranges
 
 TARGET = "executorch"
 METHODS = (image_ranges.NAME, "minmax", "histogram")
+QUANTIZES_PARENT = True  # a .pte is lowered: the PyTorch parent is what gets quantized
 QUANTIZER = "executorch XNNPACKQuantizer (PT2E, torchao prepare_pt2e/convert_pt2e)"
 
 

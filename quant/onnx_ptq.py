@@ -32,6 +32,7 @@ from quant.cpu import cpu_profile, default_reduce_range
 TARGET = "onnx"
 METHODS = ("image-percentile", "percentile", "minmax", "entropy")  # the first is the default
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+QUANTIZES_PARENT = False  # quantizes the fp32 .onnx (parent: bias correction only)
 
 
 @dataclass(frozen=True)

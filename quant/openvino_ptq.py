@@ -47,6 +47,7 @@ TARGET = "openvino"
 # bias correction; nncf: NNCF's default range estimators and bias correction
 METHODS = (image_ranges.NAME, "minmax", "nncf")
 OVERFLOW_FIX = ("enable", "first_layer", "disable")
+QUANTIZES_PARENT = False  # quantizes the fp32 IR (parent: for bias correction)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ TARGET = "tflite"
 METHODS = (image_ranges.NAME, "minmax", "ema")
 IO_TYPES = TARGETS[TARGET].int8_io  # float, int8, uint8 (the capability table)
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+QUANTIZES_PARENT = False  # quantizes the fp32 .tflite (parent: bias correction only)
 EDGE_OPS = ("QUANTIZE", "DEQUANTIZE")
 
 

@@ -304,3 +304,56 @@ def test_names_with_shell_characters_stay_names(board, python, model, remote_dir
     assert not list(Path(remote_dir).rglob("PWNED")) and not Path("PWNED").exists()
     assert not (Path.home() / "PWNED").exists()
 
+
+
+GUIDELINES_TINY = ["guidelines", "--target", "onnx", "--guidelines", "G4", "--scales", "1",
+                   "--precisions", "fp32", "--threads", "1", "--runs", "4", "--rounds", "2",
+                   "--warmup", "1", "--layers", "none", "--no-progress"]
+
+
+def test_guidelines_timed_on_the_board(board, python, remote_dir, tmp_path, capsys):
+    """deploy guidelines --device: the files are made and checked here and timed by the runner
+    under the board's Python, in interleaved rounds; every timing, column and verdict names the
+    board, and the verdicts are computed from the board's timings."""
+    out = tmp_path / "g"
+    rc, stdout, err = deploy([*GUIDELINES_TINY, "--output", str(out),
+                              *device(board, python, remote_dir)], capsys)
+    assert rc == 0, err
+    board_python = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    (path,) = out.glob("guidelines_*.json")
+    report = json.loads(path.read_text())
+    dev = report["device"]
+    assert dev["address"] == "ssh://board" and dev["fingerprint"]["python"] == board_python
+    assert dev["cpu_tag"] and path.name == f"guidelines_{dev['cpu_tag']}.json"
+    assert dev["fingerprint"]["load_average"][0] >= 0
+    cells = report["cells"]
+    assert len(cells) == 4 and {c["status"] for c in cells} == {"ok"}
+    for c in cells:
+        lat = c["latency"]["1"]
+        assert c["device"] == lat["device"] == "ssh://board"
+        assert len(lat["rounds"]) == 2 and lat["p50_ms"] > 0 and lat["load"] is not None
+        # the file the board timed is this one, byte for byte, in its cache
+        local = Path(c["file"]).read_bytes()
+        assert any(p.read_bytes() == local
+                   for p in Path(remote_dir).glob(f"blobs/*/{c['file_name']}"))
+    p50 = {c["variant"]: c["latency"]["1"]["p50_ms"] for c in cells}
+    (verdict,) = report["verdicts"]
+    (m,) = verdict["measured"]
+    assert m["device"] == "ssh://board"
+    assert m["p50_ms"] == [p50["g4_reluyes_shortcutyes_x1"], p50["g4_reluno_shortcutno_x1"]]
+    assert m["cost"] == pytest.approx(m["p50_ms"][0] / m["p50_ms"][1] - 1)
+    md = path.with_suffix(".md").read_text()
+    assert "DEVICE: device ssh://board" in md and "| onnx fp32 1t on ssh://board |" in md
+    assert "onnx fp32 1t on ssh://board img/s" in md and "on ssh://board -" in stdout
+
+
+def test_guidelines_with_an_unreachable_board_fail_before_making_files(board, python, tmp_path,
+                                                                       capsys):
+    out = tmp_path / "g"
+    rc, _, err = deploy([*GUIDELINES_TINY, "--output", str(out),
+                         *device(board, python, str(tmp_path / "r"),
+                                 f"ssh://root@127.0.0.1:{free_port()}")], capsys)
+    assert rc == 5 and "unreachable" in one_error(err), err
+    assert not out.exists()

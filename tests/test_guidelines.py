@@ -265,3 +265,35 @@ def test_onnx_int8_keeps_the_relu_that_ends_the_network(tmp_path):
     check = check_against_parent(broken, "onnxruntime", "NCHW", build(v, 0), x,
                                  get_target("onnx").tolerance("int8"), 1)
     assert check["status"] == "failed" and check["cosine_min"] < 0.9, check
+
+
+@pytest.mark.slow
+def test_tiny_run_on_executorch(tmp_path):
+    """The fourth target: fp32 and int8 .pte files (int8 from the PyTorch parent, as a .pte is
+    already lowered), each checked against that parent, then timed at 1 and 2 threads in one
+    process (ExecuTorch's threadpool is process-wide: resized between the thread counts)."""
+    from deploy.cli import main
+    from device_runners.sysinfo import cpu_tag
+    from edgebase.capabilities import get_target
+
+    et = get_target("executorch")
+    rc = main(["guidelines", "--target", "executorch", "--guidelines", "G4", "--scales", "1",
+               "--precisions", "fp32,int8", "--threads", "1,2", "--runs", "2", "--rounds", "1",
+               "--warmup", "0", "--layers", "none", "--no-progress", "--output", str(tmp_path)])
+    assert rc == 0
+    report = json.loads((tmp_path / f"guidelines_{cpu_tag()}.json").read_text())
+    cells = report["cells"]
+    assert len(cells) == 8 and {c["status"] for c in cells} == {"ok"}, cells
+    for c in cells:
+        assert c["check"]["status"] == "passed" and set(c["latency"]) == {"1", "2"}
+        assert c["check"]["arithmetic"] == ("int8" if c["precision"] == "int8" else "f32")
+        assert c["check"]["cosine_min"] >= et.tolerance(c["precision"]).min_cosine
+    (v,) = report["verdicts"]
+    assert {(m["precision"], m["threads"]) for m in v["measured"]} == {
+        ("fp32", 1), ("fp32", 2), ("int8", 1), ("int8", 2)}
+    art = json.loads((tmp_path / "executorch" / "g4_reluyes_shortcutyes_x1.int8.pte.json")
+                     .read_text())
+    assert art["precision"] == "int8" and art["passes"][-1]["name"] == "int8"
+    assert "XNNPACKQuantizer" in art["passes"][-1]["quantizer"]
+    assert art["passes"][-1]["quantized"] == "the PyTorch module"
+    assert art["validation"]["status"] == "passed"

@@ -70,6 +70,7 @@ def test_registry_is_keyed_by_target_name():
         if "int8" in target.precisions:
             ptq = quant.get_pass(name)
             assert ptq.TARGET == name and ptq.METHODS
+            assert isinstance(ptq.QUANTIZES_PARENT, bool)  # deploy guidelines reads it
             assert ptq.make_options().method == ptq.METHODS[0]
     with pytest.raises(UnknownNameError, match="valid: " + ", ".join(sorted(TARGETS))):
         quant.get_pass("coreml")

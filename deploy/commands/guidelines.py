@@ -95,7 +95,9 @@ def run(args) -> int:
         report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         report["machine"]["load_average_end"] = list(os.getloadavg())
     to_stdout = args.json == "-"
-    tag = report["machine"]["cpu_tag"]
+    from deploy.guidelines_report import timing_tag
+
+    tag = timing_tag(report)  # the board's CPU with --device: its timings are the report's
     json_path = (Path(args.json) if args.json and not to_stdout
                  else config.output_dir / f"guidelines_{tag}.json")
     out = json_path.parent

@@ -227,6 +227,10 @@ def fingerprint(dists):
         fp["cores_usable"] = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         fp["cores_usable"] = fp["cores"]
+    try:  # just before the runner starts: other work on the board slows what it times
+        fp["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        fp["load_average"] = None
     rel = _read("/etc/os-release") or ""
     for line in rel.splitlines():
         if line.startswith("PRETTY_NAME="):

@@ -7,6 +7,15 @@ The CPU plugin's default float precision depends on the CPU: bf16 on Xeons with 
 f16 on some ARM cores, f32 elsewhere. Files are compiled with ``INFERENCE_PRECISION_HINT=f32``
 unless another hint is asked for, and the precision the compiled model reports is recorded
 (a hint the CPU cannot honour falls back to f32, and the record says so).
+
+Threads keep the plugin's own placement: ``INFERENCE_NUM_THREADS`` is set from ``threads`` and
+nothing else, so CPU pinning stays at its default (on: the plugin pins its threads to cores for
+each inference), as a deployed app gets it. Turning it off made no difference when measured
+(ShuffleNetV2 x1.0, 1 thread, the two settings alternated run by run, 10 rounds: 7.53 ms
+pinned, 7.47 ms not; per round -0.26 to +0.60 ms apart while the rounds ranged 6.1-10.3 ms;
+AMD EPYC, load average 2.2; benchmarks/results/openvino_pinning_amd-avx2.md). Only the
+per-layer profile (openvino_layers) turns it off, so that waiting for a core other work holds
+is not charged to a layer.
 """
 from __future__ import annotations
 
