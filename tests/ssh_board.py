@@ -37,8 +37,14 @@ def start_board(root: Path) -> LoopbackSSHD:
 
 
 if __name__ == "__main__":  # a board for trying things by hand: prints its address
+    import signal
+
+    def _interrupt(*_):
+        raise KeyboardInterrupt
+
     b = start_board(Path(sys.argv[1]))
     print(b.url, b.client_config, board_python(), flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # kill or a job runner stops the sshd too, as Ctrl-C does
     try:
         b.proc.wait()
     except KeyboardInterrupt:
