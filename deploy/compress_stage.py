@@ -177,7 +177,8 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
             file=out.name, format=SUFFIX[1:], companions=(),
             passes=tuple(exported.passes) + (record,), benchmarks=(),
             extra={**exported.extra, "container": {
-                "target": target.name, "target_file": exported.file, "sizes": sizes,
+                "target": target.name, "target_file": exported.file,
+                "target_sha256": exported.sha256, "sizes": sizes,
                 "target_bytes": model_bytes, "ratio_vs_target_file":
                     round(model_bytes / sizes["total"], 2),
                 "decode_ms": round(decode_ms, 1), "seconds": round(seconds, 1),

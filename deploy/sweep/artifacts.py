@@ -157,3 +157,13 @@ def node_cache(key: str) -> Path:
 def on_this_node(files: FileSet, key: str) -> Path:
     """The file of ``files`` on this machine (laid down under its key unless already there)."""
     return unpack(files, node_cache(key))
+
+
+def files_if_unchanged(path: Path, hashes: dict[str, str]) -> FileSet | None:
+    """A finished file's FileSet from an output folder, if every file is still as made (its
+    manifest may have gained latency records since: FileSet.hashes leaves them out)."""
+    try:
+        files = pack(path)
+    except (OSError, DeployError):
+        return None
+    return files if files.hashes() == hashes else None

@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -24,8 +25,8 @@ from typing import Any
 
 from deploy.benchmark import BenchmarkConfig, one_line
 from deploy.sweep import cells as C
-from deploy.sweep.artifacts import (FileSet, data_identity, digest, pack, parent_identity,
-                                     unpack)
+from deploy.sweep.artifacts import (FileSet, data_identity, digest, parent_identity, unpack)
+from deploy.sweep.artifacts import files_if_unchanged as _files_on_head
 from deploy.sweep.journal import Journal
 from deploy.sweep.outcome import failed_model
 from deploy.sweep.resources import CPU_CELL, TIMING_CELL, TIMING_SLOT
@@ -62,25 +63,45 @@ class RayExecutor:
     def run(self, config: BenchmarkConfig, cells: list[C.Cell], cpu, log
             ) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
         from deploy.sweep.device_node import check_client, this_node
-        from deploy.sweep.quiet import output_to
 
         if config.device:
             check_client(self.address)
-        ray = import_ray()
         config = _absolute(config)
-        sweep_dir = config.output_dir / ".sweep"
-        ray_log = sweep_dir / "ray.log"
-        with output_to(ray_log) as user:
-            try:
-                _connect(ray, self.address)
-                device_node = this_node(ray) if config.device else None
-                sweep = _Sweep(ray, config, cells, user, device_node)
-                out = sweep.run()
-            finally:
-                if ray.is_initialized():
-                    ray.shutdown()
+        ray_log = config.output_dir / ".sweep" / "ray.log"
+        with session(self.address, ray_log) as (ray, user):
+            device_node = this_node(ray) if config.device else None
+            sweep = _Sweep(ray, config, cells, user, device_node)
+            out = sweep.run()
         self.record = sweep.record(self.address, ray_log)
         return out
+
+
+@contextlib.contextmanager
+def session(address: str, ray_log: Path):
+    """Connected to the cluster at ``address`` with Ray's own output in ``ray_log``: yields
+    (ray, the user's stream for the sweep's lines)."""
+    from deploy.sweep.quiet import output_to
+
+    ray = import_ray()
+    with output_to(ray_log) as user:
+        try:
+            _connect(ray, address)
+            yield ray, user
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+
+
+def slotted_capacity(ray) -> tuple[int, int, int]:
+    """(CPUs, nodes) of the live nodes that offer a timing slot, and the number of live nodes
+    (a node without a slot gets no cells)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    slotted = [n for n in nodes if n["Resources"].get(TIMING_SLOT, 0) >= 1]
+    if not slotted:
+        raise ConfigError(
+            f"no live node of the Ray cluster offers a {TIMING_SLOT}: start every node "
+            f"with `ray start ... --resources='{{\"{TIMING_SLOT}\": 1}}'`")
+    return int(sum(n["Resources"].get("CPU", 0) for n in slotted)), len(slotted), len(nodes)
 
 
 def _absolute(config: BenchmarkConfig) -> BenchmarkConfig:
@@ -202,18 +223,13 @@ class _Sweep:
         return {name: self._model(name) for name in self.config.models}
 
     def _refresh_capacity(self, announce: bool = False) -> None:
-        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
-        slotted = [n for n in nodes if n["Resources"].get(TIMING_SLOT, 0) >= 1]
-        if not slotted:
-            raise ConfigError(
-                f"no live node of the Ray cluster offers a {TIMING_SLOT}: start every node "
-                f"with `ray start ... --resources='{{\"{TIMING_SLOT}\": 1}}'`")
-        self.capacity = (int(sum(n["Resources"].get("CPU", 0) for n in slotted)), len(slotted))
+        cpus, slotted, nodes = slotted_capacity(self.ray)
+        self.capacity = (cpus, slotted)
         if announce:
-            self.bar.write(f"Ray cluster: {len(slotted)} node(s) with a timing slot, "
-                           f"{self.capacity[0]} CPU(s) for export and evaluation"
-                           + (f"; {len(nodes) - len(slotted)} node(s) without a {TIMING_SLOT} "
-                              f"get no cells" if len(nodes) > len(slotted) else "")
+            self.bar.write(f"Ray cluster: {slotted} node(s) with a timing slot, "
+                           f"{cpus} CPU(s) for export and evaluation"
+                           + (f"; {nodes - slotted} node(s) without a {TIMING_SLOT} "
+                              f"get no cells" if nodes > slotted else "")
                            + (f"; time cells on this machine's node {self.device_node[:12]}, "
                               f"the files timed on {self.config.device}"
                               if self.device_node else ""))
@@ -415,13 +431,3 @@ def _record_latency(result: dict[str, Any]) -> None:
 
 def _rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
     return result.get("rows") or ([result["row"]] if "row" in result else [])
-
-
-def _files_on_head(path: Path, hashes: dict[str, str]) -> FileSet | None:
-    """A finished export's files from the output folder, if every one is still as made (its
-    manifest may have gained latency records since: FileSet.hashes leaves them out)."""
-    try:
-        files = pack(path)
-    except (OSError, DeployError):
-        return None
-    return files if files.hashes() == hashes else None
