@@ -107,20 +107,6 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_cluster_without_ray_says_how_to_install(tmp_path, shared_data):
-    code = ("import sys; sys.modules['ray'] = None; from deploy.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    r = subprocess.run([sys.executable, "-c", code, *argv(tmp_path / "o", shared_data),
-                        "--cluster", "auto"], env=env, capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode != 0
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "pip install 'edgedeploy[ray]'" in lines[0], r.stderr
-    assert not (tmp_path / "o").exists()
-
-
 @pytest.mark.slow
 def test_ray_sweep_equals_the_local_sweep(tmp_path, shared_data):
     """Two settings as Ray tasks on a head and a worker node: the containers come back to the

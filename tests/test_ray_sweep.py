@@ -272,16 +272,20 @@ def test_latency_records_are_no_part_of_a_files_identity(tmp_path):
     assert _files_on_head(head_file, made.hashes()) is None
 
 
-def test_cluster_without_ray_says_how_to_install(tmp_path):
-    """The [ray] extra missing: one line naming the fix, exit non-zero, nothing written."""
+@pytest.mark.parametrize("command", ["benchmark", "compress"])
+def test_cluster_without_ray_says_how_to_install(tmp_path, command):
+    """The [ray] extra missing: one line naming the fix, exit non-zero, nothing written (a
+    `deploy compress` sweep says the same)."""
     code = ("import sys; sys.modules['ray'] = None; from deploy.cli import main; "
             "sys.exit(main(sys.argv[1:]))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    r = subprocess.run([sys.executable, "-c", code,
-                        *argv(["squeezenet1_1.cifar10"], ["onnx"], ["fp32"], tmp_path / "o"),
-                        "--cluster", "auto"], env=env, capture_output=True, text=True,
-                       timeout=120)
+    args = (argv(["squeezenet1_1.cifar10"], ["onnx"], ["fp32"], tmp_path / "o")
+            if command == "benchmark" else
+            ["compress", "squeezenet1_1.cifar10", "--target", "onnx", "--prune", "0.5,0.6",
+             "--output", str(tmp_path / "o")])
+    r = subprocess.run([sys.executable, "-c", code, *args, "--cluster", "auto"], env=env,
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'edgedeploy[ray]'" in lines[0], r.stderr

@@ -144,15 +144,11 @@ class _RaySweep:
         return self.head.ordered()
 
     def collect(self, ref) -> None:
-        from deploy.benchmark import one_line
-        from deploy.sweep.ray_executor import MAX_ATTEMPTS
+        from deploy.sweep.ray_executor import MAX_ATTEMPTS, task_result
 
         cell, attempt = self.inflight.pop(ref)
-        try:
-            result = self.ray.get(ref)
-        except self.ray.exceptions.RayTaskError as err:  # a bug in a cell: not retried
-            result = {"error": one_line(err)}
-        except self.ray.exceptions.RayError as err:  # the node or worker was lost
+        result, err = task_result(self.ray, ref)
+        if err is not None:  # the node or worker was lost
             if attempt < MAX_ATTEMPTS:
                 self.retried.append({"cell": cell.label, "attempt": attempt,
                                      "error": type(err).__name__})

@@ -92,6 +92,27 @@ def session(address: str, ray_log: Path):
                 ray.shutdown()
 
 
+def task_result(ray, ref) -> tuple[dict[str, Any] | None, BaseException | None]:
+    """(result, None) of a finished task (a cell that raised: ``{"error": ...}``, not to be
+    retried), or (None, error) when its node or worker was lost and it may run again."""
+    try:
+        return ray.get(ref), None
+    except ray.exceptions.RayTaskError as err:  # a bug in a cell, or a node without our code
+        return {"error": task_error(err)}, None
+    except ray.exceptions.RayError as err:
+        return None, err
+
+
+def task_error(err: BaseException) -> str:
+    """What went wrong in a task, in one line: the error it raised, without Ray's colour
+    codes, task header and remote traceback."""
+    import re
+
+    cause = getattr(err, "cause", None) or err
+    text = re.sub(r"\x1b\[[0-9;]*m", "", one_line(cause))
+    return text.split(" traceback: Traceback")[0].split(" Traceback (most recent")[0]
+
+
 def slotted_capacity(ray) -> tuple[int, int, int]:
     """(CPUs, nodes) of the live nodes that offer a timing slot, and the number of live nodes
     (a node without a slot gets no cells)."""
@@ -288,11 +309,8 @@ class _Sweep:
     def _collect(self, ref) -> C.Cell | None:
         """Take one finished task's result; returns the cell when it is to run again."""
         cell, attempt = self.inflight.pop(ref)
-        try:
-            result = self.ray.get(ref)
-        except self.ray.exceptions.RayTaskError as err:  # a bug in a cell: not retried
-            result = {"error": one_line(err)}
-        except self.ray.exceptions.RayError as err:  # the node or worker was lost
+        result, err = task_result(self.ray, ref)
+        if err is not None:  # the node or worker was lost
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             if attempt < MAX_ATTEMPTS:
                 self.retried.append({"cell": cell.label, "attempt": attempt,
