@@ -143,7 +143,8 @@ def run_remote(spec: ModelSpec, config: CompressConfig, key: str) -> dict[str, A
         done = [p for p in local.output_dir.glob(f"*{SUFFIX}") if intact(p) is not None]
         if done:
             row = dict(setting_row(local), status="ok", file=str(done[0]), reused=True,
-                       **container_facts(intact(done[0])))
+                       **container_facts(intact(done[0])),
+                       seconds=round(time.perf_counter() - t0, 1))
         else:
             row = run_cell(spec, local, log_stderr)
         files = pack(Path(row["file"])) if row["status"] == "ok" else None
