@@ -108,12 +108,15 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_ray_sweep_equals_the_local_sweep(tmp_path, shared_data):
+def test_ray_sweep_equals_the_local_sweep(tmp_path, shared_data, monkeypatch):
     """Two settings as Ray tasks on a head and a worker node: the containers come back to the
     head's --output and hold the local run's target file (same sha256), sizes and top-1."""
     pytest.importorskip("ray", reason="the [ray] extra is not installed")
     from deploy.sweep.loopback import LoopbackCluster
 
+    # the nodes' caches of finished cells (deploy.sweep.artifacts.node_cache) start empty
+    (tmp_path / "nodes").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "nodes"))
     with LoopbackCluster(nodes=2, cpus=1) as cluster:
         env = dict(os.environ, **cluster.env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -124,6 +127,7 @@ def test_ray_sweep_equals_the_local_sweep(tmp_path, shared_data):
     assert "Traceback" not in r.stderr and "raylet" not in r.stderr.lower()
     remote = summary(tmp_path / "ray")
     assert remote["executor"]["executor"] == "ray" and not remote["executor"]["retried"]
+    assert not any(r.get("reused") for r in remote["cells"])  # compressed on the nodes
     code, _, err = run_local(argv(tmp_path / "local", shared_data))
     assert code == 0, err
     local = summary(tmp_path / "local")
