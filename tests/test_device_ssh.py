@@ -268,7 +268,9 @@ def test_verify_a_release_bundle_on_the_board(board, python, remote_dir, tmp_pat
     model.write_bytes(bytes(data))
     rc, out, err = deploy(["device", "verify", str(bad), "--no-load",
                            *device(board, python, remote_dir)], capsys)
-    assert rc == 3 and "problem" in one_error(err), err
+    line = one_error(err)  # names the file and what is wrong with it
+    assert rc == 3 and "NOT verified" in line and model.name in line, err
+    assert "differs from the manifest" in line, err
 
 
 @pytest.mark.slow
