@@ -136,6 +136,30 @@ def soak(path: Path, runtime: str, args, bar) -> dict:
             "load_avg_max": max(m["load_avg"] for m in minutes)}
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+SAME = ("minutes", "window_s", "threads", "sample_s", "model")
+
+
+def kept_rows(args, runtimes: list[str]) -> list[dict]:
+    """The previous report's rows of the runtimes not soaked now, when it soaked with the same
+    settings; each carries the date and command of its own run."""
+    path = args.out.with_suffix(".json")
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    now = {"minutes": args.minutes, "window_s": args.window_s, "threads": args.threads,
+           "sample_s": args.sample_s, "model": str(args.model) if args.model else
+           f"{MODEL} (CIFAR-10, 32x32) as exported by deploy export"}
+    if any(old.get(k) != now[k] for k in SAME):
+        return []
+    return [{"date": old.get("date"), "command": old.get("command"), **x}
+            for x in old.get("runtimes", []) if x.get("runtime") not in runtimes]
+
+
 def markdown(r: dict) -> str:
     cores = r["cpu"]["cores"]
     lines = ["# Runner soak", "",
@@ -146,18 +170,22 @@ def markdown(r: dict) -> str:
              f"--min-time {r['window_s']:g}` (device_runners.bench.bench: isolated check, "
              "load, timed loop) in the same process. Goals: RSS growth and p50 drift, last "
              f"minute vs first, at most {GOAL_PCT:.0f} %.", ""]
+    earlier = [x for x in r["runtimes"] if x.get("command") not in (None, r["command"])]
+    if earlier:
+        lines += ["Rows from earlier runs with the same settings: " + "; ".join(
+            f"{x['runtime']}: `{x['command']}`" for x in earlier) + ".", ""]
     if r["window_s"] != 60:
         lines += [f"A minute here lasts {r['window_s']:g} s (--window-s): a check of the "
                   "script, not a soak.", ""]
     if r["minutes"] < 2:
         lines += ["One minute only: first and last minute are the same, so growth and drift "
                   "are not measured (a check of the script, not a soak).", ""]
-    lines += ["| runtime | minutes | p50 first ms | p50 last ms | p50 drift | RSS first MB | "
-              "RSS last MB | RSS growth | max load avg | verdict |",
-              "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    lines += ["| runtime | measured (UTC) | minutes | p50 first ms | p50 last ms | p50 drift | "
+              "RSS first MB | RSS last MB | RSS growth | max load avg | verdict |",
+              "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for x in r["runtimes"]:
         if "error" in x:
-            lines.append(f"| {x['runtime']} | - | | | | | | | | not run: {x['error']} |")
+            lines.append(f"| {x['runtime']} | | - | | | | | | | | not run: {x['error']} |")
             continue
         f, la = x["minutes"][0], x["minutes"][-1]
 
@@ -165,7 +193,8 @@ def markdown(r: dict) -> str:
             return f"{what} n/a" if ok is None else f"{what} {'PASS' if ok else 'FAIL'}"
         loaded = " (under load)" if x["load_avg_max"] > cores else ""
         lines.append(
-            f"| {x['runtime']} {x['runtime_version']} | {len(x['minutes'])} | "
+            f"| {x['runtime']} {x['runtime_version']} | {(x.get('date') or r['date'])[:16]} | "
+            f"{len(x['minutes'])} | "
             f"{f['p50_ms']:.3f} | {la['p50_ms']:.3f} | {x['p50_drift_pct']:+.1f} % | "
             f"{f['rss_median_mb']:.1f} | {la['rss_median_mb']:.1f} | "
             f"{x['rss_growth_pct']:+.1f} % | {x['load_avg_max']:.2f} | "
@@ -230,11 +259,14 @@ def main(argv=None) -> int:
             results.append({"runtime": runtime, "error": str(e)})
             bar.update(args.minutes)
             continue
-        results.append(soak(path, runtime, args, bar))
+        results.append({**soak(path, runtime, args, bar), "date": _now(),
+                        "command": "benchmarks/soak_runner.py " + shlex.join(sys.argv[1:])})
     bar.close()
+    # runtimes soaked earlier with the same settings stay in the report (each row says when)
+    results = kept_rows(args, runtimes) + results
     report = {"what": "runner bench back to back in one process per runtime: RSS and p50 per "
                       "minute", "command": "benchmarks/soak_runner.py " + shlex.join(sys.argv[1:]),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "date": _now(),
               "cpu": {"tag": sysinfo.cpu_tag(cpu), "model": cpu.model, "cores": cpu.cores},
               "model": str(args.model) if args.model else
               f"{MODEL} (CIFAR-10, 32x32) as exported by deploy export",

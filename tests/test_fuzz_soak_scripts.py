@@ -95,3 +95,15 @@ def test_soak_script_reports_growth_and_drift(tmp_path):
     missed = not (x["rss_ok"] and x["p50_ok"])
     assert p.returncode == (1 if missed else 0), p.stderr[-2000:]
     assert "a check of the script, not a soak" in out.with_suffix(".md").read_text()
+    # a later soak of another runtime with the same settings keeps this row, which says when
+    # it was measured; other settings start a fresh report
+    again = ("--model", str(onnx), "--runtimes", "openvino", "--window-s", "1", "--sample-s",
+             "0.25", "--out", str(out))
+    _run("soak_runner.py", "--minutes", "2", *again)
+    both = json.loads(out.with_suffix(".json").read_text())["runtimes"]
+    assert [x["runtime"] for x in both] == ["onnxruntime", "openvino"]
+    assert both[0]["minutes"] == x["minutes"] and both[0]["date"] == r["date"]
+    assert "onnxruntime: `benchmarks/soak_runner.py --model" in out.with_suffix(".md").read_text()
+    _run("soak_runner.py", "--minutes", "1", *again)
+    assert [x["runtime"] for x in json.loads(out.with_suffix(".json").read_text())["runtimes"]] \
+        == ["openvino"]
