@@ -244,7 +244,7 @@ def test_latency_records_are_no_part_of_a_files_identity(tmp_path):
     the one the journal names (resume), a later unpack of it keeps the records, a copy packed
     for another node carries none; a changed file is no longer the same."""
     from deploy.sweep.artifacts import pack, unpack
-    from deploy.sweep.ray_executor import _files_on_head
+    from deploy.sweep.artifacts import files_if_unchanged
     from edgebase.manifest import Artifact, TensorSpec, file_facts, read_manifest, write_manifest
 
     model = tmp_path / "made" / "m" / "m.onnx"
@@ -258,7 +258,7 @@ def test_latency_records_are_no_part_of_a_files_identity(tmp_path):
     record = {"tool": "deploy benchmark", "runtime": "onnxruntime", "threads": 1, "p50_ms": 1.0}
     write_manifest(read_manifest(head_file).with_benchmarks(record), head_file)
 
-    on_head = _files_on_head(head_file, made.hashes())
+    on_head = files_if_unchanged(head_file, made.hashes())
     assert on_head is not None and on_head.hashes() == made.hashes()
     assert json.loads(on_head.blobs["m.onnx.json"])["benchmarks"] == []
     unpack(made, tmp_path / "head")  # the same export arriving again
@@ -269,7 +269,7 @@ def test_latency_records_are_no_part_of_a_files_identity(tmp_path):
     write_manifest(art, model)
     unpack(pack(model), tmp_path / "head")
     assert read_manifest(head_file).benchmarks == () and head_file.read_bytes() == b"other bytes"
-    assert _files_on_head(head_file, made.hashes()) is None
+    assert files_if_unchanged(head_file, made.hashes()) is None
 
 
 @pytest.mark.parametrize("command", ["benchmark", "compress"])

@@ -25,8 +25,8 @@ from typing import Any
 
 from deploy.benchmark import BenchmarkConfig, one_line
 from deploy.sweep import cells as C
-from deploy.sweep.artifacts import (FileSet, data_identity, digest, parent_identity, unpack)
-from deploy.sweep.artifacts import files_if_unchanged as _files_on_head
+from deploy.sweep.artifacts import (FileSet, data_identity, digest, files_if_unchanged,
+                                    parent_identity, unpack)
 from deploy.sweep.journal import Journal
 from deploy.sweep.outcome import failed_model
 from deploy.sweep.resources import CPU_CELL, TIMING_CELL, TIMING_SLOT
@@ -380,7 +380,7 @@ class _Sweep:
                 continue
             result = rec["result"]
             if cell.kind == C.EXPORT and result["row"]["status"] == "ok":
-                files = _files_on_head(Path(result["row"]["file"]), result["file_hashes"])
+                files = files_if_unchanged(Path(result["row"]["file"]), result["file_hashes"])
                 if files is None:
                     continue
                 self.files[cell] = self.ray.put(files)
