@@ -197,7 +197,7 @@ def test_interrupted_head_resumes_from_finished_cells(cluster, tmp_path):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)  # Ctrl-C on the head
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and not (tmp_path / "ray" / "report.json").exists()
+    assert proc.returncode != 0 and not (tmp_path / "ray" / "report.json").exists(), (out, err)
     assert "Traceback" not in err
     finished = {r["cell"] for r in journal(tmp_path / "ray")}
     proc = head(args, cluster)
@@ -270,6 +270,21 @@ def test_latency_records_are_no_part_of_a_files_identity(tmp_path):
     unpack(pack(model), tmp_path / "head")
     assert read_manifest(head_file).benchmarks == () and head_file.read_bytes() == b"other bytes"
     assert files_if_unchanged(head_file, made.hashes()) is None
+
+
+def test_a_loopback_cluster_caches_nothing_beyond_its_life(monkeypatch):
+    """Its nodes keep finished cells in a cache of their own (a test's sweep never finds the
+    exports of an earlier run), and the cluster's folder goes with it."""
+    from deploy.sweep.artifacts import NODE_CACHE_ENV, node_cache
+    from deploy.sweep.loopback import LoopbackCluster
+
+    cluster = LoopbackCluster(nodes=1, cpus=1)
+    monkeypatch.setenv(NODE_CACHE_ENV, cluster.env[NODE_CACHE_ENV])
+    assert node_cache("k") == cluster.tmpdir / "node-cache" / "k"
+    monkeypatch.delenv(NODE_CACHE_ENV)
+    assert cluster.tmpdir not in node_cache("k").parents  # a real node: the system's temp
+    cluster.shutdown()
+    assert not cluster.tmpdir.exists()
 
 
 @pytest.mark.parametrize("command", ["benchmark", "compress"])

@@ -149,9 +149,15 @@ def intact(path: Path):
     return art
 
 
+NODE_CACHE_ENV = "EDGEDEPLOY_NODE_CACHE"
+
+
 def node_cache(key: str) -> Path:
-    """Where this machine keeps the files of cell ``key``."""
-    return Path(tempfile.gettempdir()) / f"edgedeploy-sweep-{os.getuid()}" / key
+    """Where this machine keeps the files of cell ``key``: under $EDGEDEPLOY_NODE_CACHE if the
+    node was started with it, else in the system's temp folder (which the OS cleans)."""
+    root = os.environ.get(NODE_CACHE_ENV)
+    root = Path(root) if root else Path(tempfile.gettempdir()) / f"edgedeploy-sweep-{os.getuid()}"
+    return root / key
 
 
 def on_this_node(files: FileSet, key: str) -> Path:

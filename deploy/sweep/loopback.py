@@ -8,9 +8,11 @@ network interface instead). Ray reads its environment at import, so ``start`` se
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
+from deploy.sweep.artifacts import NODE_CACHE_ENV
 from deploy.sweep.resources import TIMING_SLOT
 
 # node loss noticed in ~2 s instead of ~14 s: health checks every second, dead after two misses
@@ -20,9 +22,10 @@ FAST_FAILURE_DETECTION = {"health_check_period_ms": 1000, "health_check_timeout_
 
 def ray_environment(tmpdir: Path) -> dict[str, str]:
     """What Ray must find in the environment (of this process and of every driver started
-    against the cluster): no usage reporting, its session files under ``tmpdir``."""
+    against the cluster): no usage reporting, its session files under ``tmpdir``, and so
+    the nodes' caches of finished cells: a throwaway cluster starts with nothing cached."""
     return {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_TMPDIR": str(tmpdir)}
+            "RAY_TMPDIR": str(tmpdir), NODE_CACHE_ENV: str(Path(tmpdir) / "node-cache")}
 
 
 def free_port() -> int:
@@ -43,6 +46,7 @@ class LoopbackCluster:
         if nodes < 1 or cpus < 1:
             raise ValueError("a cluster needs at least one node with one CPU")
         # short: Ray's socket paths under it must stay below the 107-byte limit
+        self._owns_tmpdir = tmpdir is None  # removed with the cluster, node caches and all
         self.tmpdir = Path(tmpdir or tempfile.mkdtemp(prefix="ray", dir="/tmp"))
         self.nodes, self.cpus, self.object_store_mb = nodes, cpus, object_store_mb
         self.client_port = client_port  # a Ray Client server on the head (ray://) when set
@@ -92,6 +96,8 @@ class LoopbackCluster:
         if self.cluster is not None:
             self.cluster.shutdown()
             self.cluster = None
+        if self._owns_tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def __enter__(self) -> "LoopbackCluster":
         return self.start()
