@@ -110,57 +110,37 @@ class RayExecutor:
             rows = run.run()
             bar.close()
         self.record = {"executor": self.name, "address": self.address, "cells": len(cells),
-                       "resumed": run.head.resumed, "retried": run.retried,
-                       "placements": run.placements, "ray_log": str(ray_log)}
+                       "resumed": run.head.resumed, "retried": run.pool.retried,
+                       "placements": run.pool.placements, "ray_log": str(ray_log)}
         return rows
 
 
 class _RaySweep:
     def __init__(self, ray, cells: list, work: Work, head: _Head):
         from deploy.sweep.ray_executor import slotted_capacity
+        from deploy.sweep.task_pool import TaskPool
 
         self.ray, self.work, self.head = ray, work, head
         self.task = ray.remote(work.remote)
         cpus, slotted, _ = slotted_capacity(ray)
         head.bar.write(f"Ray cluster: {slotted} node(s), {cpus} CPU(s) for {len(cells)} cells")
-        self.inflight: dict[Any, tuple[Any, int]] = {}  # object ref -> (cell, attempt)
-        self.retried: list[dict[str, Any]] = []
-        self.placements: list[dict[str, Any]] = []
-
-    def submit(self, cell, attempt: int) -> None:
-        from deploy.sweep.resources import CPU_CELL
-
-        ref = self.task.options(**CPU_CELL, max_retries=0).remote(*self.work.remote_args(cell))
-        self.inflight[ref] = (cell, attempt)
+        self.pool = TaskPool(ray, head.bar)
 
     def run(self) -> list[dict[str, Any]]:
+        from deploy.sweep.resources import CPU_CELL
+
         for cell in self.head.resume():  # Ray queues what the CPUs cannot take yet
-            self.submit(cell, 1)
-        while self.inflight:
-            done, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
-            for ref in done:
-                self.collect(ref)
-            self.head.bar.update(running=len(self.inflight))
+            args = self.work.remote_args(cell)
+            self.pool.submit(cell, lambda args=args: self.task.options(
+                **CPU_CELL, max_retries=0).remote(*args))
+        while self.pool.inflight:
+            for cell, result in self.pool.wait(timeout=1.0):
+                self.finish(cell, result)
+            self.head.bar.update(running=self.pool.running())
         return self.head.ordered()
 
-    def collect(self, ref) -> None:
-        from deploy.sweep.ray_executor import MAX_ATTEMPTS, task_result
-
-        cell, attempt = self.inflight.pop(ref)
-        result, err = task_result(self.ray, ref)
-        if err is not None:  # the node or worker was lost
-            if attempt < MAX_ATTEMPTS:
-                self.retried.append({"cell": cell.label, "attempt": attempt,
-                                     "error": type(err).__name__})
-                self.head.bar.write(f"{cell.label}: lost its node or worker "
-                                    f"({type(err).__name__}); retrying on a live node")
-                self.head.bar.update(retried=1)
-                self.submit(cell, attempt + 1)
-                return
-            result = {"error": f"gave up after {attempt} attempts: {type(err).__name__}"}
+    def finish(self, cell, result: dict[str, Any]) -> None:
         node = result.get("node") or {}
-        self.placements.append({"cell": cell.label, "attempt": attempt,
-                                "node": node.get("node"), "seconds": result.get("seconds")})
         if "error" in result:
             row = {"setting": cell.label, "folder": cell.config.output_dir.name,
                    "status": "failed", "error": result["error"]}

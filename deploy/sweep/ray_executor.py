@@ -11,8 +11,7 @@
   (deploy.sweep.journal), so re-running the same command after an interruption resumes from
   the finished cells.
 - A cell whose node is lost (or whose worker dies) is submitted again, to any live node, up to
-  ``MAX_ATTEMPTS`` times; the report lists every retry. Ray's own retries are off, so none
-  goes unreported.
+  ``MAX_ATTEMPTS`` times (deploy.sweep.task_pool); the report lists every retry.
 - Ray is imported only here, and only when a sweep runs on a cluster.
 """
 from __future__ import annotations
@@ -30,9 +29,9 @@ from deploy.sweep.artifacts import (FileSet, data_identity, digest, files_if_unc
 from deploy.sweep.journal import Journal
 from deploy.sweep.outcome import failed_model
 from deploy.sweep.resources import CPU_CELL, TIMING_CELL, TIMING_SLOT
+from deploy.sweep.task_pool import TaskPool
 from edgebase.errors import ConfigError, DeployError
 
-MAX_ATTEMPTS = 3
 INSTALL = "pip install 'edgedeploy[ray]'"
 
 
@@ -92,27 +91,6 @@ def session(address: str, ray_log: Path):
                 ray.shutdown()
 
 
-def task_result(ray, ref) -> tuple[dict[str, Any] | None, BaseException | None]:
-    """(result, None) of a finished task (a cell that raised: ``{"error": ...}``, not to be
-    retried), or (None, error) when its node or worker was lost and it may run again."""
-    try:
-        return ray.get(ref), None
-    except ray.exceptions.RayTaskError as err:  # a bug in a cell, or a node without our code
-        return {"error": task_error(err)}, None
-    except ray.exceptions.RayError as err:
-        return None, err
-
-
-def task_error(err: BaseException) -> str:
-    """What went wrong in a task, in one line: the error it raised, without Ray's colour
-    codes, task header and remote traceback."""
-    import re
-
-    cause = getattr(err, "cause", None) or err
-    text = re.sub(r"\x1b\[[0-9;]*m", "", one_line(cause))
-    return text.split(" traceback: Traceback")[0].split(" Traceback (most recent")[0]
-
-
 def slotted_capacity(ray) -> tuple[int, int, int]:
     """(CPUs, nodes) of the live nodes that offer a timing slot, and the number of live nodes
     (a node without a slot gets no cells)."""
@@ -161,12 +139,9 @@ class _Sweep:
         self.results: dict[C.Cell, dict[str, Any]] = {}
         self.files: dict[C.Cell, Any] = {}  # export cell -> object ref of its FileSet
         self.failed: dict[str, tuple] = {}  # model -> failed_model(...)
-        self.inflight: dict[Any, tuple[C.Cell, int]] = {}  # object ref -> (cell, attempt)
-        self.attempts: dict[C.Cell, int] = {}
-        self.retried: list[dict[str, Any]] = []
         self.resumed: list[str] = []
-        self.placements: list[dict[str, Any]] = []
         self.bar = SweepProgress(len(cells), user)
+        self.pool = TaskPool(ray, self.bar, on_loss=self._refresh_capacity)
         self.capacity = (0, 0)
         self.device_node = device_node  # with --device: the node every time cell runs on
         self.keys = self._keys()
@@ -219,7 +194,7 @@ class _Sweep:
         pending = [c for c in self.cells if c not in self.results and c.model not in self.failed]
         self.bar.update(done=len(self.cells) - len(pending))
         last_check = time.monotonic()
-        while pending or self.inflight:
+        while pending or self.pool.inflight:
             for cell in list(pending):
                 if cell.model in self.failed:
                     pending.remove(cell)
@@ -227,19 +202,17 @@ class _Sweep:
                 elif self._ready(cell) and self._room(cell):
                     pending.remove(cell)
                     self._submit(cell)
-            if not self.inflight:
+            if not self.pool.inflight:
                 if pending:  # cannot happen: every dependency is either done or failed
                     raise DeployError(f"sweep stalled before {pending[0].label}")
                 break
-            done, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
-            for ref in done:
-                retry = self._collect(ref)
-                if retry is not None:
-                    pending.insert(0, retry)
+            for cell, result in self.pool.wait(timeout=1.0):
+                if cell.model not in self.failed:  # else its model failed meanwhile: unused
+                    self._finish(cell, result, ran=True)
             if time.monotonic() - last_check > 5.0:
                 self._refresh_capacity()
                 last_check = time.monotonic()
-            self.bar.update(running=len(self.inflight))
+            self.bar.update(running=self.pool.running())
         self.bar.close()
         return {name: self._model(name) for name in self.config.models}
 
@@ -261,7 +234,7 @@ class _Sweep:
     def _room(self, cell: C.Cell) -> bool:
         """At most one time cell per timing slot and one CPU cell per CPU in flight, so the
         bar's "running" is what runs and a time cell is not queued behind a long backlog."""
-        busy = sum(1 for c, _ in self.inflight.values() if c.timing == cell.timing)
+        busy = self.pool.running(lambda c: c.timing == cell.timing)
         if cell.timing:  # a device is one slot: one time cell at a time
             return busy < (1 if self.device_node else self.capacity[1])
         return busy < max(1, self.capacity[0])
@@ -271,16 +244,13 @@ class _Sweep:
         if args is None:  # nothing to run: an evaluation of a file that was not made
             self._finish(cell, files, ran=False)
             return
-        attempt = self.attempts.get(cell, 0) + 1
-        self.attempts[cell] = attempt
         opts = dict(TIMING_CELL if cell.timing else CPU_CELL, max_retries=0)
         if cell.timing and self.device_node:
             from deploy.sweep.device_node import pinned
 
             opts.update(pinned(self.device_node))
-        ref = self.task.options(**opts).remote(cell.kind, self.keys[cell], self.config,
-                                               cell.model, args, *files)
-        self.inflight[ref] = (cell, attempt)
+        self.pool.submit(cell, lambda: self.task.options(**opts).remote(
+            cell.kind, self.keys[cell], self.config, cell.model, args, *files))
 
     def _inputs(self, cell: C.Cell):
         """(args, file refs) of a cell's task; (None, result) when its result is known."""
@@ -305,29 +275,6 @@ class _Sweep:
                     keys.append(self.keys[export])
                     files.append(self.files.get(export) if row["status"] == "ok" else None)
         return {"rows": rows, "export_keys": keys, "model": parent["model"]}, files
-
-    def _collect(self, ref) -> C.Cell | None:
-        """Take one finished task's result; returns the cell when it is to run again."""
-        cell, attempt = self.inflight.pop(ref)
-        result, err = task_result(self.ray, ref)
-        if err is not None:  # the node or worker was lost
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            if attempt < MAX_ATTEMPTS:
-                self.retried.append({"cell": cell.label, "attempt": attempt,
-                                     "error": type(err).__name__, "reason": reason})
-                self.bar.write(f"{cell.label}: lost its node or worker ({type(err).__name__}); "
-                               f"retrying on a live node")
-                self.bar.update(retried=1)
-                self._refresh_capacity()
-                return cell
-            result = {"error": f"gave up after {attempt} attempts: {reason}"}
-        if cell.model in self.failed:  # its model failed meanwhile: the result is not used
-            return None
-        self.placements.append({"cell": cell.label, "attempt": attempt,
-                                "node": (result.get("node") or {}).get("node"),
-                                "seconds": result.get("seconds")})
-        self._finish(cell, result, ran=True)
-        return None
 
     def _finish(self, cell: C.Cell, result: dict[str, Any], ran: bool) -> None:
         if "error" in result:
@@ -420,15 +367,16 @@ class _Sweep:
             warnings.append(f"latency was measured on {len(kinds)} kinds of CPU ({where}): each "
                             f"speed-up pairs PyTorch eager and the file on the same node, but "
                             f"compare latencies across models only within one kind")
-        if self.retried:
-            warnings.append(f"{len(self.retried)} cell(s) ran again after losing their node or "
-                            f"worker: {', '.join(r['cell'] for r in self.retried)}")
+        retried = self.pool.retried
+        if retried:
+            warnings.append(f"{len(retried)} cell(s) ran again after losing their node or "
+                            f"worker: {', '.join(r['cell'] for r in retried)}")
         devices = [r["device"]["address"] for c, r in self.results.items()
                    if c.timing and r.get("device")]
         return {"executor": "ray", "address": address, "nodes": list(nodes.values()),
                 "device": devices[0] if devices else None,
-                "cells": len(self.cells), "resumed": self.resumed, "retried": self.retried,
-                "placements": self.placements, "ray_log": str(ray_log), "warnings": warnings}
+                "cells": len(self.cells), "resumed": self.resumed, "retried": retried,
+                "placements": self.pool.placements, "ray_log": str(ray_log), "warnings": warnings}
 
 
 def _device_identity(config: BenchmarkConfig) -> list[Any]:
