@@ -101,6 +101,9 @@ class OnnxRuntimeBackend(Backend):
         self.check_bindable(feeds)
         return functools.partial(self._session.run, self._names, feeds)
 
+    def close(self) -> None:
+        self._session = None
+
     def profile(self, x: Any, runs: int = 10) -> list[dict[str, Any]] | None:
         """Aggregate the "Node" events of onnxruntime's own profiler (kernel time per node)."""
         feeds = self.feeds(x)
