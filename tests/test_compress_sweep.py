@@ -140,3 +140,40 @@ def test_ray_sweep_equals_the_local_sweep(tmp_path, shared_data, monkeypatch):
         # the container also carries the export's manifest, whose timings differ by run
         assert rr["container_bytes"] == pytest.approx(lr["container_bytes"], abs=16)
         assert rr["ratio"] == pytest.approx(lr["ratio"], abs=0.01)
+
+
+@pytest.mark.slow
+def test_ray_sweep_survives_a_lost_node(tmp_path, shared_data):
+    """The worker node killed while it compresses a setting: the setting runs again on the
+    head node, both containers come back whole, the table and sweep.json say which was
+    retried, and Ray's own messages stay in its log."""
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    import time
+
+    from deploy.sweep.loopback import LoopbackCluster
+    from tests.test_ray_sweep import running_cell
+
+    with LoopbackCluster(nodes=2, cpus=1) as cluster:
+        env = dict(os.environ, **cluster.env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        proc = subprocess.Popen([sys.executable, "-m", "deploy.cli",
+                                 *argv(tmp_path / "ray", shared_data), "--cluster",
+                                 cluster.address], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        worker = cluster.workers[0]
+        deadline = time.monotonic() + 600
+        while not running_cell(worker, b"ray::run_remote"):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the worker node never ran a setting"
+            time.sleep(0.05)
+        cluster.kill(worker)
+        out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    remote = summary(tmp_path / "ray")
+    retried = remote["executor"]["retried"]
+    assert retried and all(r["error"] in ("NodeDiedError", "WorkerCrashedError")
+                           for r in retried)
+    assert f"ran again after losing their node or worker: {retried[0]['cell']}" in out
+    for row, folder in zip(remote["cells"], FOLDERS):
+        assert_container_row(row, tmp_path / "ray", folder)
+    assert "raylet" not in (out + err).lower() and "Traceback" not in err

@@ -116,18 +116,19 @@ def journal(out: Path) -> list[dict]:
     return recs
 
 
-def running_cell(node) -> bool:
-    """A worker process of ``node`` is executing a sweep cell (Ray titles it ray::run_cell)."""
+def running_cell(node, title: bytes = b"ray::run_cell") -> bool:
+    """A worker process of ``node`` is executing a sweep cell (Ray titles it by the task's
+    function: ray::run_cell for ``deploy benchmark``, ray::run_remote for ``deploy compress``)."""
     raylet = node.all_processes["raylet"][0].process.pid
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")[0]
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == raylet and title.startswith(b"ray::run_cell"):
+        if ppid == raylet and cmd.startswith(title):
             return True
     return False
 
