@@ -99,10 +99,10 @@ class CompressConfig:
 
 def fold_batchnorm(model):
     """A copy of ``model`` with every Conv-BatchNorm pair fused (eval-mode arithmetic)."""
-    from torch.fx.experimental.optimization import fuse
+    from quant.batchnorm_folding import fold_batchnorm_graph
 
     try:
-        return fuse(model.eval())  # fuse deep-copies: the parent keeps its BatchNorm
+        return fold_batchnorm_graph(model)  # a copy: the parent keeps its BatchNorm
     except Exception as e:  # noqa: BLE001 - tracing can fail on dynamic control flow
         raise ConfigError(f"cannot fold BatchNorm into the convolutions of this model "
                           f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-LAYER_TYPES = ("Conv2d", "Linear")
-
-
 def weighted_layers(model) -> list[tuple[str, object]]:
-    return [(n, m) for n, m in model.named_modules() if type(m).__name__ in LAYER_TYPES]
+    """Every convolution and linear layer, subclasses too (a conv with TF "SAME" padding)."""
+    from torch import nn
+
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
 def prune_magnitude(w: np.ndarray, sparsity: float) -> np.ndarray:

@@ -225,3 +225,34 @@ def test_compress_a_batchnorm_net_with_pruning_and_sharing_no_finetuning(tmp_pat
     sizes = c["sizes"]  # the paper's columns: each step smaller than the one before
     assert sizes["files"] > sizes["after_pruning"] > sizes["after_sharing"] > sizes["total"]
     assert art.passes[-1]["name"] == "deep_compression" and not art.passes[-1]["fine_tuned"]
+
+
+def test_compress_googles_mobilenet_v1_with_tf_same_padding(tmp_path, shared_data):
+    """Google's MobileNetV1-0.25 (its convs pad like TensorFlow's "SAME", a Conv2d subclass
+    whose forward reads the input's shape): every BatchNorm folds, every conv is pruned and
+    shared, and the decoded file passes its check against the shared parent."""
+    import torch
+
+    from deploy.compress_stage import CompressConfig, compress, fold_batchnorm
+    from deploy.export import load_source
+    from quant.finetune import FinetuneConfig
+    from quant.weight_sharing import weighted_layers
+
+    source = load_source("mobilenet_v1", width=0.25, num_classes=1001,
+                         weights=shared_data / "models" / "mobilenet_v1_0.25_224_float.tflite")
+    folded = fold_batchnorm(source.model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), source.model(x), atol=1e-4)
+    convs = [n for n, m in weighted_layers(source.model)]
+    assert len(convs) == 28  # 27 convolutions and the classifier
+    art = compress(source, CompressConfig(target="onnx", output_dir=tmp_path, prune=0.5,
+                                          share_bits=5, prune_layers="uniform",
+                                          share_layers="uniform",
+                                          finetune=FinetuneConfig(epochs=0)),
+                   log=lambda m: None)
+    c = art.extra["container"]
+    assert art.validation["status"] == "passed"
+    assert len(c["layers"]) == 28 and all(f["distinct_after"] <= 32 for f in c["layers"])
+    assert c["ratio_vs_target_file"] > 6

@@ -1,0 +1,49 @@
+"""BatchNorm folded into the convolution it follows, found on the model's traced graph.
+
+``torch.fx.experimental.optimization.fuse`` traces into every module outside ``torch.nn`` and
+fuses only modules whose type *is* ``nn.Conv2d``: a Conv2d subclass with its own forward (the
+TF "SAME" padding of Google's MobileNetV1, whose forward reads the input's shape) either breaks
+the trace or is skipped. Here every Conv2d (subclasses too) and BatchNorm2d is a leaf of the
+trace, the folded weights go into the conv module itself (its class and forward stay) and the
+BatchNorm becomes Identity, so the copy keeps every module name of the original.
+"""
+from __future__ import annotations
+
+import copy
+
+
+def fold_batchnorm_graph(model):
+    """A copy of ``model`` in eval mode with every BatchNorm2d whose input is a Conv2d's output
+    (and that conv's only use) folded into the conv. Raises what tracing raises when the
+    model's forward cannot be traced."""
+    import torch
+    from torch import fx, nn
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    class _Tracer(fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return (isinstance(m, (nn.Conv2d, nn.BatchNorm2d))
+                    or super().is_leaf_module(m, qualname))
+
+    model = copy.deepcopy(model).eval()
+    graph = _Tracer().trace(model)
+    modules = dict(model.named_modules())
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
+            continue
+        src = node.args[0]
+        if (isinstance(src, fx.Node) and src.op == "call_module"
+                and isinstance(modules[src.target], nn.Conv2d) and len(src.users) == 1):
+            pairs.append((src.target, node.target))
+    with torch.no_grad():
+        for conv_name, bn_name in pairs:
+            conv, bn = modules[conv_name], modules[bn_name]
+            if not bn.track_running_stats or bn.running_mean is None:
+                continue  # batch statistics at inference: nothing fixed to fold
+            weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean,
+                                                bn.running_var, bn.eps, bn.weight, bn.bias)
+            conv.weight, conv.bias = weight, bias
+            parent, _, leaf = bn_name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, leaf, nn.Identity())
+    return model
