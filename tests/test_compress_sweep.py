@@ -148,10 +148,8 @@ def test_ray_sweep_survives_a_lost_node(tmp_path, shared_data):
     head node, both containers come back whole, the table and sweep.json say which was
     retried, and Ray's own messages stay in its log."""
     pytest.importorskip("ray", reason="the [ray] extra is not installed")
-    import time
-
     from deploy.sweep.loopback import LoopbackCluster
-    from tests.test_ray_sweep import running_cell
+    from tests.test_ray_sweep import kill_worker_mid_cell
 
     with LoopbackCluster(nodes=2, cpus=1) as cluster:
         env = dict(os.environ, **cluster.env)
@@ -160,13 +158,7 @@ def test_ray_sweep_survives_a_lost_node(tmp_path, shared_data):
                                  *argv(tmp_path / "ray", shared_data), "--cluster",
                                  cluster.address], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        worker = cluster.workers[0]
-        deadline = time.monotonic() + 600
-        while not running_cell(worker, b"ray::run_remote"):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the worker node never ran a setting"
-            time.sleep(0.05)
-        cluster.kill(worker)
+        kill_worker_mid_cell(cluster, proc, b"ray::run_remote")
         out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err
     remote = summary(tmp_path / "ray")

@@ -207,17 +207,23 @@ def test_han_squeezenet_reencoded_bit_identically_below_560_kb(tmp_path):
     assert np.abs(b.run(x)[0] - ref).max() < 1e-4
 
 
-def test_compress_a_batchnorm_net_with_pruning_and_sharing_no_finetuning(tmp_path):
+def compress_uniform(source, out: Path):
+    """Half the weights of every layer pruned, 5-bit codebooks, no fine-tuning."""
     from deploy.compress_stage import CompressConfig, compress
-    from deploy.export import load_source
     from quant.finetune import FinetuneConfig
 
+    return compress(source, CompressConfig(target="onnx", output_dir=out, prune=0.5,
+                                           share_bits=5, prune_layers="uniform",
+                                           share_layers="uniform",
+                                           finetune=FinetuneConfig(epochs=0)),
+                    log=lambda m: None)
+
+
+def test_compress_a_batchnorm_net_with_pruning_and_sharing_no_finetuning(tmp_path):
+    from deploy.export import load_source
+
     source = load_source("shufflenet_v2_x0_5.cifar10")
-    art = compress(source, CompressConfig(target="onnx", output_dir=tmp_path, prune=0.5,
-                                          share_bits=5, prune_layers="uniform",
-                                          share_layers="uniform",
-                                          finetune=FinetuneConfig(epochs=0)),
-                   log=lambda m: None)
+    art = compress_uniform(source, tmp_path)
     c = art.extra["container"]
     assert art.validation["status"] == "passed"  # the file against the shared parent
     assert all(f["distinct_after"] <= 32 for f in c["layers"])
@@ -233,9 +239,8 @@ def test_compress_googles_mobilenet_v1_with_tf_same_padding(tmp_path, shared_dat
     shared, and the decoded file passes its check against the shared parent."""
     import torch
 
-    from deploy.compress_stage import CompressConfig, compress, fold_batchnorm
+    from deploy.compress_stage import fold_batchnorm
     from deploy.export import load_source
-    from quant.finetune import FinetuneConfig
     from quant.weight_sharing import weighted_layers
 
     source = load_source("mobilenet_v1", width=0.25, num_classes=1001,
@@ -247,11 +252,7 @@ def test_compress_googles_mobilenet_v1_with_tf_same_padding(tmp_path, shared_dat
         assert torch.allclose(folded(x), source.model(x), atol=1e-4)
     convs = [n for n, m in weighted_layers(source.model)]
     assert len(convs) == 28  # 27 convolutions and the classifier
-    art = compress(source, CompressConfig(target="onnx", output_dir=tmp_path, prune=0.5,
-                                          share_bits=5, prune_layers="uniform",
-                                          share_layers="uniform",
-                                          finetune=FinetuneConfig(epochs=0)),
-                   log=lambda m: None)
+    art = compress_uniform(source, tmp_path)
     c = art.extra["container"]
     assert art.validation["status"] == "passed"
     assert len(c["layers"]) == 28 and all(f["distinct_after"] <= 32 for f in c["layers"])

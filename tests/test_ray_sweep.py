@@ -133,6 +133,17 @@ def running_cell(node, title: bytes = b"ray::run_cell") -> bool:
     return False
 
 
+def kill_worker_mid_cell(cluster, proc, title: bytes = b"ray::run_cell") -> None:
+    """Kill the worker node as soon as it runs a cell of the sweep ``proc`` drives."""
+    worker = cluster.workers[0]
+    deadline = time.monotonic() + 600
+    while not running_cell(worker, title):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the worker node never ran a cell"
+        time.sleep(0.05)
+    cluster.kill(worker)
+
+
 @pytest.fixture
 def cluster(tmp_path_factory):
     pytest.importorskip("ray", reason="the [ray] extra is not installed")
@@ -148,13 +159,7 @@ def test_worker_node_lost_mid_sweep_report_complete_and_equal_to_local(cluster, 
     run's."""
     models, targets, precisions = ["squeezenet1_1.cifar10"], ["onnx"], ["fp32"]
     proc = head(argv(models, targets, precisions, tmp_path / "ray"), cluster)
-    worker = cluster.workers[0]
-    deadline = time.monotonic() + 600
-    while not running_cell(worker):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the worker node never ran a cell"
-        time.sleep(0.05)
-    cluster.kill(worker)
+    kill_worker_mid_cell(cluster, proc)
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err
     remote = json.loads((tmp_path / "ray" / "report.json").read_text())
