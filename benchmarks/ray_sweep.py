@@ -109,16 +109,19 @@ def markdown(res: dict) -> str:
         "# Sweep on a Ray cluster vs in one process",
         "",
         f"- command (both, the cluster run adds `--cluster <address>`): `deploy {' '.join(res['command'])}`",
-        f"- subset of the CIFAR-10 matrix: {len(a['models'])} models x {len(a['targets'])} "
+        f"- {'subset of the ' if res['subset_note'] else ''}CIFAR-10 matrix: "
+        f"{len(a['models'])} models x {len(a['targets'])} "
         f"targets x {len(a['precisions'])} precisions x threads {a['threads']}, "
-        f"{a['limit'] or 'all'} test images, {a['runs']} timed runs in {a['rounds']} rounds "
-        f"({res['subset_note']})",
+        f"{a['limit'] or 'all 10,000'} test images, {a['runs']} timed runs in {a['rounds']} "
+        f"rounds" + (f" ({res['subset_note']})" if res["subset_note"] else ""),
         f"- machine: {rep['machine']['cpu']['model']}, {rep['machine']['cpu']['cores']} cores; "
         f"cluster: {a['nodes']} Ray nodes on 127.0.0.1 with {a['cpus']} CPU(s) and one timing "
         f"slot each, all sharing these cores; ray {res['ray']}",
         f"- measured {res['date']}; load average (1/5/15 min) at the start of the local run "
         f"{_load(loc['load_start'])}, of the cluster run {_load(clu['load_start'])}, at its end "
-        f"{_load(clu['load_end'])} (other work shared the machine: see below)",
+        f"{_load(clu['load_end'])}" + (" (other work shared the machine: see below)"
+                                        if max(loc["load_start"][0], clu["load_start"][0])
+                                        > rep["machine"]["cpu"]["cores"] else ""),
         "",
         "| run | wall time | cells | retried |",
         "|---|---|---|---|",
