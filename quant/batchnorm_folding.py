@@ -12,30 +12,23 @@ from __future__ import annotations
 import copy
 
 
-def fold_batchnorm_graph(model):
+def fold_batchnorm_graph(model, *, untraceable: str = "raise"):
     """A copy of ``model`` in eval mode with every BatchNorm2d whose input is a Conv2d's output
-    (and that conv's only use) folded into the conv. Raises what tracing raises when the
-    model's forward cannot be traced."""
+    (and that conv's only use) folded into the conv. A model whose forward cannot be traced:
+    ``untraceable="raise"`` raises what tracing raised; ``"sequential"`` folds the pairs that
+    sit next to each other in an ``nn.Sequential`` instead."""
     import torch
-    from torch import fx, nn
+    from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-    class _Tracer(fx.Tracer):
-        def is_leaf_module(self, m, qualname):
-            return (isinstance(m, (nn.Conv2d, nn.BatchNorm2d))
-                    or super().is_leaf_module(m, qualname))
-
     model = copy.deepcopy(model).eval()
-    graph = _Tracer().trace(model)
+    try:
+        pairs = _traced_pairs(model)
+    except Exception:  # noqa: BLE001 - tracing fails on data-dependent control flow
+        if untraceable != "sequential":
+            raise
+        pairs = _sequential_pairs(model)
     modules = dict(model.named_modules())
-    pairs = []
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
-            continue
-        src = node.args[0]
-        if (isinstance(src, fx.Node) and src.op == "call_module"
-                and isinstance(modules[src.target], nn.Conv2d) and len(src.users) == 1):
-            pairs.append((src.target, node.target))
     with torch.no_grad():
         for conv_name, bn_name in pairs:
             conv, bn = modules[conv_name], modules[bn_name]
@@ -47,3 +40,39 @@ def fold_batchnorm_graph(model):
             parent, _, leaf = bn_name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, leaf, nn.Identity())
     return model
+
+
+def _traced_pairs(model) -> list[tuple[str, str]]:
+    from torch import fx, nn
+
+    class _Tracer(fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return (isinstance(m, (nn.Conv2d, nn.BatchNorm2d))
+                    or super().is_leaf_module(m, qualname))
+
+    graph = _Tracer().trace(model)
+    modules = dict(model.named_modules())
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
+            continue
+        src = node.args[0]
+        if (isinstance(src, fx.Node) and src.op == "call_module"
+                and isinstance(modules[src.target], nn.Conv2d) and len(src.users) == 1):
+            pairs.append((src.target, node.target))
+    return pairs
+
+
+def _sequential_pairs(model) -> list[tuple[str, str]]:
+    from torch import nn
+
+    pairs = []
+    for prefix, module in model.named_modules():
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for a, b in zip(names, names[1:]):
+                if (isinstance(module._modules[a], nn.Conv2d)
+                        and isinstance(module._modules[b], nn.BatchNorm2d)):
+                    dot = f"{prefix}." if prefix else ""
+                    pairs.append((dot + a, dot + b))
+    return pairs

@@ -48,22 +48,14 @@ class TargetLayer:
 
 
 def fold_batchnorm(model):
-    """A copy of ``model`` with every BatchNorm2d that directly follows a Conv2d in a
-    Sequential folded into that conv (the exporters' graphs contain the folded form)."""
+    """A frozen copy of ``model`` with every BatchNorm2d that follows a Conv2d folded into
+    that conv (the exporters' graphs contain the folded form); a model that cannot be traced
+    has the pairs inside its Sequentials folded."""
     import torch
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    model = copy.deepcopy(model).eval()
-    for module in list(model.modules()):
-        if not isinstance(module, nn.Sequential):
-            continue
-        names = list(module._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = module._modules[a], module._modules[b]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                module._modules[a] = fuse_conv_bn_eval(conv, bn)
-                module._modules[b] = nn.Identity()
+    from quant.batchnorm_folding import fold_batchnorm_graph
+
+    model = fold_batchnorm_graph(model, untraceable="sequential")
     with torch.no_grad():
         for p in model.parameters():
             p.requires_grad_(False)

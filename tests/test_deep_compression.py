@@ -257,3 +257,32 @@ def test_compress_googles_mobilenet_v1_with_tf_same_padding(tmp_path, shared_dat
     assert art.validation["status"] == "passed"
     assert len(c["layers"]) == 28 and all(f["distinct_after"] <= 32 for f in c["layers"])
     assert c["ratio_vs_target_file"] > 6
+
+
+def test_batchnorm_folding_of_an_untraceable_model():
+    """A forward with data-dependent control flow cannot be traced: the compress stage says so
+    (strict), bias correction folds the conv/BatchNorm pairs of its Sequentials instead."""
+    import torch
+    from torch import nn
+
+    from quant.batchnorm_folding import fold_batchnorm_graph
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+
+        def forward(self, x):
+            return self.body(x) if x.sum() > 0 else -self.body(x)
+
+    torch.manual_seed(0)
+    model = Branchy().eval()
+    model.body[1].running_var.uniform_(0.5, 2)
+    model.body[1].running_mean.uniform_(-1, 1)
+    with pytest.raises(Exception):
+        fold_batchnorm_graph(model)
+    folded = fold_batchnorm_graph(model, untraceable="sequential")
+    assert isinstance(folded.body[1], nn.Identity) and isinstance(model.body[1], nn.BatchNorm2d)
+    x = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-6)
