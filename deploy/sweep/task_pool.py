@@ -13,7 +13,8 @@ MAX_ATTEMPTS = 3
 class TaskPool:
     def __init__(self, ray, bar, on_loss: Callable[[], None] | None = None):
         self.ray, self.bar, self.on_loss = ray, bar, on_loss
-        self.inflight: dict[Any, tuple[Any, int, Callable[[], Any]]] = {}  # ref -> cell, attempt, launch
+        # object ref -> (cell, attempt, the launch that started it)
+        self.inflight: dict[Any, tuple[Any, int, Callable[[], Any]]] = {}
         self.retried: list[dict[str, Any]] = []
         self.placements: list[dict[str, Any]] = []
 
