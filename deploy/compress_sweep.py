@@ -75,8 +75,9 @@ def text_table(summary: dict[str, Any]) -> str:
     if resumed:
         text.append(f"{len(resumed)} of {len(summary['cells'])} settings finished in an "
                     f"earlier run of this sweep: not run again")
-    retried = (summary["executor"] or {}).get("retried") or []
+    retried = list(dict.fromkeys(r["cell"] for r in
+                                 (summary["executor"] or {}).get("retried") or []))
     if retried:
         text.append(f"{len(retried)} setting(s) ran again after losing their node or worker: "
-                    f"{', '.join(r['cell'] for r in retried)}")
+                    f"{', '.join(retried)}")
     return "\n".join(text)

@@ -9,12 +9,14 @@ BatchNorm becomes Identity, so the copy keeps every module name of the original.
 """
 from __future__ import annotations
 
+import collections
 import copy
 
 
 def fold_batchnorm_graph(model, *, untraceable: str = "raise"):
     """A copy of ``model`` in eval mode with every BatchNorm2d whose input is a Conv2d's output
-    (and that conv's only use) folded into the conv. A model whose forward cannot be traced:
+    (and that conv's only use) folded into the conv; a conv or BatchNorm module called at more
+    than one place in the forward is left as it is. A model whose forward cannot be traced:
     ``untraceable="raise"`` raises what tracing raised; ``"sequential"`` folds the pairs that
     sit next to each other in an ``nn.Sequential`` instead."""
     import torch
@@ -52,13 +54,16 @@ def _traced_pairs(model) -> list[tuple[str, str]]:
 
     graph = _Tracer().trace(model)
     modules = dict(model.named_modules())
+    calls = collections.Counter(n.target for n in graph.nodes if n.op == "call_module")
     pairs = []
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
             continue
         src = node.args[0]
+        # folding changes the modules themselves: only where each is called once
         if (isinstance(src, fx.Node) and src.op == "call_module"
-                and isinstance(modules[src.target], nn.Conv2d) and len(src.users) == 1):
+                and isinstance(modules[src.target], nn.Conv2d) and len(src.users) == 1
+                and calls[src.target] == 1 and calls[node.target] == 1):
             pairs.append((src.target, node.target))
     return pairs
 

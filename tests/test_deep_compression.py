@@ -279,10 +279,43 @@ def test_batchnorm_folding_of_an_untraceable_model():
     model = Branchy().eval()
     model.body[1].running_var.uniform_(0.5, 2)
     model.body[1].running_mean.uniform_(-1, 1)
-    with pytest.raises(Exception):
+    with pytest.raises(torch.fx.proxy.TraceError):
         fold_batchnorm_graph(model)
     folded = fold_batchnorm_graph(model, untraceable="sequential")
     assert isinstance(folded.body[1], nn.Identity) and isinstance(model.body[1], nn.BatchNorm2d)
     x = torch.rand(2, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(folded(x), model(x), atol=1e-6)
+
+
+def test_batchnorm_folding_leaves_modules_called_twice():
+    """A conv/BatchNorm pair applied at two places, and a BatchNorm that also follows a pooling:
+    folding either would change every call, so they stay; the output is the model's."""
+    import torch
+    from torch import nn
+
+    from quant.batchnorm_folding import fold_batchnorm_graph
+
+    class Reused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+            self.conv2, self.bn2 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+            self.once, self.bn_once = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            y = self.bn(self.conv(self.bn(self.conv(x))))  # the same pair twice
+            z = self.bn2(self.conv2(x)) + self.bn2(nn.functional.avg_pool2d(x, 1))
+            return y + z + self.bn_once(self.once(x))
+
+    torch.manual_seed(0)
+    model = Reused().eval()
+    for bn in (model.bn, model.bn2, model.bn_once):
+        bn.running_var.uniform_(0.5, 2)
+        bn.running_mean.uniform_(-1, 1)
+    folded = fold_batchnorm_graph(model)
+    assert isinstance(folded.bn, nn.BatchNorm2d) and isinstance(folded.bn2, nn.BatchNorm2d)
+    assert isinstance(folded.bn_once, nn.Identity)  # the pair used once is folded
+    x = torch.rand(2, 4, 3, 3)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-5)

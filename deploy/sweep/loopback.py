@@ -53,9 +53,12 @@ class LoopbackCluster:
         self.head_slot = head_slot
         self.cluster = None
         self.workers: list = []
+        self._saved_env: dict[str, str | None] = {}  # what start() replaced in os.environ
 
     def start(self) -> "LoopbackCluster":
-        os.environ.update(ray_environment(self.tmpdir))
+        env = ray_environment(self.tmpdir)
+        self._saved_env = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         from ray.cluster_utils import Cluster
 
         node = dict(num_cpus=self.cpus, resources={TIMING_SLOT: 1},
@@ -96,6 +99,12 @@ class LoopbackCluster:
         if self.cluster is not None:
             self.cluster.shutdown()
             self.cluster = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
         if self._owns_tmpdir:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 

@@ -141,7 +141,8 @@ class _Sweep:
         self.failed: dict[str, tuple] = {}  # model -> failed_model(...)
         self.resumed: list[str] = []
         self.bar = SweepProgress(len(cells), user)
-        self.pool = TaskPool(ray, self.bar, on_loss=self._refresh_capacity)
+        self.pool = TaskPool(ray, self.bar, on_loss=self._refresh_capacity,
+                             retry_if=lambda cell: cell.model not in self.failed)
         self.capacity = (0, 0)
         self.device_node = device_node  # with --device: the node every time cell runs on
         self.keys = self._keys()
@@ -207,7 +208,9 @@ class _Sweep:
                     raise DeployError(f"sweep stalled before {pending[0].label}")
                 break
             for cell, result in self.pool.wait(timeout=1.0):
-                if cell.model not in self.failed:  # else its model failed meanwhile: unused
+                if cell.model in self.failed:  # its model failed meanwhile: the result is unused
+                    self.bar.update(done=1)
+                else:
                     self._finish(cell, result, ran=True)
             if time.monotonic() - last_check > 5.0:
                 self._refresh_capacity()
@@ -369,8 +372,9 @@ class _Sweep:
                             f"compare latencies across models only within one kind")
         retried = self.pool.retried
         if retried:
-            warnings.append(f"{len(retried)} cell(s) ran again after losing their node or "
-                            f"worker: {', '.join(r['cell'] for r in retried)}")
+            cells = list(dict.fromkeys(r["cell"] for r in retried))  # a cell may retry twice
+            warnings.append(f"{len(cells)} cell(s) ran again after losing their node or "
+                            f"worker: {', '.join(cells)}")
         devices = [r["device"]["address"] for c, r in self.results.items()
                    if c.timing and r.get("device")]
         return {"executor": "ray", "address": address, "nodes": list(nodes.values()),

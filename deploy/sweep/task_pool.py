@@ -11,8 +11,10 @@ MAX_ATTEMPTS = 3
 
 
 class TaskPool:
-    def __init__(self, ray, bar, on_loss: Callable[[], None] | None = None):
-        self.ray, self.bar, self.on_loss = ray, bar, on_loss
+    def __init__(self, ray, bar, on_loss: Callable[[], None] | None = None,
+                 retry_if: Callable[[Any], bool] = lambda cell: True):
+        # on_loss: called once per lost task; retry_if: whether a lost cell is still wanted
+        self.ray, self.bar, self.on_loss, self.retry_if = ray, bar, on_loss, retry_if
         # object ref -> (cell, attempt, the launch that started it)
         self.inflight: dict[Any, tuple[Any, int, Callable[[], Any]]] = {}
         self.retried: list[dict[str, Any]] = []
@@ -38,6 +40,9 @@ class TaskPool:
             if err is not None:  # the node or worker was lost
                 text = str(err).strip()
                 reason = text.splitlines()[0] if text else type(err).__name__
+                if not self.retry_if(cell):
+                    finished.append((cell, {"error": f"lost its node or worker ({reason})"}))
+                    continue
                 if attempt < MAX_ATTEMPTS:
                     self.retried.append({"cell": cell.label, "attempt": attempt,
                                          "error": type(err).__name__, "reason": reason})
