@@ -293,6 +293,25 @@ def test_a_loopback_cluster_caches_nothing_beyond_its_life(monkeypatch):
     assert not cluster.tmpdir.exists()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_are_held_while_ray_runs_and_raised_between_waits(signum):
+    """Inside a session a Ctrl-C or SIGTERM raises nothing where it lands (inside Ray's own
+    code it could be lost); the sweep raises it at its next wait, as the CLI's interruption.
+    Afterwards the handlers are the ones before."""
+    from deploy.sweep.held_signals import held, raise_if_signalled
+    from edgebase.cli import Terminated
+
+    before = signal.getsignal(signum)
+    with held():
+        raise_if_signalled()  # nothing came yet
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # delivered here, and nothing was raised
+        with pytest.raises(Terminated if signum == signal.SIGTERM else KeyboardInterrupt):
+            raise_if_signalled()
+        raise_if_signalled()  # taken once
+    assert signal.getsignal(signum) is before
+
+
 @pytest.mark.parametrize("command", ["benchmark", "compress"])
 def test_cluster_without_ray_says_how_to_install(tmp_path, command):
     """The [ray] extra missing: one line naming the fix, exit non-zero, nothing written (a

@@ -79,13 +79,15 @@ class RayExecutor:
 def session(address: str, ray_log: Path):
     """Connected to the cluster at ``address`` with Ray's own output in ``ray_log``: yields
     (ray, the user's stream for the sweep's lines)."""
+    from deploy.sweep.held_signals import held
     from deploy.sweep.quiet import output_to
 
     ray = import_ray()
     with output_to(ray_log) as user:
         try:
             _connect(ray, address)
-            yield ray, user
+            with held():  # Ctrl-C raised by the sweep between waits, never inside Ray
+                yield ray, user
         finally:
             if ray.is_initialized():
                 ray.shutdown()

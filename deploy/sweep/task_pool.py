@@ -32,7 +32,11 @@ class TaskPool:
         """(cell, result) of each task that finished within ``timeout``: what the cell
         returned, ``{"error": ...}`` when it raised or gave up after losing its node
         ``MAX_ATTEMPTS`` times. A lost task is started again and not returned."""
+        from deploy.sweep.held_signals import raise_if_signalled
+
+        raise_if_signalled()
         done, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=timeout)
+        raise_if_signalled()
         finished = []
         for ref in done:
             cell, attempt, launch = self.inflight.pop(ref)
