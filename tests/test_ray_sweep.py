@@ -301,15 +301,21 @@ def test_signals_are_held_while_ray_runs_and_raised_between_waits(signum):
     from deploy.sweep.held_signals import held, raise_if_signalled
     from edgebase.cli import Terminated
 
-    before = signal.getsignal(signum)
-    with held():
-        raise_if_signalled()  # nothing came yet
-        os.kill(os.getpid(), signum)
-        time.sleep(0.05)  # delivered here, and nothing was raised
-        with pytest.raises(Terminated if signum == signal.SIGTERM else KeyboardInterrupt):
-            raise_if_signalled()
-        raise_if_signalled()  # taken once
-    assert signal.getsignal(signum) is before
+    # as in a terminal (a shell starts background jobs with SIGINT ignored, and held() keeps
+    # an ignored signal ignored)
+    mine = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+    outer = signal.signal(signum, mine)
+    try:
+        with held():
+            raise_if_signalled()  # nothing came yet
+            os.kill(os.getpid(), signum)
+            time.sleep(0.05)  # delivered here, and nothing was raised
+            with pytest.raises(Terminated if signum == signal.SIGTERM else KeyboardInterrupt):
+                raise_if_signalled()
+            raise_if_signalled()  # taken once
+        assert signal.getsignal(signum) is mine
+    finally:
+        signal.signal(signum, outer)
 
 
 @pytest.mark.parametrize("command", ["benchmark", "compress"])
