@@ -293,29 +293,41 @@ def test_a_loopback_cluster_caches_nothing_beyond_its_life(monkeypatch):
     assert not cluster.tmpdir.exists()
 
 
+HELD = """
+import os, signal, sys, time
+from deploy.sweep.held_signals import held, raise_if_signalled
+from edgebase.cli import Terminated
+signum = int(sys.argv[1])
+mine = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+signal.signal(signum, mine)  # as in a terminal (a background job starts with SIGINT ignored)
+with held():
+    raise_if_signalled()  # nothing came yet
+    os.kill(os.getpid(), signum)
+    time.sleep(0.05)  # delivered here, and nothing was raised
+    try:
+        raise_if_signalled()
+    except Terminated:
+        print("Terminated")
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt")
+    raise_if_signalled()  # taken once
+print("restored" if signal.getsignal(signum) is mine else "NOT restored")
+"""
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signals_are_held_while_ray_runs_and_raised_between_waits(signum):
     """Inside a session a Ctrl-C or SIGTERM raises nothing where it lands (inside Ray's own
     code it could be lost); the sweep raises it at its next wait, as the CLI's interruption.
-    Afterwards the handlers are the ones before."""
-    from deploy.sweep.held_signals import held, raise_if_signalled
-    from edgebase.cli import Terminated
-
-    # as in a terminal (a shell starts background jobs with SIGINT ignored, and held() keeps
-    # an ignored signal ignored)
-    mine = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
-    outer = signal.signal(signum, mine)
-    try:
-        with held():
-            raise_if_signalled()  # nothing came yet
-            os.kill(os.getpid(), signum)
-            time.sleep(0.05)  # delivered here, and nothing was raised
-            with pytest.raises(Terminated if signum == signal.SIGTERM else KeyboardInterrupt):
-                raise_if_signalled()
-            raise_if_signalled()  # taken once
-        assert signal.getsignal(signum) is mine
-    finally:
-        signal.signal(signum, outer)
+    Afterwards the handlers are the ones before. In a process of its own: the signals are
+    real."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    r = subprocess.run([sys.executable, "-c", HELD, str(int(signum))], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    raised = "Terminated" if signum == signal.SIGTERM else "KeyboardInterrupt"
+    assert r.stdout.split() == [raised, "restored"], r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("command", ["benchmark", "compress"])
