@@ -27,6 +27,7 @@ behind on failure.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import shutil
 import tempfile
@@ -34,6 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from edgebase.errors import ConfigError, DataError, ValidationError
 from edgebase.manifest import Artifact, file_facts, write_manifest
@@ -62,6 +65,7 @@ class CompressConfig:
     finetune: Any = None  # quant.finetune.FinetuneConfig; None: its defaults
     prune_layers: str = "sensitivity"  # per-layer shares: "sensitivity" scan or "uniform"
     share_layers: str = "sensitivity"  # per-layer bits: "sensitivity" scan or "uniform"
+    share_scale: str = "channel"  # codebook over channel-scaled weights, or raw ("layer")
     progress: bool = True
 
     def __post_init__(self):
@@ -87,6 +91,10 @@ class CompressConfig:
                             ("--share-layers", self.share_layers)):
             if value not in PER_LAYER:
                 raise ConfigError(f"{flag} {value!r}: one of {', '.join(PER_LAYER)}")
+        from quant.weight_sharing import SCALES
+
+        if self.share_scale not in SCALES:
+            raise ConfigError(f"--share-scale {self.share_scale!r}: one of {', '.join(SCALES)}")
         if self.train_data is not None and self.distill_data is not None:
             raise ConfigError("--train-data and --distill-data: give one (labelled images, or "
                               "unlabelled ones for distillation)")
@@ -123,7 +131,6 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
     from edgebase.capabilities import get_target
     from device_runners.container import unpack
     from quant.container_writer import read_files, write_container
-    from quant.weight_sharing import weighted_layers
 
     target = get_target(config.target)
     out = config.output_dir / f"{file_stem(source)}{target.suffix}{SUFFIX}"
@@ -134,7 +141,7 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
 
         torch.set_num_threads(config.threads)
     t0 = time.perf_counter()
-    model, steps = _prune_and_share(source, config, tuning, evaluation, log)
+    model, steps, factors = _prune_and_share(source, config, tuning, evaluation, log)
     shared_weights = {**source.weights, "deep_compression": {
         "prune": config.prune, "share_bits": config.share_bits,
         "per_layer": [config.prune_layers, config.share_layers], "batchnorm_folded": True,
@@ -150,7 +157,7 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
         model_file = work / exported.file
         files = read_files(model_file, target.companions)
         files[model_file.name + ".json"] = (work / (model_file.name + ".json")).read_bytes()
-        layers = {name: m.weight.detach().numpy() for name, m in weighted_layers(model)}
+        layers = _container_layers(model, factors)
         tmp = work / ("container" + SUFFIX)
         sizes = write_container(files, layers, tmp, gap_bits=config.gap_bits)
         seconds = time.perf_counter() - t0
@@ -170,7 +177,8 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
         model_bytes = sum(len(v) for k, v in files.items() if not k.endswith(".json"))
         record = {"name": "deep_compression", "prune": config.prune,
                   "prune_layers": config.prune_layers, "share_bits": config.share_bits,
-                  "share_layers": config.share_layers, "gap_bits": config.gap_bits,
+                  "share_layers": config.share_layers, "share_scale": config.share_scale,
+                  "gap_bits": config.gap_bits,
                   "huffman": True, "batchnorm_folded": True, "fine_tuned": tuning.used,
                   "steps": steps}
         artifact = exported.replace(
@@ -231,29 +239,45 @@ def _prune_and_share(source, config: CompressConfig, tuning, evaluation, log):
         step["top1"] = _torch_top1(evaluation, model, "after pruning", log)
         steps["pruning"] = step
     model = fold_batchnorm(model)
-    step = {"bits": config.share_bits, "init": "linear"}
+    step = {"bits": config.share_bits, "init": "linear", "scale": config.share_scale}
     bits: float | dict[str, int] = int(config.share_bits)
     if config.share_layers == "sensitivity" and config.share_bits < 8:
         from quant.layer_sensitivity import sharing_bits
 
-        bits, step["per_layer"] = _scanned("sharing (bits)", sharing_bits, model,
-                                           config.share_bits, tuning, source, log)
+        bits, step["per_layer"] = _scanned(
+            "sharing (bits)", functools.partial(sharing_bits, scale=config.share_scale), model,
+            config.share_bits, tuning, source, log)
     else:
         step["per_layer"] = {"per_layer": "uniform"}
-    changed = share_weights(model, bits)
+    changed = share_weights(model, bits, config.share_scale)
     step["layers_changed"] = len(changed)
     log(f"shared: {len(changed)} of {len(before)} layers changed (the others already had few "
         f"enough values: kept bit for bit)")
     if tuning.wanted and (changed or config.prune > 0):
         step["finetune"] = centroid_finetune(
             model, [n for n, _ in weighted_layers(model)], tuning.data(log), config.finetune,
-            teacher=source.model, progress=config.progress, log=log)
+            teacher=source.model, progress=config.progress, log=log, factors=changed)
         tuning.used = True
     step["top1"] = _torch_top1(evaluation, model, "after sharing", log)
     steps["sharing"] = step
     steps["dense_top1"] = evaluation.dense_top1 if evaluation is not None else None
-    steps["layers"] = layer_facts(model, before)
-    return model, steps
+    steps["layers"] = layer_facts(model, before, changed)
+    return model, steps, changed
+
+
+def _container_layers(model, factors: dict) -> dict[str, Any]:
+    """Per conv/linear layer what the container stores: its channel-scaled factors, checked
+    to give the model's weights bit for bit, or the weights themselves."""
+    from quant.weight_sharing import weighted_layers
+
+    layers: dict[str, Any] = {}
+    for name, m in weighted_layers(model):
+        w, f = m.weight.detach().numpy(), factors.get(name)
+        if f is not None and not np.array_equal(f.weights().view(np.int32), w.view(np.int32)):
+            raise ValidationError(f"layer {name}: its weights are not codebook x scale bit "
+                                  f"for bit")
+        layers[name] = w if f is None else f
+    return layers
 
 
 def _scanned(step: str, choose, model, target, tuning, source, log):

@@ -38,6 +38,7 @@ def run_sweep(spec: ModelSpec, cells: list, executor, output_dir: Path, command:
         "settings": {"prune": sorted({c.prune for c in cells}),
                      "share_bits": sorted({c.share_bits for c in cells}),
                      "prune_layers": first.prune_layers, "share_layers": first.share_layers,
+                     "share_scale": first.share_scale,
                      "epochs": first.finetune.epochs,
                      "eval_data": str(first.eval_data) if first.eval_data else None,
                      "eval_limit": first.eval_limit},

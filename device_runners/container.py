@@ -21,6 +21,9 @@ version 1 padded every codebook to 256 entries, version 2 stores only those in u
 "sparse" -- ``gap`` = zeros skipped before an entry, ``gap_bits`` wide; a run of zeros longer
 than the widest gap is bridged by stored entries of code 0 (value 0.0), as in Han et al. -- or
 "dense" for layers pruning left mostly dense: a code for every weight and no gap stream.
+Version 3 adds channel-scaled layers: ``scales`` (the place in the blob of one float32 per
+output channel) and ``scale_axis`` (that axis in the stored shape); each weight is then
+``codebook[code] * scale`` in float32, and the codebook holds the shared scaled values.
 """
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ from device_runners import huffman
 
 MAGIC = b"EDCZ"
 VERSION = 2
-READS = (1, 2)  # version 1 always stored 256 codebook entries; 2 stores the entries in use
+VERSION_SCALED = 3  # written only by containers that have channel-scaled layers
+READS = (1, 2, 3)  # version 1 always stored 256 codebook entries; 2 stores the entries in use
 SUFFIX = ".edc"
 CODEBOOK = 256  # most entries a codebook may have (8-bit codes)
 # what a container may make the runner allocate: its files decoded at most MAX_RATIO times its
@@ -123,6 +127,7 @@ def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
                 raise ValueError("gap table of the wrong size")
             gaps = huffman.decode(c.piece(layer["gaps"]), gap_len, count)
             positions = np.cumsum(gaps + 1) - 1
+        scales = _scales(c, layer, shape)
     except HEADER_ERRORS as e:  # HuffmanError is a ValueError
         name = layer.get("name", "?") if isinstance(layer, dict) else "?"
         raise ModelFileError(f"{c.path}: layer {name!r} cannot be decoded ({e})") from None
@@ -131,7 +136,22 @@ def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
                              f"{size} values")
     flat = np.zeros(size, np.float32)
     flat[positions] = codebook[codes]
-    return flat.reshape(shape)
+    if scales is None:
+        return flat.reshape(shape)
+    return (flat.reshape(shape) * scales).astype(np.float32)
+
+
+def _scales(c: Container, layer: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
+    """A channel-scaled layer's scales, shaped to multiply its stored tensor (or None)."""
+    if "scales" not in layer:
+        return None
+    axis = int(layer["scale_axis"])
+    if not 0 <= axis < len(shape):
+        raise ValueError(f"scale axis {axis} of a {len(shape)}-D tensor")
+    scales = np.frombuffer(c.piece(layer["scales"]), "<f4")
+    if len(scales) != shape[axis] or not np.isfinite(scales).all():
+        raise ValueError(f"{len(scales)} scales (finite) for {shape[axis]} channels expected")
+    return scales.reshape([-1 if a == axis else 1 for a in range(len(shape))])
 
 
 def unpack(path: str | os.PathLike | Container, out_dir: str | os.PathLike) -> list[Path]:

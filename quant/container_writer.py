@@ -1,7 +1,9 @@
 """Write a Deep Compression container (``.edc``, format in ``device_runners.container``).
 
 ``write_container(files, layers, out)`` takes the exported model file(s) as bytes and, per
-compressed layer, its dense float32 weights (at most 255 distinct non-zero values). Each
+compressed layer, its dense float32 weights (at most 255 distinct non-zero values) or its
+channel-scaled factors (``quant.weight_sharing.SharedLayer``: codebook, codes, a float32 scale
+per output channel). Each
 layer's bytes are found in the files by exact search, in the layouts exporters write
 (PyTorch's OIHW, TFLite's OHWI and depthwise 1HWO), and cut out; the container stores the
 rest of the file (zlib) and the layer as a codebook, Huffman-coded codebook indices and
@@ -23,7 +25,7 @@ import numpy as np
 from edgebase.errors import ConfigError
 from edgebase.files import write_bytes_atomic
 from device_runners import huffman
-from device_runners.container import CODEBOOK, MAGIC, VERSION
+from device_runners.container import CODEBOOK, MAGIC, VERSION, VERSION_SCALED
 
 # byte orders a 4-D conv weight is stored in: PyTorch/ONNX/OpenVINO OIHW, TFLite OHWI,
 # TFLite depthwise 1HWC (the I axis of a depthwise OIHW weight is 1)
@@ -44,6 +46,14 @@ def codebook_of(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nz = flat != 0
     codes[nz] = np.searchsorted(values, flat[nz]) + 1
     return book, codes
+
+
+def compact(book: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codebook of the entries in use, entry 0 kept, codes renumbered to it)."""
+    used = np.union1d([0], np.unique(codes))
+    if len(used) > CODEBOOK:
+        raise ConfigError(f"{len(used)} codebook entries in use; at most {CODEBOOK} per layer")
+    return np.asarray(book, np.float32)[used], np.searchsorted(used, codes)
 
 
 def sparse_entries(codes: np.ndarray, gap_bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +125,7 @@ def locate(files: Mapping[str, bytes], w: np.ndarray, name: str) -> tuple[str, i
     return found[0]
 
 
-def write_container(files: Mapping[str, bytes], layers: Mapping[str, np.ndarray],
+def write_container(files: Mapping[str, bytes], layers: Mapping[str, object],
                     out: str | os.PathLike, gap_bits: int = 4) -> dict:
     """Write the container; returns size facts (bytes per part) for the manifest."""
     blob = bytearray()
@@ -126,21 +136,31 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, np.ndarray]
         return where
 
     holes: dict[str, list[dict]] = {f: [] for f in files}
-    entries, sizes = [], {"codebooks": 0, "codes": 0, "gaps": 0}
+    entries, sizes = [], {"codebooks": 0, "scales": 0, "codes": 0, "gaps": 0}
     before_huffman = np.zeros(2)  # layers after pruning, after sharing (fixed-width codes)
-    for index, (name, w) in enumerate(layers.items()):
-        w = np.asarray(w, np.float32)
+    for index, (name, layer) in enumerate(layers.items()):
+        scaled = hasattr(layer, "scales")
+        w = layer.weights() if scaled else np.asarray(layer, np.float32)
         fname, offset, perm = locate(files, w, name)
         holes[fname].append({"offset": offset, "layer": index, "bytes": w.nbytes})
         stored = np.transpose(w, perm)  # the order its bytes have in the file
-        book, codes = codebook_of(stored)
+        if scaled:
+            book, codes = compact(layer.book, np.transpose(layer.codes, perm))
+            codes = codes.reshape(-1)
+        else:
+            book, codes = codebook_of(stored)
         # shape as stored in the file; perm maps PyTorch's axes to it (for reading, not decoding)
         entry = {"name": name, "shape": list(stored.shape), "perm": list(perm),
                  "codebook": put(book.astype("<f4").tobytes())}
+        if scaled:  # the output channels (PyTorch's axis 0) lie on axis perm.index(0)
+            entry["scales"] = put(np.asarray(layer.scales, "<f4").tobytes())
+            entry["scale_axis"] = list(perm).index(0)
+            sizes["scales"] += entry["scales"]["bytes"]
         positions, sparse_count = _cheaper_positions(codes, len(book), gap_bits, put)
         entry.update(positions)
         entries.append(entry)
         before_huffman += fixed_width_bytes(codes.size, sparse_count, len(book), gap_bits)
+        before_huffman[1] += entry["scales"]["bytes"] if scaled else 0
         sizes["codebooks"] += entry["codebook"]["bytes"]
         sizes["codes"] += entry["codes"]["bytes"]
         sizes["gaps"] += entry["gaps"]["bytes"] if "gaps" in entry else 0
@@ -163,11 +183,13 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, np.ndarray]
                                        "files": file_entries, "layers": entries},
                                       separators=(",", ":")).encode("utf-8"), 9)
     sizes["header"] = len(header)
-    data = MAGIC + struct.pack("<HI", VERSION, len(header)) + header + bytes(blob)
+    # the oldest version that describes it, so that runners without scales still read it
+    version = VERSION_SCALED if sizes["scales"] else VERSION
+    data = MAGIC + struct.pack("<HI", version, len(header)) + header + bytes(blob)
     write_bytes_atomic(out, data)
     sizes["total"] = len(data)
     sizes["files"] = sum(len(d) for d in files.values())
-    rest = len(data) - sizes["codebooks"] - sizes["codes"] - sizes["gaps"]
+    rest = len(data) - sizes["codebooks"] - sizes["scales"] - sizes["codes"] - sizes["gaps"]
     sizes["after_pruning"] = int(round(rest + before_huffman[0]))
     sizes["after_sharing"] = int(round(rest + before_huffman[1]))
     return sizes

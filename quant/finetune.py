@@ -76,19 +76,25 @@ def _mask_parametrization(mask):
     return Mask()
 
 
-def _codebook_parametrization(index, centroids):
+def _codebook_parametrization(index, centroids, scales=None):
     from torch import nn
 
     class Codebook(nn.Module):
-        """weight = [0, c_1 .. c_k][index]; the parameter is (c_1 .. c_k)."""
+        """weight = [0, c_1 .. c_k][index] (times the output channel's scale, when scaled);
+        the parameter is (c_1 .. c_k)."""
 
         def __init__(self):
             super().__init__()
             self.register_buffer("index", index)
+            self.register_buffer("scales", scales)
             self.initial = centroids
 
         def forward(self, c):
-            return nn.functional.pad(c, (1, 0))[self.index]
+            w = nn.functional.pad(c, (1, 0))[self.index]
+            if self.scales is None:
+                return w
+            # one float32 product per weight, as the container's decoder computes it
+            return w * self.scales.reshape((-1,) + (1,) * (w.ndim - 1))
 
         def right_inverse(self, w):
             return self.initial.to(w.dtype)
@@ -130,23 +136,32 @@ def masked_finetune(model, masks: dict[str, Any], data, config: FinetuneConfig, 
 
 
 def centroid_finetune(model, layers: list[str], data, config: FinetuneConfig, teacher=None,
-                      progress: bool = True, log: Callable[[str], None] = print
-                      ) -> dict[str, Any]:
+                      progress: bool = True, log: Callable[[str], None] = print,
+                      factors: dict | None = None) -> dict[str, Any]:
     """Fine-tune the codebooks of the shared ``layers`` of ``model`` (and every parameter that
     is not a conv/linear weight, such as biases) in place; the weights of layers not listed
-    stay fixed."""
+    stay fixed. A layer with factors (``quant.weight_sharing.SharedLayer``, channel-scaled)
+    trains its codebook under its fixed scales, and its factors' book is updated."""
+    import numpy as np
     import torch
     from torch.nn.utils import parametrize
 
     modules = dict(model.named_modules())
+    factors = factors or {}
     for name in layers:
-        w = modules[name].weight.detach()
-        values = torch.unique(w[w != 0])  # sorted
-        index = torch.zeros(w.shape, dtype=torch.long)
-        nz = w != 0
-        index[nz] = torch.searchsorted(values, w[nz]) + 1
-        parametrize.register_parametrization(modules[name], "weight",
-                                             _codebook_parametrization(index, values.clone()))
+        f = factors.get(name)
+        if f is not None:
+            index, values = torch.from_numpy(f.codes), torch.from_numpy(f.book[1:].copy())
+            scales = torch.from_numpy(f.scales)
+        else:
+            w = modules[name].weight.detach()
+            values = torch.unique(w[w != 0])  # sorted
+            index = torch.zeros(w.shape, dtype=torch.long)
+            nz = w != 0
+            index[nz] = torch.searchsorted(values, w[nz]) + 1
+            scales = None
+        parametrize.register_parametrization(
+            modules[name], "weight", _codebook_parametrization(index, values.clone(), scales))
     try:
         params = []
         for n, p in model.named_parameters():
@@ -160,6 +175,9 @@ def centroid_finetune(model, layers: list[str], data, config: FinetuneConfig, te
     finally:
         _drop_grads(model)  # a centroid's gradient would stay on the weight it turns into
         for name in layers:
+            if factors.get(name) is not None:
+                trained = modules[name].parametrizations.weight.original.detach().numpy()
+                factors[name].book = np.concatenate([[0.0], trained]).astype(np.float32)
             parametrize.remove_parametrizations(modules[name], "weight", leave_parametrized=True)
         for p in model.parameters():
             p.requires_grad_(True)

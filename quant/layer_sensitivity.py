@@ -101,11 +101,13 @@ def pruning_shares(model, x, target: float) -> tuple[dict[str, float], dict[str,
                            shares, t0)
 
 
-def sharing_bits(model, x, mean_bits: float) -> tuple[dict[str, int], dict[str, Any]]:
+def sharing_bits(model, x, mean_bits: float, scale: str = "layer"
+                 ) -> tuple[dict[str, int], dict[str, Any]]:
     """(codebook bits per layer, record) for a mean code width of at most ``mean_bits`` over
-    the non-zero weights of ``model`` (pruned, BN folded); no layer above 8 bits."""
+    the non-zero weights of ``model`` (pruned, BN folded); no layer above 8 bits. ``scale``:
+    codebooks over raw or channel-scaled weights, as the sharing will use them."""
     t0 = time.perf_counter()
-    sensitivity = scan(model, x, BIT_LEVELS, kmeans_share)
+    sensitivity = scan(model, x, BIT_LEVELS, lambda w, bits: kmeans_share(w, bits, scale))
     sizes = {name: max(1, int(np.count_nonzero(m.weight.detach().numpy())))
              for name, m in weighted_layers(model)}
     saved = [(8 - b) / 8 for b in BIT_LEVELS]

@@ -5,10 +5,37 @@ Both act on the weights of convolutions and linear layers in place and return wh
 per layer. Layers whose weights already take at most 2**bits distinct values (a model that
 was shared before, such as Song Han's SqueezeNet file) are left exactly as they are, so
 re-encoding them is lossless. Fine-tuning after each step is ``quant.finetune``.
+
+Codebooks are per layer, as in the paper (``scale="layer"``), or per layer over weights scaled
+per output channel (``scale="channel"``: each channel divided by its largest magnitude before
+k-means, so a layer's channels share one codebook of values in [-1, 1] and each keeps its own
+float32 scale, as Core ML's per-channel-scale palettization does). BatchNorm folding gives the
+channels of one layer ranges that differ by orders of magnitude; one plain codebook then
+spends its entries on the wide channels and rounds the narrow ones coarsely.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+SCALES = ("channel", "layer")  # one codebook per layer, over channel-scaled or raw weights
+
+
+@dataclass
+class SharedLayer:
+    """A layer stored as ``book[codes] * scales`` (scales along PyTorch's output axis 0):
+    ``book`` float32 with entry 0 = 0.0, ``codes`` int64 in the weight's shape, ``scales``
+    float32 per output channel. The product is one float32 multiplication per weight, so
+    PyTorch, numpy and the runner's decoder give the same bits."""
+
+    book: np.ndarray
+    codes: np.ndarray
+    scales: np.ndarray
+
+    def weights(self) -> np.ndarray:
+        shape = (-1,) + (1,) * (self.codes.ndim - 1)
+        return (self.book[self.codes] * self.scales.reshape(shape)).astype(np.float32)
 
 def weighted_layers(model) -> list[tuple[str, object]]:
     """Every convolution and linear layer, subclasses too (a conv with TF "SAME" padding)."""
@@ -29,16 +56,48 @@ def prune_magnitude(w: np.ndarray, sparsity: float) -> np.ndarray:
     return np.where(np.abs(w) <= cut, 0.0, w).astype(w.dtype)
 
 
-def kmeans_share(w: np.ndarray, bits: int, iterations: int = 30) -> np.ndarray:
+def kmeans_share(w: np.ndarray, bits: int, scale: str = "layer") -> np.ndarray:
     """``w`` with every non-zero weight replaced by the nearest of 2**bits - 1 centroids
-    (linear initialisation between min and max, Lloyd iterations on the non-zeros); zeros
-    stay zero (entry 0 of the codebook). Returns ``w`` itself when it already takes few
-    enough values."""
-    nz = w != 0
-    values = w[nz].astype(np.float64)
-    k = (1 << bits) - 1
-    if len(np.unique(values)) <= k:
+    (per-layer codebook over raw or channel-scaled weights, see ``share_layer``); zeros stay
+    zero. Returns ``w`` itself when it already takes few enough values."""
+    shared = share_layer(w, bits, scale)
+    if shared is None:
         return w
+    return shared if isinstance(shared, np.ndarray) else shared.weights()
+
+
+def share_layer(w: np.ndarray, bits: int, scale: str = "layer"
+                ) -> np.ndarray | SharedLayer | None:
+    """None when ``w`` already takes at most 2**bits - 1 distinct non-zero values (kept as
+    is); else the shared weights (``scale="layer"``) or their factors (``"channel"``)."""
+    k = (1 << bits) - 1
+    if len(np.unique(w[w != 0])) <= k:
+        return None
+    if scale == "layer":
+        return _kmeans(w, k)
+    flat = w.reshape(w.shape[0], -1)
+    scales = np.abs(flat).max(axis=1).astype(np.float32)
+    scales[scales == 0] = 1.0  # a channel pruned away entirely
+    normalised = (flat / scales[:, None]).astype(np.float32)
+    centroids, member = _centroids(normalised[normalised != 0].astype(np.float64), k)
+    codes = np.zeros(normalised.shape, np.int64)
+    codes[normalised != 0] = member + 1
+    book = np.concatenate([[0.0], centroids]).astype(np.float32)
+    return SharedLayer(book, codes.reshape(w.shape), scales)
+
+
+def _kmeans(w: np.ndarray, k: int) -> np.ndarray:
+    nz = w != 0
+    centroids, member = _centroids(w[nz].astype(np.float64), k)
+    out = np.zeros_like(w)
+    out[nz] = centroids[member].astype(w.dtype)
+    return out
+
+
+def _centroids(values: np.ndarray, k: int, iterations: int = 30
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(k centroids ascending, index of each value's): linear initialisation between min and
+    max, as the paper found best, then Lloyd iterations."""
     centroids = np.linspace(values.min(), values.max(), k)
     for _ in range(iterations):
         edges = (centroids[1:] + centroids[:-1]) / 2
@@ -49,10 +108,7 @@ def kmeans_share(w: np.ndarray, bits: int, iterations: int = 30) -> np.ndarray:
         if np.allclose(moved, centroids):
             break
         centroids = np.sort(moved)
-    member = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values)
-    out = np.zeros_like(w)
-    out[nz] = centroids[member].astype(w.dtype)
-    return out
+    return centroids, np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values)
 
 
 def magnitude_masks(model, sparsity: float | dict[str, float]) -> dict[str, np.ndarray]:
@@ -78,32 +134,44 @@ def apply_masks(model, masks: dict[str, np.ndarray]) -> None:
             w.copy_(torch.where(torch.from_numpy(mask), w, torch.zeros((), dtype=w.dtype)))
 
 
-def share_weights(model, bits: int | dict[str, int]) -> list[str]:
+def share_weights(model, bits: int | dict[str, int], scale: str = "layer"
+                  ) -> dict[str, SharedLayer | None]:
     """k-means-share every conv/linear weight of ``model`` in place (``bits``: one codebook
-    size for all layers, or one per layer name); the names of the layers that changed (those
-    already on at most 2**bits - 1 non-zero values are kept as they are)."""
+    size for all layers, or one per layer name); per layer that changed, its factors
+    (``scale="channel"``) or None (a plain codebook, read back from the weights). Layers
+    already on at most 2**bits - 1 non-zero values are kept as they are."""
     import torch
 
-    changed = []
+    changed: dict[str, SharedLayer | None] = {}
     for name, m in weighted_layers(model):
         w = m.weight.detach().cpu().numpy()
-        shared = kmeans_share(w, bits[name] if isinstance(bits, dict) else bits)
-        if shared is not w:
-            with torch.no_grad():
-                m.weight.copy_(torch.from_numpy(shared))
-            changed.append(name)
+        shared = share_layer(w, bits[name] if isinstance(bits, dict) else bits, scale)
+        if shared is None:
+            continue
+        factors = shared if isinstance(shared, SharedLayer) else None
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(factors.weights() if factors else shared))
+        changed[name] = factors
     return changed
 
 
-def layer_facts(model, before: dict[str, np.ndarray]) -> list[dict]:
+def layer_facts(model, before: dict[str, np.ndarray], factors: dict | None = None
+                ) -> list[dict]:
     """Per layer: weights, non-zeros, distinct values before (``before``: the dense parent's
-    folded weights) and now, and whether the layer is bit for bit what it was."""
+    folded weights) and now, the non-zero codebook entries it is stored with (its distinct
+    non-zeros, or for a channel-scaled layer the entries its codes use), and whether the
+    layer is bit for bit what it was."""
     facts = []
     for name, m in weighted_layers(model):
         w, w0 = m.weight.detach().cpu().numpy(), before[name]
+        f = (factors or {}).get(name)
+        entries = len(np.unique(f.codes[f.codes != 0])) if f is not None \
+            else len(np.unique(w[w != 0]))
         facts.append({"layer": name, "weights": int(w.size),
                       "nonzero": int(np.count_nonzero(w)),
                       "distinct_before": int(len(np.unique(w0))),
                       "distinct_after": int(len(np.unique(w))),
+                      "codebook_entries": int(entries),
+                      "scale": "channel" if f is not None else "layer",
                       "unchanged": bool(np.array_equal(w0, w))})
     return facts

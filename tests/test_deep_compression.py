@@ -103,6 +103,74 @@ def test_codebooks_hold_only_the_values_in_use_and_version_1_still_decodes(tmp_p
     assert {p.name: p.read_bytes() for p in out} == files
 
 
+def _channel_ranges(rng, shape):
+    """Weights whose output channels span three orders of magnitude, as BatchNorm folding
+    leaves them."""
+    w = (rng.normal(0, 1, shape) * 10.0 ** rng.uniform(-3, 0, (shape[0],) + (1,) *
+         (len(shape) - 1))).astype(np.float32)
+    w[rng.random(shape) > 0.4] = 0.0
+    return w
+
+
+@pytest.mark.parametrize("layout", [None, (0, 2, 3, 1), (1, 2, 3, 0)],
+                         ids=["OIHW", "OHWI", "depthwise-1HWC"])
+def test_channel_scaled_layers_round_trip_bit_for_bit(tmp_path, layout):
+    from device_runners.container import VERSION, VERSION_SCALED
+    from quant.weight_sharing import SharedLayer, share_layer
+
+    rng = np.random.default_rng(7)
+    shape = (12, 1, 3, 3) if layout == (1, 2, 3, 0) else (12, 6, 3, 3)
+    w = _channel_ranges(rng, shape)
+    shared = share_layer(w, 4, "channel")
+    assert isinstance(shared, SharedLayer) and len(np.unique(shared.codes)) <= 16
+    plain = _channel_ranges(rng, (10, 16))
+    layers = {"w": shared, "fc": share_layer(plain, 5, "layer")}
+    files = {"m.bin": _file_with(shared.weights(), layout=layout) + _file_with(layers["fc"])}
+    sizes = write_container(files, layers, tmp_path / "x.edc")
+    c = read(tmp_path / "x.edc")
+    assert c.header["layers"][0]["scale_axis"] == list(layout or range(4)).index(0)
+    assert "scales" not in c.header["layers"][1] and sizes["scales"] == 4 * 12
+    assert int.from_bytes((tmp_path / "x.edc").read_bytes()[4:6], "little") == VERSION_SCALED
+    out = unpack(tmp_path / "x.edc", tmp_path / "out")
+    assert {p.name: p.read_bytes() for p in out} == files
+    # per channel the relative error is what the 15 shared values allow, in every channel
+    err = np.abs(shared.weights() - w).reshape(12, -1).max(1) / np.abs(w).reshape(12, -1).max(1)
+    assert err.max() < 0.1
+    write_container({"m.bin": _file_with(layers["fc"])}, {"fc": layers["fc"]},
+                    tmp_path / "plain.edc")  # no scaled layer: the older version is written
+    assert int.from_bytes((tmp_path / "plain.edc").read_bytes()[4:6], "little") == VERSION
+
+
+def test_one_codebook_per_layer_rounds_narrow_channels_away():
+    """Why channel scales: on BatchNorm-folded ranges a per-layer codebook zeroes or badly
+    rounds the narrow channels; channel-scaled codebooks keep every channel."""
+    from quant.weight_sharing import kmeans_share
+
+    w = _channel_ranges(np.random.default_rng(3), (32, 16, 3, 3))
+
+    def worst(shared):
+        e = np.linalg.norm((shared - w).reshape(32, -1), axis=1)
+        return float((e / np.linalg.norm(w.reshape(32, -1), axis=1)).max())
+
+    assert worst(kmeans_share(w, 5, "channel")) < 0.1 < 0.5 < worst(kmeans_share(w, 5, "layer"))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda layer: layer.update(scale_axis=7),
+    lambda layer: layer["scales"].update(bytes=layer["scales"]["bytes"] - 4),
+])
+def test_damaged_scales_are_one_line_errors(tmp_path, edit):
+    from quant.weight_sharing import share_layer
+
+    w = _channel_ranges(np.random.default_rng(5), (8, 8, 3, 3))
+    shared = share_layer(w, 5, "channel")
+    write_container({"m.onnx": _file_with(shared.weights())}, {"w": shared}, tmp_path / "x.edc")
+    with pytest.raises(ModelFileError, match="cannot be decoded") as err:
+        unpack(_with_header(tmp_path / "x.edc", lambda h: edit(h["layers"][0])),
+               tmp_path / "out")
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
 def test_long_zero_runs_get_fillers():
     codes = np.zeros(100, np.int64)
     codes[[0, 40, 41]] = [3, 5, 7]
@@ -226,7 +294,8 @@ def test_compress_a_batchnorm_net_with_pruning_and_sharing_no_finetuning(tmp_pat
     art = compress_uniform(source, tmp_path)
     c = art.extra["container"]
     assert art.validation["status"] == "passed"  # the file against the shared parent
-    assert all(f["distinct_after"] <= 32 for f in c["layers"])
+    assert all(f["codebook_entries"] <= 31 for f in c["layers"])  # 5 bits, 0 apart
+    assert {f["scale"] for f in c["layers"]} == {"channel"}  # the default
     assert c["ratio_vs_target_file"] > 6
     sizes = c["sizes"]  # the paper's columns: each step smaller than the one before
     assert sizes["files"] > sizes["after_pruning"] > sizes["after_sharing"] > sizes["total"]
@@ -255,7 +324,7 @@ def test_compress_googles_mobilenet_v1_with_tf_same_padding(tmp_path, shared_dat
     art = compress_uniform(source, tmp_path)
     c = art.extra["container"]
     assert art.validation["status"] == "passed"
-    assert len(c["layers"]) == 28 and all(f["distinct_after"] <= 32 for f in c["layers"])
+    assert len(c["layers"]) == 28 and all(f["codebook_entries"] <= 31 for f in c["layers"])
     assert c["ratio_vs_target_file"] > 6
 
 

@@ -202,7 +202,9 @@ def test_compress_fine_tunes_and_records_every_step(tmp_path, shared_data):
         assert ft["steps"] == 256 // 64 and ft["seconds"] > 0 and ft["lr"] > 0
         assert step["top1"] is not None
     c = art["extra"]["container"]
-    assert all(f["distinct_after"] <= 32 for f in c["layers"])
+    # channel-scaled codebooks (the default) trained under their fixed scales, and stored
+    assert all(f["codebook_entries"] <= 31 and f["scale"] == "channel" for f in c["layers"])
+    assert c["sizes"]["scales"] > 0
     assert abs(c["accuracy"]["top1"] - sharing["top1"]) <= 1.0  # file vs PyTorch, same net
     manifest = json.loads((tmp_path / (art["file"] + ".json")).read_text())
     assert manifest["passes"][-1]["steps"]["sharing"]["finetune"]["optimizer"] == "adam"

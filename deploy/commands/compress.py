@@ -39,6 +39,7 @@ def add_arguments(p) -> None:
     from edgebase.cli_flags import POSITIVE, add_model_build, output_dir
     from deploy.compress_stage import PER_LAYER
     from quant.finetune import FinetuneConfig
+    from quant.weight_sharing import SCALES
 
     d = FinetuneConfig()
 
@@ -61,6 +62,10 @@ def add_arguments(p) -> None:
     p.add_argument("--share-layers", choices=PER_LAYER, default=PER_LAYER[0],
                    help="codebook bits per layer from the sensitivity scan (default) or B in "
                         "every layer")
+    p.add_argument("--share-scale", choices=SCALES, default=SCALES[0],
+                   help="codebook over the weights scaled per output channel (default: each "
+                        "channel keeps a float32 scale; BatchNorm-folded nets need it) or over "
+                        "the raw weights, one codebook per layer as in Han et al.")
     p.add_argument("--train-data", metavar="PATH", help="labelled images (a train/ split of "
                    "the model's classes) to fine-tune on after pruning and after sharing")
     p.add_argument("--distill-data", metavar="PATH", help="unlabelled images to fine-tune on by "
@@ -105,7 +110,7 @@ def run(args) -> int:
     config = CompressConfig(target=args.target, output_dir=Path(args.output),
                             prune=args.prune[0], share_bits=args.share_bits[0],
                             prune_layers=args.prune_layers, share_layers=args.share_layers,
-                            eval_data=path(args.eval_data),
+                            share_scale=args.share_scale, eval_data=path(args.eval_data),
                             eval_limit=args.limit, threads=args.threads,
                             train_data=path(args.train_data),
                             distill_data=path(args.distill_data), train_limit=args.train_limit,
