@@ -36,7 +36,10 @@ GOOGLE = f"{DATA}/models/mobilenet_v1_0.25_224_float.tflite"
 CIFAR = f"{DATA}/cifar10.zip"
 SAMPLE = f"{DATA}/imagenet-sample-1k.zip"
 SETTINGS = ("model", "weights", "num_classes", "target", "prune", "prune_layers", "bits",
-            "share_layers", "epochs", "train_limit", "train_data", "data", "limit")
+            "share_layers", "share_scale", "epochs", "train_limit", "train_data",
+            "distill_data", "data", "limit")
+# rows measured before a setting existed ran with what is now this value
+BEFORE = {"share_scale": "layer", "distill_data": None}
 
 # The settings behind the report's goals (issue: >= 10x at <= 0.5 point on every CIFAR-10
 # checkpoint; Han's SqueezeNet <= 470 KB at <= 0.5 point; MobileNetV1-0.25 best ratio at <= 1).
@@ -72,8 +75,9 @@ def run_one(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         art = compress(source, CompressConfig(
             target=args.target, output_dir=Path(tmp), prune=args.prune, share_bits=args.bits,
-            prune_layers=args.prune_layers, share_layers=args.share_layers, eval_data=_path(args.data), eval_limit=args.limit,
-            train_data=_path(args.train_data),
+            prune_layers=args.prune_layers, share_layers=args.share_layers,
+            share_scale=args.share_scale, eval_data=_path(args.data), eval_limit=args.limit,
+            train_data=_path(args.train_data), distill_data=_path(args.distill_data),
             train_limit=args.train_limit, threads=args.threads,
             finetune=FinetuneConfig(epochs=args.epochs)),
             log=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
@@ -89,6 +93,7 @@ def run_one(args) -> dict:
         "target": args.target, "prune": args.prune,
         "prune_layers": args.prune_layers if args.prune else None, "share_bits": args.bits,
         "share_layers": args.share_layers if args.bits < 8 else None,
+        "share_scale": args.share_scale,
         "epochs": args.epochs if tuning else 0, "train_limit": args.train_limit,
         "finetune_data": tuning[0]["data"] if tuning else None,
         "finetune": [{k: t[k] for k in ("loss", "steps", "batch_size", "images_seen", "lr",
@@ -151,9 +156,11 @@ def _kb(n) -> str:
 
 def _bits(row: dict) -> str:
     per_layer = (row.get("per_layer") or {}).get("bits")
+    scale = f", {row['share_scale']}"
     if not per_layer:
-        return f"{row['share_bits']:g}"
-    return f"{row['share_bits']:g} (mean; {min(per_layer.values())}-{max(per_layer.values())})"
+        return f"{row['share_bits']:g}{scale}"
+    return (f"{row['share_bits']:g} (mean; {min(per_layer.values())}-{max(per_layer.values())})"
+            f"{scale}")
 
 
 def _pct(x) -> str:
@@ -167,7 +174,9 @@ def markdown(report: dict) -> str:
         f"`benchmarks/deep_compression.py`, {report['machine']} ({cores} cores, shared). "
         "Per model and setting, as in the paper's tables: the fp32 file of the target; after "
         "pruning (float32 non-zeros with 4-bit relative positions, or dense floats where "
-        "smaller); after sharing (per-layer codebooks with fixed-width codes and those "
+        "smaller); after sharing (per-layer codebooks -- over raw weights (layer) or over "
+        "weights scaled per output channel, plus a float32 scale per channel (channel) -- with "
+        "fixed-width codes and those "
         "positions); after Huffman coding = the `.edc` container, which decodes to the exact "
         "target file. Ratio = fp32 file / container. Top-1 on the same evaluation images: "
         "dense parent, after pruning and after sharing (PyTorch), and the decoded file in its "
@@ -177,7 +186,7 @@ def markdown(report: dict) -> str:
         "images. Time: wall and CPU seconds of the whole run (fine-tuning, scan, export, "
         "evaluation; one PyTorch thread), with the highest load average (start/end) of the "
         "shared machine; * = load above its cores, so wall times are inflated.", "",
-        "| model (weights) | target | prune | bits | FT epochs, images | fp32 | after pruning "
+        "| model (weights) | target | prune | bits, codebook | FT epochs, images | fp32 | after pruning "
         "| after sharing | after Huffman | ratio | top-1 dense | pruned | shared | file | "
         "drop | eval images | wall / CPU s (load) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -196,12 +205,7 @@ def markdown(report: dict) -> str:
             f"{r['seconds']:.0f} / {r['cpu_seconds']:.0f} ({load:.1f}{'*' if load > cores else ''})"
             f" |")
     lines += goals(report["rows"])
-    done = {_key(r["settings"]) for r in report["rows"]}
-    todo = [c for c in PLAN if _key(settings(parser().parse_args(c))) not in done]
-    if todo:
-        lines += ["", "Not measured yet (run one at a time):", ""]
-        lines += [f"    .venv/bin/python benchmarks/deep_compression.py {' '.join(c)}"
-                  for c in todo]
+    lines += ["", "Commands: each row's `command` in the JSON."]
     return "\n".join(lines) + "\n"
 
 
@@ -215,9 +219,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-layers", default="sensitivity")
     p.add_argument("--bits", type=float, default=8, help="codebook bits (a mean when per layer)")
     p.add_argument("--share-layers", default="sensitivity")
+    p.add_argument("--share-scale", default="channel", help="channel (default) or layer")
     p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs per step")
     p.add_argument("--train-limit", type=int, help="fine-tuning images")
     p.add_argument("--train-data", help="labelled fine-tuning images (default: distillation)")
+    p.add_argument("--distill-data", help="unlabelled fine-tuning images (default: CIFAR-10 "
+                   "train)")
     p.add_argument("--data", default=CIFAR, help="evaluation images")
     p.add_argument("--limit", type=int, help="evaluation images (default all)")
     p.add_argument("--threads", type=int, help="CPU threads (fine-tuning and runtime)")
@@ -243,6 +250,9 @@ def main() -> int:
     report = json.loads(path.read_text()) if path.exists() else {}
     report = {"machine": cpu_info().model, "rows": report.get("rows", [])}
     report["rows"] = [r for r in report["rows"] if "settings" in r]  # older layouts go
+    for r in report["rows"]:
+        r["settings"] = {**BEFORE, **r["settings"]}
+        r.setdefault("share_scale", BEFORE["share_scale"])
     if row is not None:
         report["rows"] = merge(report["rows"], row)
         print(json.dumps(row, indent=2))
