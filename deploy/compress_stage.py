@@ -6,9 +6,12 @@
    weights this stage shares (an exporter folding BN itself would rescale them per channel);
 3. k-means weight sharing (``quant.weight_sharing``; layers that already take at most
    2**bits values are kept bit for bit), then centroid fine-tuning;
-4. the export stage on that model: the target file, validated against it on real images;
+4. the export stage on that model: the target file (fp32, or int8 with ``int8``: the int8
+   stage, calibrated and checked as ``deploy export --int8`` does), validated against it on
+   real images;
 5. the container (``quant.container_writer``): the file with every conv/linear weight cut out
-   and stored as codebook + Huffman-coded indices and positions; decoded once here and
+   and stored as codebook + Huffman-coded indices and positions (an int8 file: its int8
+   weight tensors, read from the file by ``quant.int8_weights``); decoded once here and
    compared byte for byte with the exported file before it is kept;
 6. with ``--data``: top-1 of the dense parent, after pruning and after sharing (PyTorch), and
    of the decoded file, on the same labelled images.
@@ -66,12 +69,23 @@ class CompressConfig:
     prune_layers: str = "sensitivity"  # per-layer shares: "sensitivity" scan or "uniform"
     share_layers: str = "sensitivity"  # per-layer bits: "sensitivity" scan or "uniform"
     share_scale: str = "channel"  # codebook over channel-scaled weights, or raw ("layer")
+    int8: Any = None  # deploy.int8_stage.Int8Config: the container carries the int8 file
     progress: bool = True
+
+    @property
+    def precision(self) -> str:
+        return "fp32" if self.int8 is None else "int8"
 
     def __post_init__(self):
         from edgebase.capabilities import get_target
 
-        get_target(self.target).check_precision("fp32")
+        get_target(self.target).check_precision(self.precision)
+        if self.int8 is not None:
+            from quant.int8_weights import READERS
+
+            if self.target not in READERS:
+                raise ConfigError(f"--int8 containers: targets {', '.join(READERS)}, not "
+                                  f"{self.target}")
         if not 0.0 <= self.prune < 1.0:
             raise ConfigError(f"--prune {self.prune}: a share of weights in [0, 1)")
         if not 1 <= self.share_bits <= 8:
@@ -133,7 +147,7 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
     from quant.container_writer import read_files, write_container
 
     target = get_target(config.target)
-    out = config.output_dir / f"{file_stem(source)}{target.suffix}{SUFFIX}"
+    out = config.output_dir / (target.file_name(file_stem(source), config.precision) + SUFFIX)
     evaluation = _eval_set(config, source)  # bad paths fail before anything slow
     tuning = _FinetuneSource(config, source)
     if config.threads:
@@ -151,13 +165,19 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=config.output_dir))
     try:
         exported = export(shared, ExportConfig(target=config.target, output_dir=work,
+                                               precision=config.precision,
                                                validate_data=config.validate_data,
-                                               threads=config.threads))
+                                               threads=config.threads), int8=config.int8)
         log(f"exported and validated {exported.file}: {exported.validation['status']}")
         model_file = work / exported.file
         files = read_files(model_file, target.companions)
         files[model_file.name + ".json"] = (work / (model_file.name + ".json")).read_bytes()
-        layers = _container_layers(model, factors)
+        if config.int8 is None:
+            layers = _container_layers(model, factors)
+        else:
+            from quant.int8_weights import int8_weights
+
+            layers = int8_weights(target.name, files, model_file.name)
         tmp = work / ("container" + SUFFIX)
         sizes = write_container(files, layers, tmp, gap_bits=config.gap_bits)
         seconds = time.perf_counter() - t0
@@ -175,7 +195,10 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
                 f"{accuracy['ref_top1']:.2f} %, decoded {target.name} file "
                 f"{accuracy['top1']:.2f} % (drop {accuracy['top1_drop']:.2f})")
         model_bytes = sum(len(v) for k, v in files.items() if not k.endswith(".json"))
-        record = {"name": "deep_compression", "prune": config.prune,
+        # the paper's ratio is against the fp32 file; an int8 container's parent file is int8
+        fp32_bytes = exported.extra.get("fp32_parent", {}).get("size_bytes", model_bytes)
+        record = {"name": "deep_compression", "precision": config.precision,
+                  "prune": config.prune,
                   "prune_layers": config.prune_layers, "share_bits": config.share_bits,
                   "share_layers": config.share_layers, "share_scale": config.share_scale,
                   "gap_bits": config.gap_bits,
@@ -188,15 +211,18 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
                 "target": target.name, "target_file": exported.file,
                 "target_sha256": exported.sha256, "sizes": sizes,
                 "target_bytes": model_bytes, "ratio_vs_target_file":
-                    round(model_bytes / sizes["total"], 2),
+                    round(model_bytes / sizes["total"], 2), "fp32_bytes": fp32_bytes,
+                "ratio_vs_fp32_file": round(fp32_bytes / sizes["total"], 2),
                 "decode_ms": round(decode_ms, 1), "seconds": round(seconds, 1),
                 "layers": steps["layers"], "accuracy": accuracy}})
         os.replace(tmp, out)
         facts = file_facts(out)
         artifact = artifact.replace(sha256=facts["sha256"], size_bytes=facts["size_bytes"])
         write_manifest(artifact, out)
-        log(f"wrote {out} ({sizes['total']:,} bytes; the {target.name} file is "
-            f"{model_bytes:,} bytes: {model_bytes / sizes['total']:.1f}x smaller)")
+        log(f"wrote {out} ({sizes['total']:,} bytes; the {config.precision} {target.name} "
+            f"file is {model_bytes:,} bytes: {model_bytes / sizes['total']:.1f}x smaller"
+            + (f"; the fp32 file {fp32_bytes:,} bytes: {fp32_bytes / sizes['total']:.1f}x)"
+               if config.int8 is not None else ")"))
         return artifact
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -23,7 +23,9 @@ than the widest gap is bridged by stored entries of code 0 (value 0.0), as in Ha
 "dense" for layers pruning left mostly dense: a code for every weight and no gap stream.
 Version 3 adds channel-scaled layers: ``scales`` (the place in the blob of one float32 per
 output channel) and ``scale_axis`` (that axis in the stored shape); each weight is then
-``codebook[code] * scale`` in float32, and the codebook holds the shared scaled values.
+``codebook[code] * scale`` in float32, and the codebook holds the shared scaled values. It
+also adds ``"dtype": "int8"`` layers, the weights of an int8 file: an int8 codebook (entry 0
+is 0) and no scales (the file keeps its own quantization scales).
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ from device_runners import huffman
 
 MAGIC = b"EDCZ"
 VERSION = 2
-VERSION_SCALED = 3  # written only by containers that have channel-scaled layers
+VERSION_3 = 3  # written only by containers that have channel-scaled or int8 layers
 READS = (1, 2, 3)  # version 1 always stored 256 codebook entries; 2 stores the entries in use
 SUFFIX = ".edc"
 CODEBOOK = 256  # most entries a codebook may have (8-bit codes)
@@ -56,6 +58,7 @@ CODEBOOK = 256  # most entries a codebook may have (8-bit codes)
 # own size (Deep Compression reaches 5-50x) and MAX_DECODED_BYTES in all
 MAX_RATIO = 1024
 MAX_DECODED_BYTES = 1 << 31
+DTYPES = {"float32": np.dtype("<f4"), "int8": np.dtype("i1")}  # a layer's "dtype", as stored
 # what a damaged header's values raise when used (a missing key, a list for a number, ...)
 HEADER_ERRORS = (KeyError, TypeError, ValueError, OverflowError, AttributeError, IndexError)
 
@@ -100,7 +103,7 @@ def read(path: str | os.PathLike) -> Container:
 
 
 def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
-    """The dense float32 tensor of one layer, shaped and ordered as its bytes lie in the file
+    """The dense tensor of one layer (float32, or int8), shaped and ordered as its bytes lie in the file
     (``perm`` says how that order relates to PyTorch's axes)."""
     try:
         shape = tuple(int(d) for d in layer["shape"])
@@ -111,9 +114,10 @@ def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
                 or not 0 <= count <= size or (dense and count != size):
             raise ValueError("bad shape, perm or count")
         largest = max(int(f["size"]) for f in c.header["files"])
-        if 4 * size > largest:  # its bytes are spliced into one of the files
+        dtype = layer_dtype(layer)
+        if dtype.itemsize * size > largest:  # its bytes are spliced into one of the files
             raise ValueError(f"{size} values do not fit in a file of {largest} bytes")
-        codebook = np.frombuffer(c.piece(layer["codebook"]), "<f4")
+        codebook = np.frombuffer(c.piece(layer["codebook"]), dtype)
         code_len = np.asarray(layer["code_lengths"], np.int64)
         if not 1 <= len(codebook) <= CODEBOOK or len(code_len) != len(codebook):
             raise ValueError("codebook or code table of the wrong size")
@@ -134,17 +138,26 @@ def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
     if count and positions[-1] >= size:
         raise ModelFileError(f"{c.path}: layer {layer['name']!r} places a weight past its "
                              f"{size} values")
-    flat = np.zeros(size, np.float32)
+    flat = np.zeros(size, dtype)
     flat[positions] = codebook[codes]
     if scales is None:
         return flat.reshape(shape)
     return (flat.reshape(shape) * scales).astype(np.float32)
 
 
+def layer_dtype(layer: dict[str, Any]) -> np.dtype:
+    name = layer.get("dtype", "float32")
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r}; this runner reads {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
 def _scales(c: Container, layer: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
     """A channel-scaled layer's scales, shaped to multiply its stored tensor (or None)."""
     if "scales" not in layer:
         return None
+    if layer.get("dtype", "float32") != "float32":
+        raise ValueError("scales on a layer that is not float32")
     axis = int(layer["scale_axis"])
     if not 0 <= axis < len(shape):
         raise ValueError(f"scale axis {axis} of a {len(shape)}-D tensor")
@@ -173,7 +186,11 @@ def _check_sizes(c: Container) -> None:
         raise ModelFileError(f"{c.path}: its files would decode to {sum(sizes):,} bytes, more "
                              f"than this runner accepts from a {len(c.blob):,}-byte container "
                              f"({limit:,}); the container is damaged")
-    weights = sum(4 * math.prod(int(d) for d in layer["shape"]) for layer in c.header["layers"])
+    try:
+        weights = sum(layer_dtype(layer).itemsize * math.prod(int(d) for d in layer["shape"])
+                      for layer in c.header["layers"])
+    except ValueError as e:
+        raise ModelFileError(f"{c.path}: {e}") from None
     if weights > sum(sizes):
         raise ModelFileError(f"{c.path}: its layers hold {weights:,} bytes of weights, more "
                              f"than its files' {sum(sizes):,} bytes; the container is damaged")

@@ -1,11 +1,11 @@
 """Write a Deep Compression container (``.edc``, format in ``device_runners.container``).
 
 ``write_container(files, layers, out)`` takes the exported model file(s) as bytes and, per
-compressed layer, its dense float32 weights (at most 255 distinct non-zero values) or its
-channel-scaled factors (``quant.weight_sharing.SharedLayer``: codebook, codes, a float32 scale
-per output channel). Each
-layer's bytes are found in the files by exact search, in the layouts exporters write
-(PyTorch's OIHW, TFLite's OHWI and depthwise 1HWO), and cut out; the container stores the
+compressed layer, its dense weights (float32, or an int8 file's int8; at most 255 distinct
+non-zero values) or its channel-scaled factors (``quant.weight_sharing.SharedLayer``:
+codebook, codes, a float32 scale per output channel). Each layer's bytes are found in the
+files by exact search, in the layouts exporters write (PyTorch's OIHW, TFLite's OHWI and
+depthwise 1HWO), and cut out; the container stores the
 rest of the file (zlib) and the layer as a codebook, Huffman-coded codebook indices and
 Huffman-coded relative positions. ``device_runners.container.unpack`` gives back the files
 bit for bit (checked by sha256).
@@ -25,7 +25,7 @@ import numpy as np
 from edgebase.errors import ConfigError
 from edgebase.files import write_bytes_atomic
 from device_runners import huffman
-from device_runners.container import CODEBOOK, MAGIC, VERSION, VERSION_SCALED
+from device_runners.container import CODEBOOK, DTYPES, MAGIC, VERSION, VERSION_3
 
 # byte orders a 4-D conv weight is stored in: PyTorch/ONNX/OpenVINO OIHW, TFLite OHWI,
 # TFLite depthwise 1HWC (the I axis of a depthwise OIHW weight is 1)
@@ -33,14 +33,14 @@ PERMS_4D = ((0, 1, 2, 3), (0, 2, 3, 1), (1, 2, 3, 0))
 
 
 def codebook_of(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(codebook float32: 0.0 then the distinct non-zero values ascending, code per element of
-    ``w``)."""
-    flat = np.ascontiguousarray(w, np.float32).reshape(-1)
+    """(codebook in ``w``'s dtype, float32 or int8: 0 then the distinct non-zero values
+    ascending, code per element of ``w``)."""
+    flat = np.ascontiguousarray(w).reshape(-1)
     values = np.unique(flat[flat != 0])
     if len(values) > CODEBOOK - 1:
         raise ConfigError(f"{len(values)} distinct non-zero weights; weight sharing allows "
                           f"at most {CODEBOOK - 1} per layer")
-    book = np.zeros(1 + len(values), np.float32)
+    book = np.zeros(1 + len(values), flat.dtype)
     book[1:] = values
     codes = np.zeros(len(flat), np.int64)
     nz = flat != 0
@@ -96,22 +96,25 @@ def _cheaper_positions(codes: np.ndarray, symbols: int, gap_bits: int, put) -> d
             "gaps": put(huffman.encode(gaps, gap_len))}, len(sparse_codes)
 
 
-def fixed_width_bytes(size: int, stored: int, book: int, gap_bits: int) -> tuple[float, float]:
+def fixed_width_bytes(size: int, stored: int, book: int, gap_bits: int, value_bytes: int = 4
+                      ) -> tuple[float, float]:
     """What a layer would take before Huffman coding, as in the paper's table: (after pruning:
-    float32 values with ``gap_bits`` relative positions, or dense float32 if smaller; after
-    sharing: the codebook plus fixed-width codes with those positions, or dense codes)."""
+    its values (float32 or int8) with ``gap_bits`` relative positions, or all values if
+    smaller; after sharing: the codebook plus fixed-width codes with those positions, or dense
+    codes)."""
     code_bits = max(1, int(np.ceil(np.log2(book))))
-    pruned = min(32 * size, (32 + gap_bits) * stored) / 8
-    shared = 4 * book + min(code_bits * size, (code_bits + gap_bits) * stored) / 8
+    value_bits = 8 * value_bytes
+    pruned = min(value_bits * size, (value_bits + gap_bits) * stored) / 8
+    shared = value_bytes * book + min(code_bits * size, (code_bits + gap_bits) * stored) / 8
     return pruned, shared
 
 
 def locate(files: Mapping[str, bytes], w: np.ndarray, name: str) -> tuple[str, int, tuple]:
-    """(file name, byte offset, perm) of the one place ``w``'s float32 bytes occur."""
+    """(file name, byte offset, perm) of the one place ``w``'s bytes (float32 or int8) occur."""
     perms = PERMS_4D if w.ndim == 4 else (tuple(range(w.ndim)),)
     found = []
     for perm in perms:
-        needle = np.ascontiguousarray(np.transpose(w, perm), "<f4").tobytes()
+        needle = np.ascontiguousarray(np.transpose(w, perm), w.dtype.newbyteorder("<")).tobytes()
         for fname, data in files.items():
             at = data.find(needle)
             while at >= 0:
@@ -120,7 +123,7 @@ def locate(files: Mapping[str, bytes], w: np.ndarray, name: str) -> tuple[str, i
         if found:
             break
     if len(found) != 1:
-        raise ConfigError(f"layer {name}: its float32 weights occur {len(found)} times in the "
+        raise ConfigError(f"layer {name}: its {w.dtype} weights occur {len(found)} times in the "
                           f"exported file(s); a container needs exactly one place")
     return found[0]
 
@@ -140,7 +143,11 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, object],
     before_huffman = np.zeros(2)  # layers after pruning, after sharing (fixed-width codes)
     for index, (name, layer) in enumerate(layers.items()):
         scaled = hasattr(layer, "scales")
-        w = layer.weights() if scaled else np.asarray(layer, np.float32)
+        w = layer.weights() if scaled else np.asarray(layer)
+        dtype = next((k for k, v in DTYPES.items() if v == w.dtype), None)
+        if dtype is None:
+            raise ConfigError(f"layer {name}: {w.dtype} weights; a container stores "
+                              f"{', '.join(DTYPES)}")
         fname, offset, perm = locate(files, w, name)
         holes[fname].append({"offset": offset, "layer": index, "bytes": w.nbytes})
         stored = np.transpose(w, perm)  # the order its bytes have in the file
@@ -151,7 +158,9 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, object],
             book, codes = codebook_of(stored)
         # shape as stored in the file; perm maps PyTorch's axes to it (for reading, not decoding)
         entry = {"name": name, "shape": list(stored.shape), "perm": list(perm),
-                 "codebook": put(book.astype("<f4").tobytes())}
+                 "codebook": put(book.astype(DTYPES[dtype]).tobytes())}
+        if dtype != "float32":
+            entry["dtype"] = dtype
         if scaled:  # the output channels (PyTorch's axis 0) lie on axis perm.index(0)
             entry["scales"] = put(np.asarray(layer.scales, "<f4").tobytes())
             entry["scale_axis"] = list(perm).index(0)
@@ -159,7 +168,8 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, object],
         positions, sparse_count = _cheaper_positions(codes, len(book), gap_bits, put)
         entry.update(positions)
         entries.append(entry)
-        before_huffman += fixed_width_bytes(codes.size, sparse_count, len(book), gap_bits)
+        before_huffman += fixed_width_bytes(codes.size, sparse_count, len(book), gap_bits,
+                                            w.dtype.itemsize)
         before_huffman[1] += entry["scales"]["bytes"] if scaled else 0
         sizes["codebooks"] += entry["codebook"]["bytes"]
         sizes["codes"] += entry["codes"]["bytes"]
@@ -184,7 +194,7 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, object],
                                       separators=(",", ":")).encode("utf-8"), 9)
     sizes["header"] = len(header)
     # the oldest version that describes it, so that runners without scales still read it
-    version = VERSION_SCALED if sizes["scales"] else VERSION
+    version = VERSION_3 if sizes["scales"] or any("dtype" in e for e in entries) else VERSION
     data = MAGIC + struct.pack("<HI", version, len(header)) + header + bytes(blob)
     write_bytes_atomic(out, data)
     sizes["total"] = len(data)

@@ -115,7 +115,7 @@ def _channel_ranges(rng, shape):
 @pytest.mark.parametrize("layout", [None, (0, 2, 3, 1), (1, 2, 3, 0)],
                          ids=["OIHW", "OHWI", "depthwise-1HWC"])
 def test_channel_scaled_layers_round_trip_bit_for_bit(tmp_path, layout):
-    from device_runners.container import VERSION, VERSION_SCALED
+    from device_runners.container import VERSION, VERSION_3
     from quant.weight_sharing import SharedLayer, share_layer
 
     rng = np.random.default_rng(7)
@@ -130,7 +130,7 @@ def test_channel_scaled_layers_round_trip_bit_for_bit(tmp_path, layout):
     c = read(tmp_path / "x.edc")
     assert c.header["layers"][0]["scale_axis"] == list(layout or range(4)).index(0)
     assert "scales" not in c.header["layers"][1] and sizes["scales"] == 4 * 12
-    assert int.from_bytes((tmp_path / "x.edc").read_bytes()[4:6], "little") == VERSION_SCALED
+    assert int.from_bytes((tmp_path / "x.edc").read_bytes()[4:6], "little") == VERSION_3
     out = unpack(tmp_path / "x.edc", tmp_path / "out")
     assert {p.name: p.read_bytes() for p in out} == files
     # per channel the relative error is what the 15 shared values allow, in every channel

@@ -66,6 +66,10 @@ def add_arguments(p) -> None:
                    help="codebook over the weights scaled per output channel (default: each "
                         "channel keeps a float32 scale; BatchNorm-folded nets need it) or over "
                         "the raw weights, one codebook per layer as in Han et al.")
+    p.add_argument("--int8", action="store_true",
+                   help="the container carries the int8 file (onnx, tflite, openvino): the "
+                        "shared net quantized by the target's own quantizer, calibrated as "
+                        "`deploy export --int8` does; its int8 weights are Huffman-coded")
     p.add_argument("--train-data", metavar="PATH", help="labelled images (a train/ split of "
                    "the model's classes) to fine-tune on after pruning and after sharing")
     p.add_argument("--distill-data", metavar="PATH", help="unlabelled images to fine-tune on by "
@@ -102,6 +106,7 @@ def run(args) -> int:
 
     from deploy.compress_stage import CompressConfig, compress
     from deploy.export import load_source
+    from deploy.int8_stage import Int8Config
     from quant.finetune import FinetuneConfig
 
     def path(value):
@@ -110,7 +115,9 @@ def run(args) -> int:
     config = CompressConfig(target=args.target, output_dir=Path(args.output),
                             prune=args.prune[0], share_bits=args.share_bits[0],
                             prune_layers=args.prune_layers, share_layers=args.share_layers,
-                            share_scale=args.share_scale, eval_data=path(args.eval_data),
+                            share_scale=args.share_scale,
+                            int8=Int8Config() if args.int8 else None,
+                            eval_data=path(args.eval_data),
                             eval_limit=args.limit, threads=args.threads,
                             train_data=path(args.train_data),
                             distill_data=path(args.distill_data), train_limit=args.train_limit,
@@ -125,9 +132,12 @@ def run(args) -> int:
         print(json.dumps(artifact.to_dict(), indent=2))
     else:
         c = artifact.extra["container"]
+        int8 = (f", {c['ratio_vs_fp32_file']:.1f}x smaller than the fp32 file "
+                f"({c['fp32_bytes']:,} bytes)" if artifact.precision == "int8" else "")
         print(f"{Path(args.output) / artifact.file}: {c['sizes']['total']:,} bytes, "
-              f"{c['ratio_vs_target_file']:.1f}x smaller than its {c['target']} file "
-              f"({c['target_bytes']:,} bytes); decodes in {c['decode_ms']:.0f} ms")
+              f"{c['ratio_vs_target_file']:.1f}x smaller than its {artifact.precision} "
+              f"{c['target']} file ({c['target_bytes']:,} bytes){int8}; decodes in "
+              f"{c['decode_ms']:.0f} ms")
     return 0
 
 
