@@ -70,6 +70,8 @@ def add_arguments(p) -> None:
                    help="the container carries the int8 file (onnx, tflite, openvino): the "
                         "shared net quantized by the target's own quantizer, calibrated as "
                         "`deploy export --int8` does; its int8 weights are Huffman-coded")
+    p.add_argument("--calib", metavar="PATH", help="with --int8: calibration images (or "
+                   "zeroq, synthetic), as for `deploy export --int8` (default: its default)")
     p.add_argument("--train-data", metavar="PATH", help="labelled images (a train/ split of "
                    "the model's classes) to fine-tune on after pruning and after sharing")
     p.add_argument("--distill-data", metavar="PATH", help="unlabelled images to fine-tune on by "
@@ -116,7 +118,7 @@ def run(args) -> int:
                             prune=args.prune[0], share_bits=args.share_bits[0],
                             prune_layers=args.prune_layers, share_layers=args.share_layers,
                             share_scale=args.share_scale,
-                            int8=Int8Config() if args.int8 else None,
+                            int8=_int8(args, Int8Config),
                             eval_data=path(args.eval_data),
                             eval_limit=args.limit, threads=args.threads,
                             train_data=path(args.train_data),
@@ -139,6 +141,24 @@ def run(args) -> int:
               f"{c['target']} file ({c['target_bytes']:,} bytes){int8}; decodes in "
               f"{c['decode_ms']:.0f} ms")
     return 0
+
+
+def _int8(args, Int8Config):
+    """The int8 stage's options for --int8 (with --calib), or None for an fp32 container."""
+    from pathlib import Path
+
+    from edgebase.errors import ConfigError, DataError
+    from quant.calibration import KEYWORDS
+
+    if not args.int8:
+        if args.calib is not None:
+            raise ConfigError("--calib needs --int8 (it calibrates the int8 file)")
+        return None
+    calib = args.calib if args.calib in KEYWORDS or args.calib is None else Path(args.calib)
+    if isinstance(calib, Path) and not calib.exists():  # before any fine-tuning
+        raise DataError(f"--calib {calib}: no such file or folder (images of the model's "
+                        f"domain, or {', '.join(KEYWORDS)})")
+    return Int8Config(calib=calib)
 
 
 def _sweep(args, config) -> int:
