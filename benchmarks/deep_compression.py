@@ -37,9 +37,9 @@ CIFAR = f"{DATA}/cifar10.zip"
 SAMPLE = f"{DATA}/imagenet-sample-1k.zip"
 SETTINGS = ("model", "weights", "num_classes", "target", "prune", "prune_layers", "bits",
             "share_layers", "share_scale", "epochs", "train_limit", "train_data",
-            "distill_data", "data", "limit")
+            "distill_data", "int8", "calib", "data", "limit")
 # rows measured before a setting existed ran with what is now this value
-BEFORE = {"share_scale": "layer", "distill_data": None}
+BEFORE = {"share_scale": "layer", "distill_data": None, "int8": False, "calib": None}
 
 # The settings behind the report's goals (issue: >= 10x at <= 0.5 point on every CIFAR-10
 # checkpoint; Han's SqueezeNet <= 470 KB at <= 0.5 point; MobileNetV1-0.25 best ratio at <= 1).
@@ -59,6 +59,12 @@ def _path(p: str | None) -> Path | None:
     return None if p is None else (REPO / p if not Path(p).is_absolute() else Path(p))
 
 
+def _calib(value: str | None):
+    from quant.calibration import KEYWORDS
+
+    return value if value is None or value in KEYWORDS else _path(value)
+
+
 def settings(args) -> dict:
     """What a row was measured with, as given on the command line (the key of a row)."""
     return {k: getattr(args, k) for k in SETTINGS}
@@ -67,6 +73,7 @@ def settings(args) -> dict:
 def run_one(args) -> dict:
     from deploy.compress_stage import CompressConfig, compress
     from deploy.export import load_source
+    from deploy.int8_stage import Int8Config
     from quant.finetune import FinetuneConfig
 
     source = load_source(args.model, weights=_path(args.weights), num_classes=args.num_classes)
@@ -78,6 +85,7 @@ def run_one(args) -> dict:
             prune_layers=args.prune_layers, share_layers=args.share_layers,
             share_scale=args.share_scale, eval_data=_path(args.data), eval_limit=args.limit,
             train_data=_path(args.train_data), distill_data=_path(args.distill_data),
+            int8=Int8Config(calib=_calib(args.calib)) if args.int8 else None,
             train_limit=args.train_limit, threads=args.threads,
             finetune=FinetuneConfig(epochs=args.epochs)),
             log=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
@@ -93,7 +101,7 @@ def run_one(args) -> dict:
         "target": args.target, "prune": args.prune,
         "prune_layers": args.prune_layers if args.prune else None, "share_bits": args.bits,
         "share_layers": args.share_layers if args.bits < 8 else None,
-        "share_scale": args.share_scale,
+        "share_scale": args.share_scale, "precision": art.precision,
         "epochs": args.epochs if tuning else 0, "train_limit": args.train_limit,
         "finetune_data": tuning[0]["data"] if tuning else None,
         "finetune": [{k: t[k] for k in ("loss", "steps", "batch_size", "images_seen", "lr",
@@ -102,10 +110,10 @@ def run_one(args) -> dict:
         "nonzero": sum(f["nonzero"] for f in c["layers"]) / sum(f["weights"] for f in c["layers"]),
         "per_layer": {"prune": (pruning.get("per_layer") or {}).get("layers"),
                       "bits": steps["sharing"]["per_layer"].get("layers")},
-        "sizes": {"fp32": c["target_bytes"], "after_pruning": sizes["after_pruning"],
+        "sizes": {"fp32": c.get("fp32_bytes", c["target_bytes"]), "target": c["target_bytes"], "after_pruning": sizes["after_pruning"],
                   "after_sharing": sizes["after_sharing"], "after_huffman": sizes["total"],
                   "parts": sizes},
-        "ratio": c["ratio_vs_target_file"],
+        "ratio": c.get("ratio_vs_fp32_file", c["ratio_vs_target_file"]),
         "top1": {"dense": acc["ref_top1"], "after_pruning": pruning.get("top1"),
                  "after_sharing": steps["sharing"]["top1"], "file": acc["top1"]},
         "drop": acc["top1_drop"], "images": acc["images"], "data": Path(args.data).name,
@@ -122,7 +130,7 @@ def goals(rows: list[dict]) -> list[str]:
     from Google's weights), and what the fixed part of the container (the file's skeleton:
     graph, biases; header) costs of it."""
     out = ["", "## Against the goals", "",
-           "| model (weights) | allowed drop | best ratio within it | its drop | skeleton + "
+           "| model (weights) | allowed drop | best ratio within it | its drop (eval images) | skeleton + "
            "header share of the container | best ratio measured (drop) |",
            "|---|---|---|---|---|---|"]
     models = {}
@@ -137,7 +145,8 @@ def goals(rows: list[dict]) -> list[str]:
             / r["sizes"]["after_huffman"]
         out.append(f"| {model} ({weights}) | {allowed:g} | "
                    + (f"{best['ratio']:.1f}× ({best['sizes']['after_huffman']:,} B) | "
-                      f"{best['drop']:+.2f} | {fixed(best):.0%} |" if best else "none | - | - |")
+                      f"{best['drop']:+.2f} ({best['images']:,} {best['data']}) | "
+                      f"{fixed(best):.0%} |" if best else "none | - | - |")
                    + f" {top['ratio']:.1f}× ({top['drop']:+.2f}) |")
     return out
 
@@ -196,7 +205,8 @@ def markdown(report: dict) -> str:
         tuned = f"{r['epochs']:g}, {ft['images']:,} {ft['data']}" if ft else "none"
         load = max(r["load_average"])
         lines.append(
-            f"| {r['model']} ({r['weights']}) | {r['target']} | {r['prune']:g} "
+            f"| {r['model']} ({r['weights']}) | {r['target']}"
+            f"{' int8' if r.get('precision') == 'int8' else ''} | {r['prune']:g} "
             f"({r['nonzero']:.0%} left) | {_bits(r)} | {tuned} | {_kb(s['fp32'])} | "
             f"{_kb(s['after_pruning'])} | {_kb(s['after_sharing'])} | "
             f"{_kb(s['after_huffman'])} ({s['after_huffman']:,} B) | {r['ratio']:.1f}× | "
@@ -225,6 +235,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train-data", help="labelled fine-tuning images (default: distillation)")
     p.add_argument("--distill-data", help="unlabelled fine-tuning images (default: CIFAR-10 "
                    "train)")
+    p.add_argument("--int8", action="store_true", help="the container carries the int8 file")
+    p.add_argument("--calib", help="int8 calibration images (default: the int8 stage's)")
     p.add_argument("--data", default=CIFAR, help="evaluation images")
     p.add_argument("--limit", type=int, help="evaluation images (default all)")
     p.add_argument("--threads", type=int, help="CPU threads (fine-tuning and runtime)")
