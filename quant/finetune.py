@@ -122,9 +122,9 @@ def masked_finetune(model, masks: dict[str, Any], data, config: FinetuneConfig, 
             [{"params": decay, "weight_decay": config.weight_decay},
              {"params": rest, "weight_decay": 0.0}],
             lr=config.prune_lr, momentum=config.momentum, nesterov=True)
-        frozen = bool(data.source.get("upscaled"))
+        frozen = _keep_batchnorm_statistics(model, data)
         record = _train(model, optimizer, data, config, teacher, "fine-tuning pruned net",
-                        progress, log, freeze_batchnorm=frozen)
+                        progress, log, freeze_batchnorm=frozen is not None)
     finally:
         _drop_grads(model)
         for name in masks:
@@ -132,7 +132,24 @@ def masked_finetune(model, masks: dict[str, Any], data, config: FinetuneConfig, 
     return {**record, "optimizer": "sgd", "lr": config.prune_lr, "momentum": config.momentum,
             "nesterov": True, "weight_decay": config.weight_decay,
             "trained": "all parameters; pruned weights held at zero (masks kept)",
-            "batchnorm_statistics": "kept (upscaled images)" if frozen else "re-estimated"}
+            "batchnorm_statistics": f"kept ({frozen})" if frozen else "re-estimated"}
+
+
+def _keep_batchnorm_statistics(model, data) -> str | None:
+    """Why BatchNorm's running statistics must stay as they are during masked fine-tuning
+    (None: re-estimate them from the fine-tuning batches)."""
+    from torch import nn
+
+    if data.source.get("upscaled"):
+        return "upscaled images"
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and m.running_mean is not None]
+    # an imported net whose BatchNorm the file had folded into its convs: mean 0, variance 1
+    # stand in; batch statistics would renormalise every layer
+    if norms and all(bool((m.running_mean == 0).all() and (m.running_var == 1).all())
+                     for m in norms):
+        return "placeholder statistics of a folded import"
+    return None
 
 
 def centroid_finetune(model, layers: list[str], data, config: FinetuneConfig, teacher=None,

@@ -208,3 +208,32 @@ def test_compress_fine_tunes_and_records_every_step(tmp_path, shared_data):
     assert abs(c["accuracy"]["top1"] - sharing["top1"]) <= 1.0  # file vs PyTorch, same net
     manifest = json.loads((tmp_path / (art["file"] + ".json")).read_text())
     assert manifest["passes"][-1]["steps"]["sharing"]["finetune"]["optimizer"] == "adam"
+
+
+def test_masked_finetuning_keeps_placeholder_batchnorm_statistics(cifar_train):
+    """A net imported from a file that had folded its BatchNorm (Google's MobileNetV1) carries
+    mean-0, variance-1 placeholders: batch statistics would renormalise every layer, so
+    fine-tuning keeps them; a net trained with BatchNorm re-estimates its own."""
+    import torch
+
+    from quant.finetune import FinetuneConfig, masked_finetune
+
+    config = FinetuneConfig(epochs=1)
+    data = _unlabelled(cifar_train)
+    for placeholder in (True, False):
+        net = _tiny_net()
+        if not placeholder:
+            net.train()
+            with torch.no_grad():
+                net(data.inputs(64, seed=1))  # real statistics, as after training
+        net.eval()
+        before = [m.running_mean.clone() for m in net.modules()
+                  if isinstance(m, torch.nn.BatchNorm2d)]
+        masks = {"0": torch.ones(16, 3, 3, 3, dtype=torch.bool)}
+        record = masked_finetune(net, masks, data, config, teacher=_tiny_net().eval(),
+                                 progress=False, log=lambda m: None)
+        after = [m.running_mean for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        kept = all(torch.equal(a, b) for a, b in zip(before, after))
+        assert kept is placeholder
+        assert record["batchnorm_statistics"] == (
+            "kept (placeholder statistics of a folded import)" if placeholder else "re-estimated")
