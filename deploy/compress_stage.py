@@ -158,7 +158,8 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
     model, steps, factors = _prune_and_share(source, config, tuning, evaluation, log)
     shared_weights = {**source.weights, "deep_compression": {
         "prune": config.prune, "share_bits": config.share_bits,
-        "per_layer": [config.prune_layers, config.share_layers], "batchnorm_folded": True,
+        "per_layer": [config.prune_layers, config.share_layers],
+        "share_scale": config.share_scale, "batchnorm_folded": True,
         "fine_tuned": tuning.used}}
     shared = ModelSource(source.entry, model, shared_weights)
     config.output_dir.mkdir(parents=True, exist_ok=True)
