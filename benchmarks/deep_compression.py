@@ -184,7 +184,7 @@ def markdown(report: dict) -> str:
         "Per model and setting, as in the paper's tables: the fp32 file of the target; after "
         "pruning (float32 non-zeros with 4-bit relative positions, or dense floats where "
         "smaller); after sharing (per-layer codebooks -- over raw weights (layer) or over "
-        "weights scaled per output channel, plus a float32 scale per channel (channel) -- with "
+        "weights scaled per output channel, plus a float16 scale per channel (channel) -- with "
         "fixed-width codes and those "
         "positions); after Huffman coding = the `.edc` container, which decodes to the exact "
         "target file. Ratio = fp32 file / container. Top-1 on the same evaluation images: "

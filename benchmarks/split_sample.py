@@ -4,7 +4,8 @@ evaluate on (Deep Compression runs of ImageNet nets; no ImageNet training images
 The 1000 photos' names are sorted; the even-numbered ones go to ``imagenet-sample-tune500.zip``
 (used unlabelled, for distillation from the dense parent), the odd-numbered ones to
 ``imagenet-sample-held500.zip`` (evaluation only). Each zip keeps the sample's layout: one
-folder of ``<wnid>_<name>.JPEG`` files, named after the zip.
+folder of ``<wnid>_<name>.JPEG`` files, named after the zip. The sample holds one photo per
+class, so the halves share no class (distillation uses no labels).
 
     .venv/bin/python benchmarks/split_sample.py OUT_DIR [--sample ../shared/data/imagenet-sample-1k.zip]
 """

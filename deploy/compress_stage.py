@@ -81,10 +81,10 @@ class CompressConfig:
 
         get_target(self.target).check_precision(self.precision)
         if self.int8 is not None:
-            from quant.int8_weights import READERS
+            from quant.int8_weights import targets
 
-            if self.target not in READERS:
-                raise ConfigError(f"--int8 containers: targets {', '.join(READERS)}, not "
+            if self.target not in targets():
+                raise ConfigError(f"--int8 containers: targets {', '.join(targets())}, not "
                                   f"{self.target}")
         if not 0.0 <= self.prune < 1.0:
             raise ConfigError(f"--prune {self.prune}: a share of weights in [0, 1)")
@@ -173,12 +173,17 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
         model_file = work / exported.file
         files = read_files(model_file, target.companions)
         files[model_file.name + ".json"] = (work / (model_file.name + ".json")).read_bytes()
+        stored = None
         if config.int8 is None:
             layers = _container_layers(model, factors)
         else:
             from quant.int8_weights import int8_weights
 
-            layers = int8_weights(target.name, files, model_file.name)
+            layers, left = int8_weights(target.name, files, model_file.name)
+            stored = {"int8_tensors": [
+                {"name": n, "shape": list(t.shape), "nonzero": int(np.count_nonzero(t)),
+                 "distinct_nonzero": int(len(np.unique(t[t != 0])))}
+                for n, t in layers.items()], "left_in_file": left}
         tmp = work / ("container" + SUFFIX)
         sizes = write_container(files, layers, tmp, gap_bits=config.gap_bits)
         seconds = time.perf_counter() - t0
@@ -215,7 +220,8 @@ def _compress(source, config: CompressConfig, log: Callable[[str], None]) -> Art
                     round(model_bytes / sizes["total"], 2), "fp32_bytes": fp32_bytes,
                 "ratio_vs_fp32_file": round(fp32_bytes / sizes["total"], 2),
                 "decode_ms": round(decode_ms, 1), "seconds": round(seconds, 1),
-                "layers": steps["layers"], "accuracy": accuracy}})
+                # the PyTorch layers' pruning and sharing; an int8 file's stored tensors apart
+                "layers": steps["layers"], **(stored or {}), "accuracy": accuracy}})
         os.replace(tmp, out)
         facts = file_facts(out)
         artifact = artifact.replace(sha256=facts["sha256"], size_bytes=facts["size_bytes"])

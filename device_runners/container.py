@@ -16,14 +16,15 @@ The header lists the ``files`` (name, size, sha256, the zlib-compressed skeleton
 the blob, the ``holes`` cut from it: offset in the file and layer index) and the ``layers``
 (name, shape as stored, ``perm`` from PyTorch's axes to it, count of stored entries, the
 Huffman code lengths, and the places in the blob of the codebook and streams). A codebook
-holds 0.0 and the layer's distinct non-zero values in ascending order (at most 256 entries;
+holds 0.0 and the layer's distinct non-zero values in ascending order (a channel-scaled
+layer's: its shared values before scaling, in any order; at most 256 entries;
 version 1 padded every codebook to 256 entries, version 2 stores only those in use). Positions are
 "sparse" -- ``gap`` = zeros skipped before an entry, ``gap_bits`` wide; a run of zeros longer
 than the widest gap is bridged by stored entries of code 0 (value 0.0), as in Han et al. -- or
 "dense" for layers pruning left mostly dense: a code for every weight and no gap stream.
-Version 3 adds channel-scaled layers: ``scales`` (the place in the blob of one float32 per
+Version 3 adds channel-scaled layers: ``scales`` (the place in the blob of one float16 per
 output channel) and ``scale_axis`` (that axis in the stored shape); each weight is then
-``codebook[code] * scale`` in float32, and the codebook holds the shared scaled values. It
+``codebook[code] * scale`` in float32, the codebook holding the shared values before scaling. It
 also adds ``"dtype": "int8"`` layers, the weights of an int8 file: an int8 codebook (entry 0
 is 0) and no scales (the file keeps its own quantization scales).
 """
@@ -51,7 +52,9 @@ from device_runners import huffman
 MAGIC = b"EDCZ"
 VERSION = 2
 VERSION_3 = 3  # written only by containers that have channel-scaled or int8 layers
-READS = (1, 2, 3)  # version 1 always stored 256 codebook entries; 2 stores the entries in use
+# version 1 always stored 256 codebook entries; 2 stores the entries in use; 3 adds
+# channel-scaled and int8 layers
+READS = (1, 2, 3)
 SUFFIX = ".edc"
 CODEBOOK = 256  # most entries a codebook may have (8-bit codes)
 # what a container may make the runner allocate: its files decoded at most MAX_RATIO times its
@@ -103,7 +106,8 @@ def read(path: str | os.PathLike) -> Container:
 
 
 def decode_layer(c: Container, layer: dict[str, Any]) -> np.ndarray:
-    """The dense tensor of one layer (float32, or int8), shaped and ordered as its bytes lie in the file
+    """The dense tensor of one layer (float32, or int8), shaped and ordered as its bytes lie
+    in the file
     (``perm`` says how that order relates to PyTorch's axes)."""
     try:
         shape = tuple(int(d) for d in layer["shape"])
@@ -161,7 +165,7 @@ def _scales(c: Container, layer: dict[str, Any], shape: tuple[int, ...]) -> np.n
     axis = int(layer["scale_axis"])
     if not 0 <= axis < len(shape):
         raise ValueError(f"scale axis {axis} of a {len(shape)}-D tensor")
-    scales = np.frombuffer(c.piece(layer["scales"]), "<f4")
+    scales = np.frombuffer(c.piece(layer["scales"]), "<f2").astype(np.float32)
     if len(scales) != shape[axis] or not np.isfinite(scales).all():
         raise ValueError(f"{len(scales)} scales (finite) for {shape[axis]} channels expected")
     return scales.reshape([-1 if a == axis else 1 for a in range(len(shape))])

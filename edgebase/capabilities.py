@@ -134,6 +134,9 @@ class Target:
     tools: tuple[str, ...] = ()  # distributions whose versions the manifest records
     ptq: str | None = None  # module of the int8 pass (quant.<...>), None: no int8
     ptq_tools: tuple[str, ...] = ()  # distributions the int8 pass uses, recorded with ``tools``
+    # the PTQ module reads an int8 file's weight tensors back (``int8_weights``), so a Deep
+    # Compression container can carry the int8 file (``deploy compress --int8``)
+    int8_container: bool = False
     # activation range estimation methods of the int8 pass (first: the default); the PTQ
     # module's METHODS (a test checks they agree)
     calib_methods: tuple[str, ...] = ()
@@ -275,7 +278,7 @@ register_target(Target(
              "opset": TargetOption("ONNX opset of the file; the dynamo exporter cannot "
                                    "down-convert to 17", kind=int, default=18, minimum=18)},
     embeds_metadata=True, tools=("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"),
-    ptq="quant.onnx_ptq", ptq_tools=("onnxruntime", "torch"),
+    ptq="quant.onnx_ptq", int8_container=True, ptq_tools=("onnxruntime", "torch"),
     calib_methods=("image-percentile", "percentile", "minmax", "entropy"),
     refused={"fp16": "onnxruntime's CPU provider has no fp16 kernels for most of these ops and "
                      "would run them through inserted casts, so an fp16 ONNX file would be "
@@ -287,7 +290,8 @@ register_target(Target(
     name="tflite", suffix=".tflite", runtime="litert", extra="litert",
     converter="exporters.tflite:torch_to_tflite", input_layout="NHWC",
     tools=("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
-    ptq="quant.tflite_ptq", ptq_tools=("ai-edge-quantizer", "ai-edge-litert"),
+    ptq="quant.tflite_ptq", int8_container=True,
+    ptq_tools=("ai-edge-quantizer", "ai-edge-litert"),
     calib_methods=("image-percentile", "minmax", "ema"),
     int8_io=("float", "int8", "uint8"),
     bundle=BundleHooks(pack="edgebase.tflite_bundle:pack", check="edgebase.tflite_bundle:check",
@@ -308,7 +312,7 @@ register_target(Target(
     tolerances={"fp32": Tolerance(max_abs=1e-4, min_top1=1.0, min_cosine=0.99999),
                 "fp16": FP16, "int8": INT8},
     companions=(".bin",), embeds_metadata=True, tools=("torch", "openvino"),
-    ptq="quant.openvino_ptq", ptq_tools=("nncf", "openvino"),
+    ptq="quant.openvino_ptq", int8_container=True, ptq_tools=("nncf", "openvino"),
     calib_methods=("image-percentile", "minmax", "nncf"),
 ))
 

@@ -3,7 +3,7 @@
 ``write_container(files, layers, out)`` takes the exported model file(s) as bytes and, per
 compressed layer, its dense weights (float32, or an int8 file's int8; at most 255 distinct
 non-zero values) or its channel-scaled factors (``quant.weight_sharing.SharedLayer``:
-codebook, codes, a float32 scale per output channel). Each layer's bytes are found in the
+codebook, codes, a float16 scale per output channel). Each layer's bytes are found in the
 files by exact search, in the layouts exporters write (PyTorch's OIHW, TFLite's OHWI and
 depthwise 1HWO), and cut out; the container stores the
 rest of the file (zlib) and the layer as a codebook, Huffman-coded codebook indices and
@@ -143,6 +143,9 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, object],
     before_huffman = np.zeros(2)  # layers after pruning, after sharing (fixed-width codes)
     for index, (name, layer) in enumerate(layers.items()):
         scaled = hasattr(layer, "scales")
+        if scaled and not (np.isfinite(layer.scales).all() and (layer.scales > 0).all()
+                           and np.array_equal(layer.scales.astype(np.float16), layer.scales)):
+            raise ConfigError(f"layer {name}: channel scales must be positive float16 values")
         w = layer.weights() if scaled else np.asarray(layer)
         dtype = next((k for k, v in DTYPES.items() if v == w.dtype), None)
         if dtype is None:
@@ -162,7 +165,7 @@ def write_container(files: Mapping[str, bytes], layers: Mapping[str, object],
         if dtype != "float32":
             entry["dtype"] = dtype
         if scaled:  # the output channels (PyTorch's axis 0) lie on axis perm.index(0)
-            entry["scales"] = put(np.asarray(layer.scales, "<f4").tobytes())
+            entry["scales"] = put(np.asarray(layer.scales, "<f2").tobytes())
             entry["scale_axis"] = list(perm).index(0)
             sizes["scales"] += entry["scales"]["bytes"]
         positions, sparse_count = _cheaper_positions(codes, len(book), gap_bits, put)

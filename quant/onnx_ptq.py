@@ -373,3 +373,19 @@ def _replace(model, init, value: np.ndarray) -> None:
 
     new = numpy_helper.from_array(value, init.name)
     init.CopyFrom(new)
+
+
+def int8_weights(files: dict[str, bytes], model: str) -> dict[str, np.ndarray]:
+    """Every int8 initializer of two or more axes (conv and linear weights) of the int8 file
+    ``model`` among ``files``, as stored (``deploy compress --int8`` cuts them out)."""
+    import io
+
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load_model(io.BytesIO(files[model]), load_external_data=False).graph
+    except Exception as e:  # noqa: BLE001 - protobuf raises its own DecodeError
+        raise ModelFileError(f"{model}: not a readable ONNX file ({type(e).__name__})") from None
+    return {t.name: numpy_helper.to_array(t) for t in graph.initializer
+            if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2}

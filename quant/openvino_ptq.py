@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgebase.errors import ConfigError, MissingDependencyError, ModelFileError
 from quant import image_ranges
 from quant.calibration import CalibrationSet
@@ -240,3 +242,36 @@ def layer_names(path: str | os.PathLike) -> list[str]:
     model = ov.Core().read_model(str(path))
     return [op.get_friendly_name() for op in model.get_ordered_ops()
             if op.get_type_name() in WEIGHTED_OPS]
+
+
+def int8_weights(files: dict[str, bytes], model: str) -> dict[str, np.ndarray]:
+    """Every i8 constant of two or more axes (conv and linear weights) of the int8 IR
+    ``model`` among ``files`` (its .bin beside it), as stored; constants that share bytes in
+    the .bin are listed once."""
+    import xml.etree.ElementTree as ET
+
+    weights = files[model.rsplit(".", 1)[0] + ".bin"]
+    out, seen = {}, set()
+    try:
+        layers = list(ET.fromstring(files[model]).iter("layer"))
+    except ET.ParseError as e:
+        raise ModelFileError(f"{model}: not a readable OpenVINO IR ({e})") from None
+    for layer in layers:
+        data = layer.find("data")
+        if layer.get("type") != "Const" or data is None or data.get("element_type") != "i8":
+            continue
+        try:
+            shape = [int(d) for d in data.get("shape", "").split(",") if d.strip()]
+            offset, size = int(data.get("offset")), int(data.get("size"))
+        except (TypeError, ValueError):
+            raise ModelFileError(f"{model}: constant {layer.get('name')!r} has no valid shape, "
+                                 f"offset or size") from None
+        if len(shape) < 2 or (offset, size) in seen:
+            continue
+        if offset < 0 or size != int(np.prod(shape)) or offset + size > len(weights):
+            raise ModelFileError(f"{model}: constant {layer.get('name')!r} ({size} bytes at "
+                                 f"{offset}, shape {shape}) lies outside its .bin of "
+                                 f"{len(weights)} bytes or does not fit its shape")
+        seen.add((offset, size))
+        out[layer.get("name")] = np.frombuffer(weights, np.int8, size, offset).reshape(shape)
+    return out

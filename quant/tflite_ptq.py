@@ -329,3 +329,36 @@ def _pack(model) -> bytes:
     builder = flatbuffers.Builder(1 << 20)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def int8_weights(files: dict[str, bytes], model: str) -> dict[str, np.ndarray]:
+    """Every int8 tensor of two or more axes with constant data (conv and linear weights) of
+    the int8 file ``model`` among ``files``, as stored; a buffer shared by several tensors is
+    listed once."""
+    schema = _schema()
+    data = files[model]
+    if data[4:8] != b"TFL3":
+        raise ModelFileError(f"{model}: not a TFLite flatbuffer")
+    root = schema.Model.GetRootAsModel(data, 0)
+    out, seen = {}, set()
+    for s in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(s)
+        for i in range(graph.TensorsLength()):
+            t = graph.Tensors(i)
+            if t.Type() != schema.TensorType.INT8 or t.ShapeLength() < 2 or not t.Buffer() \
+                    or t.Sparsity() is not None or t.Buffer() in seen:
+                continue
+            buf = root.Buffers(t.Buffer())
+            if buf.Offset() > 1:  # stored after the flatbuffer (models > 2 GB)
+                raw = np.frombuffer(data, np.int8, buf.Size(), buf.Offset())
+            else:
+                raw = buf.DataAsNumpy()
+                if isinstance(raw, int):  # flatbuffers' answer for an absent vector
+                    continue
+            shape = tuple(int(d) for d in t.ShapeAsNumpy())
+            if raw.size != int(np.prod(shape)):
+                raise ModelFileError(f"{model}: tensor {t.Name().decode()!r} holds {raw.size} "
+                                     f"bytes for shape {shape}")
+            seen.add(t.Buffer())
+            out[f"{s}:{i}:{t.Name().decode()}"] = np.asarray(raw).view(np.int8).reshape(shape)
+    return out

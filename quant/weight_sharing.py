@@ -2,14 +2,15 @@
 magnitude pruning and k-means weight sharing with linear centroid initialisation.
 
 Both act on the weights of convolutions and linear layers in place and return what they did
-per layer. Layers whose weights already take at most 2**bits distinct values (a model that
-was shared before, such as Song Han's SqueezeNet file) are left exactly as they are, so
-re-encoding them is lossless. Fine-tuning after each step is ``quant.finetune``.
+per layer. Layers whose weights already take at most 2**bits distinct values (a model shared
+before with per-layer codebooks, such as Song Han's SqueezeNet file) are left exactly as they
+are, so re-encoding them is lossless; a channel-scaled layer has more distinct values than
+its codebook and is clustered again. Fine-tuning after each step is ``quant.finetune``.
 
 Codebooks are per layer, as in the paper (``scale="layer"``), or per layer over weights scaled
 per output channel (``scale="channel"``: each channel divided by its largest magnitude before
 k-means, so a layer's channels share one codebook of values in [-1, 1] and each keeps its own
-float32 scale, as Core ML's per-channel-scale palettization does). BatchNorm folding gives the
+float16 scale, as Core ML's per-channel-scale palettization does). BatchNorm folding gives the
 channels of one layer ranges that differ by orders of magnitude; one plain codebook then
 spends its entries on the wide channels and rounds the narrow ones coarsely.
 """
@@ -20,13 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 SCALES = ("channel", "layer")  # one codebook per layer, over channel-scaled or raw weights
+TINY_SCALE = float(np.float16(2.0 ** -24))  # the smallest positive float16
 
 
 @dataclass
 class SharedLayer:
     """A layer stored as ``book[codes] * scales`` (scales along PyTorch's output axis 0):
     ``book`` float32 with entry 0 = 0.0, ``codes`` int64 in the weight's shape, ``scales``
-    float32 per output channel. The product is one float32 multiplication per weight, so
+    per output channel (float16 values, held as float32). The product is one float32 multiplication per weight, so
     PyTorch, numpy and the runner's decoder give the same bits."""
 
     book: np.ndarray
@@ -70,14 +72,18 @@ def share_layer(w: np.ndarray, bits: int, scale: str = "layer"
                 ) -> np.ndarray | SharedLayer | None:
     """None when ``w`` already takes at most 2**bits - 1 distinct non-zero values (kept as
     is); else the shared weights (``scale="layer"``) or their factors (``"channel"``)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale {scale!r}: one of {', '.join(SCALES)}")
     k = (1 << bits) - 1
     if len(np.unique(w[w != 0])) <= k:
         return None
     if scale == "layer":
         return _kmeans(w, k)
     flat = w.reshape(w.shape[0], -1)
-    scales = np.abs(flat).max(axis=1).astype(np.float32)
-    scales[scales == 0] = 1.0  # a channel pruned away entirely
+    # float16 values (the container stores 2 bytes per channel), held as float32 for the
+    # product; the smallest positive float16 for a channel pruned away or below its range
+    scales = np.abs(flat).max(axis=1).astype(np.float16).astype(np.float32)
+    scales[~(scales > 0)] = TINY_SCALE
     normalised = (flat / scales[:, None]).astype(np.float32)
     centroids, member = _centroids(normalised[normalised != 0].astype(np.float64), k)
     codes = np.zeros(normalised.shape, np.int64)

@@ -129,7 +129,7 @@ def test_channel_scaled_layers_round_trip_bit_for_bit(tmp_path, layout):
     sizes = write_container(files, layers, tmp_path / "x.edc")
     c = read(tmp_path / "x.edc")
     assert c.header["layers"][0]["scale_axis"] == list(layout or range(4)).index(0)
-    assert "scales" not in c.header["layers"][1] and sizes["scales"] == 4 * 12
+    assert "scales" not in c.header["layers"][1] and sizes["scales"] == 2 * 12  # float16
     assert int.from_bytes((tmp_path / "x.edc").read_bytes()[4:6], "little") == VERSION_3
     out = unpack(tmp_path / "x.edc", tmp_path / "out")
     assert {p.name: p.read_bytes() for p in out} == files
@@ -158,6 +158,8 @@ def test_one_codebook_per_layer_rounds_narrow_channels_away():
 @pytest.mark.parametrize("edit", [
     lambda layer: layer.update(scale_axis=7),
     lambda layer: layer["scales"].update(bytes=layer["scales"]["bytes"] - 4),
+    lambda layer: layer.update(dtype="float64"),
+    lambda layer: layer.update(dtype="int8"),  # scales on an int8 layer
 ])
 def test_damaged_scales_are_one_line_errors(tmp_path, edit):
     from quant.weight_sharing import share_layer
@@ -165,10 +167,33 @@ def test_damaged_scales_are_one_line_errors(tmp_path, edit):
     w = _channel_ranges(np.random.default_rng(5), (8, 8, 3, 3))
     shared = share_layer(w, 5, "channel")
     write_container({"m.onnx": _file_with(shared.weights())}, {"w": shared}, tmp_path / "x.edc")
-    with pytest.raises(ModelFileError, match="cannot be decoded") as err:
+    with pytest.raises(ModelFileError, match="cannot be decoded|reads float32, int8") as err:
         unpack(_with_header(tmp_path / "x.edc", lambda h: edit(h["layers"][0])),
                tmp_path / "out")
     assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
+def test_scaled_codebooks_keep_only_the_entries_in_use():
+    """After centroid fine-tuning a scaled layer's codebook may hold unused or repeated
+    entries in any order; the container keeps the ones in use and renumbers the codes."""
+    from quant.container_writer import compact
+
+    book = np.array([0.0, 0.5, -0.25, 0.75, 0.5], np.float32)
+    codes = np.array([[4, 0, 2], [2, 4, 0]])
+    kept, renumbered = compact(book, codes)
+    assert kept.tolist() == [0.0, -0.25, 0.5] and np.array_equal(kept[renumbered], book[codes])
+
+
+def test_non_finite_scales_are_refused_when_writing(tmp_path):
+    from edgebase.errors import ConfigError
+    from quant.weight_sharing import share_layer
+
+    shared = share_layer(_channel_ranges(np.random.default_rng(6), (8, 4, 3, 3)), 4, "channel")
+    files = {"m.onnx": _file_with(shared.weights())}
+    shared.scales[3] = np.nan
+    with pytest.raises(ConfigError, match="positive float16 values"):
+        write_container(files, {"w": shared}, tmp_path / "x.edc")
+    assert not (tmp_path / "x.edc").exists()
 
 
 def test_long_zero_runs_get_fillers():

@@ -35,7 +35,8 @@ def test_an_int8_container_carries_the_int8_file(tmp_path, shared_data, target):
     model = files[0]
     facts = art.extra["container"]
     assert hashlib.sha256(model.read_bytes()).hexdigest() == facts["target_sha256"]
-    tensors = int8_weights(target, {p.name: p.read_bytes() for p in files}, model.name)
+    tensors, left = int8_weights(target, {p.name: p.read_bytes() for p in files}, model.name)
+    assert len(tensors) == 57 and not left and len(facts["int8_tensors"]) == 57
     # pruned weights stay exactly 0 through symmetric weight quantization
     zeros = sum(int((t == 0).sum()) for t in tensors.values()) / sum(t.size for t in tensors.values())
     assert zeros >= 0.5
@@ -55,3 +56,44 @@ def test_int8_containers_only_for_targets_with_a_reader(tmp_path):
 
     with pytest.raises(ConfigError, match="onnx, tflite, openvino"):
         CompressConfig(target="executorch", output_dir=tmp_path, int8=Int8Config())
+
+
+def test_int8_layers_round_trip_and_ambiguous_tensors_stay_in_the_file(tmp_path):
+    """Unit level: int8 tensors as a container stores them (an int8 codebook, no scales), and
+    a tensor whose bytes occur twice in the files is left in the skeleton, not guessed."""
+    from device_runners.container import read, unpack
+    from quant.container_writer import write_container
+    from quant.int8_weights import int8_weights
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(-127, 128, (16, 8, 3, 3)).astype(np.int8)
+    a[rng.random(a.shape) < 0.6] = 0
+    b = rng.integers(-5, 6, (10, 32)).astype(np.int8)
+    files = {"m.onnx": b"HEAD" * 8 + a.tobytes() + b"MID" + b.tobytes() + b.tobytes()}
+    write_container(files, {"a": a}, tmp_path / "x.edc")
+    layer = read(tmp_path / "x.edc").header["layers"][0]
+    assert layer["dtype"] == "int8" and "scales" not in layer
+    assert layer["codebook"]["bytes"] == 1 + len(np.unique(a[a != 0]))  # one byte per entry
+    assert {p.name: p.read_bytes() for p in unpack(tmp_path / "x.edc", tmp_path / "o")} == files
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = helper.make_graph([], "g", [], [], initializer=[
+        numpy_helper.from_array(a, "a"), numpy_helper.from_array(b, "b"),
+        numpy_helper.from_array(b.copy(), "b_again")])  # equal bytes: no one place to cut
+    onnx_bytes = helper.make_model(graph).SerializeToString()
+    assert onnx.load_from_string(onnx_bytes).graph.initializer[1].raw_data == b.tobytes()
+    kept, left = int8_weights("onnx", {"m.onnx": onnx_bytes}, "m.onnx")
+    assert list(kept) == ["a"] and left == ["b", "b_again"]
+
+
+def test_openvino_reader_refuses_constants_outside_the_bin():
+    from edgebase.errors import ModelFileError
+    from quant.openvino_ptq import int8_weights
+
+    xml = (b'<net><layers><layer id="0" name="w" type="Const"><data element_type="i8" '
+           b'shape="4,4" offset="8" size="16"/></layer></layers></net>')
+    assert int8_weights({"m.xml": xml, "m.bin": bytes(24)}, "m.xml")["w"].shape == (4, 4)
+    with pytest.raises(ModelFileError, match="outside its .bin"):
+        int8_weights({"m.xml": xml, "m.bin": bytes(20)}, "m.xml")

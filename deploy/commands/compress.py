@@ -64,7 +64,7 @@ def add_arguments(p) -> None:
                         "every layer")
     p.add_argument("--share-scale", choices=SCALES, default=SCALES[0],
                    help="codebook over the weights scaled per output channel (default: each "
-                        "channel keeps a float32 scale; BatchNorm-folded nets need it) or over "
+                        "channel keeps a float16 scale; BatchNorm-folded nets need it) or over "
                         "the raw weights, one codebook per layer as in Han et al.")
     p.add_argument("--int8", action="store_true",
                    help="the container carries the int8 file (onnx, tflite, openvino): the "
