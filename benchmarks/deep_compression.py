@@ -165,7 +165,9 @@ def _kb(n) -> str:
 
 def _bits(row: dict) -> str:
     per_layer = (row.get("per_layer") or {}).get("bits")
-    scale = f", {row['share_scale']}"
+    # channel scales were float32 (4 bytes per channel) before the container stored float16
+    scale = f", {row['share_scale']}" + (" (float32 scales)" if row.get("scale_bytes") == 4
+                                        else "")
     if not per_layer:
         return f"{row['share_bits']:g}{scale}"
     return (f"{row['share_bits']:g} (mean; {min(per_layer.values())}-{max(per_layer.values())})"
