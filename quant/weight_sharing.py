@@ -28,8 +28,9 @@ TINY_SCALE = float(np.float16(2.0 ** -24))  # the smallest positive float16
 class SharedLayer:
     """A layer stored as ``book[codes] * scales`` (scales along PyTorch's output axis 0):
     ``book`` float32 with entry 0 = 0.0, ``codes`` int64 in the weight's shape, ``scales``
-    per output channel (float16 values, held as float32). The product is one float32 multiplication per weight, so
-    PyTorch, numpy and the runner's decoder give the same bits."""
+    per output channel (float16 values, held as float32). The product is one float32
+    multiplication per weight, so PyTorch, numpy and the runner's decoder give the same
+    bits."""
 
     book: np.ndarray
     codes: np.ndarray
@@ -38,6 +39,7 @@ class SharedLayer:
     def weights(self) -> np.ndarray:
         shape = (-1,) + (1,) * (self.codes.ndim - 1)
         return (self.book[self.codes] * self.scales.reshape(shape)).astype(np.float32)
+
 
 def weighted_layers(model) -> list[tuple[str, object]]:
     """Every convolution and linear layer, subclasses too (a conv with TF "SAME" padding)."""
@@ -82,7 +84,8 @@ def share_layer(w: np.ndarray, bits: int, scale: str = "layer"
     flat = w.reshape(w.shape[0], -1)
     # float16 values (the container stores 2 bytes per channel), held as float32 for the
     # product; the smallest positive float16 for a channel pruned away or below its range
-    scales = np.abs(flat).max(axis=1).astype(np.float16).astype(np.float32)
+    largest = np.minimum(np.abs(flat).max(axis=1), np.finfo(np.float16).max)
+    scales = largest.astype(np.float16).astype(np.float32)
     scales[~(scales > 0)] = TINY_SCALE
     normalised = (flat / scales[:, None]).astype(np.float32)
     centroids, member = _centroids(normalised[normalised != 0].astype(np.float64), k)
