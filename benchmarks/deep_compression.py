@@ -97,7 +97,8 @@ def run_one(args) -> dict:
               if s and "finetune" in s]
     pruning = steps.get("pruning") or {}
     return {
-        "settings": settings(args), "model": source.name, "weights": Path(args.weights).name if args.weights else "packaged",
+        "settings": settings(args), "model": source.name,
+        "weights": Path(args.weights).name if args.weights else "packaged",
         "target": args.target, "prune": args.prune,
         "prune_layers": args.prune_layers if args.prune else None, "share_bits": args.bits,
         "share_layers": args.share_layers if args.bits < 8 else None,
@@ -110,7 +111,8 @@ def run_one(args) -> dict:
         "nonzero": sum(f["nonzero"] for f in c["layers"]) / sum(f["weights"] for f in c["layers"]),
         "per_layer": {"prune": (pruning.get("per_layer") or {}).get("layers"),
                       "bits": steps["sharing"]["per_layer"].get("layers")},
-        "sizes": {"fp32": c.get("fp32_bytes", c["target_bytes"]), "target": c["target_bytes"], "after_pruning": sizes["after_pruning"],
+        "sizes": {"fp32": c.get("fp32_bytes", c["target_bytes"]), "target": c["target_bytes"],
+                  "after_pruning": sizes["after_pruning"],
                   "after_sharing": sizes["after_sharing"], "after_huffman": sizes["total"],
                   "parts": sizes},
         "ratio": c.get("ratio_vs_fp32_file", c["ratio_vs_target_file"]),

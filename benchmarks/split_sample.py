@@ -7,7 +7,7 @@ The 1000 photos' names are sorted; the even-numbered ones go to ``imagenet-sampl
 folder of ``<wnid>_<name>.JPEG`` files, named after the zip. The sample holds one photo per
 class, so the halves share no class (distillation uses no labels).
 
-    .venv/bin/python benchmarks/split_sample.py OUT_DIR [--sample ../shared/data/imagenet-sample-1k.zip]
+    .venv/bin/python benchmarks/split_sample.py OUT_DIR [--sample SAMPLE_ZIP]
 """
 from __future__ import annotations
 

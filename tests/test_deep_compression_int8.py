@@ -38,7 +38,8 @@ def test_an_int8_container_carries_the_int8_file(tmp_path, shared_data, target):
     tensors, left = int8_weights(target, {p.name: p.read_bytes() for p in files}, model.name)
     assert len(tensors) == 57 and not left and len(facts["int8_tensors"]) == 57
     # pruned weights stay exactly 0 through symmetric weight quantization
-    zeros = sum(int((t == 0).sum()) for t in tensors.values()) / sum(t.size for t in tensors.values())
+    zeros = sum(int((t == 0).sum()) for t in tensors.values()) / sum(
+        t.size for t in tensors.values())
     assert zeros >= 0.5
     if target == "onnx":  # OIHW: per output channel, 31 clusters give at most 31 int8 values
         assert max(len(np.unique(ch[ch != 0])) for t in tensors.values() for ch in t) <= 31
