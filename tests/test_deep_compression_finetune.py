@@ -237,3 +237,24 @@ def test_masked_finetuning_keeps_placeholder_batchnorm_statistics(cifar_train):
         assert kept is placeholder
         assert record["batchnorm_statistics"] == (
             "kept (placeholder statistics of a folded import)" if placeholder else "re-estimated")
+
+
+def test_the_sample_splits_into_halves_that_never_meet(tmp_path, shared_data):
+    """benchmarks/split_sample.py: every photo of the ImageNet sample in exactly one half, the
+    same photos in each half when made again (tuning never reads an evaluation photo)."""
+    import zipfile
+
+    script = REPO / "benchmarks" / "split_sample.py"
+    argv = [sys.executable, str(script), "--sample", str(shared_data / "imagenet-sample-1k.zip")]
+    for out in ("a", "b"):
+        p = subprocess.run(argv + [str(tmp_path / out)], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    def photos(out, half):
+        with zipfile.ZipFile(tmp_path / out / f"{half}.zip") as z:
+            return {Path(n).name for n in z.namelist()}
+
+    tune, held = (photos("a", h) for h in ("imagenet-sample-tune500", "imagenet-sample-held500"))
+    assert photos("b", "imagenet-sample-tune500") == tune
+    with zipfile.ZipFile(shared_data / "imagenet-sample-1k.zip") as z:
+        every = {Path(n).name for n in z.namelist() if n.endswith(".JPEG")}
+    assert len(tune) == len(held) == 500 and not tune & held and tune | held == every
