@@ -39,6 +39,7 @@ def add_arguments(p) -> None:
     from edgebase.cli_flags import POSITIVE, add_model_build, output_dir
     from deploy.compress_stage import PER_LAYER
     from quant.finetune import FinetuneConfig
+    from quant.int8_weights import targets as int8_targets
     from quant.weight_sharing import SCALES
 
     d = FinetuneConfig()
@@ -67,9 +68,9 @@ def add_arguments(p) -> None:
                         "channel keeps a float16 scale; BatchNorm-folded nets need it) or over "
                         "the raw weights, one codebook per layer as in Han et al.")
     p.add_argument("--int8", action="store_true",
-                   help="the container carries the int8 file (onnx, tflite, openvino): the "
-                        "shared net quantized by the target's own quantizer, calibrated as "
-                        "`deploy export --int8` does; its int8 weights are Huffman-coded")
+                   help=f"the container carries the int8 file ({', '.join(int8_targets())}): "
+                        f"the shared net quantized by the target's own quantizer, calibrated "
+                        f"as `deploy export --int8` does; its int8 weights are Huffman-coded")
     p.add_argument("--calib", metavar="PATH", help="with --int8: calibration images (or "
                    "zeroq, synthetic), as for `deploy export --int8` (default: its default)")
     p.add_argument("--train-data", metavar="PATH", help="labelled images (a train/ split of "
