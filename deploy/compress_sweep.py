@@ -11,6 +11,7 @@ from typing import Any
 
 from deploy.sweep.compress_cells import ModelSpec
 from deploy.sweep.independent import Work
+from deploy.sweep.task_pool import retried_cells
 
 SUMMARY = "sweep.json"
 
@@ -76,8 +77,7 @@ def text_table(summary: dict[str, Any]) -> str:
     if resumed:
         text.append(f"{len(resumed)} of {len(summary['cells'])} settings finished in an "
                     f"earlier run of this sweep: not run again")
-    retried = list(dict.fromkeys(r["cell"] for r in
-                                 (summary["executor"] or {}).get("retried") or []))
+    retried = retried_cells((summary["executor"] or {}).get("retried") or [])
     if retried:
         text.append(f"{len(retried)} setting(s) ran again after losing their node or worker: "
                     f"{', '.join(retried)}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edgebase.errors import ConfigError, DeployError, ValidationError
+from edgebase.errors import ConfigError, DataError, DeployError, ValidationError
 from quant import progress
 
 PRECISION = "int8"
@@ -51,6 +51,11 @@ class Int8Config:
     seed: int = 0
 
     def __post_init__(self):
+        if isinstance(self.calib, Path) and not self.calib.exists():  # before anything slow
+            from quant.calibration import KEYWORDS
+
+            raise DataError(f"--calib {self.calib}: no such file or folder (images of the "
+                            f"model's domain, or {', '.join(KEYWORDS)})")
         if self.calib_size is not None and self.calib_size < 1:
             raise ConfigError(f"--calib-size must be >= 1, got {self.calib_size}")
         if self.eval_limit is not None and self.eval_limit < 1:

@@ -34,6 +34,11 @@ SYNTHETIC_SIZE = 64
 LATENCY_ONLY = "latency only: int8 ranges calibrated on synthetic noise, accuracy unknown"
 
 
+def calib_choice(value: str | None) -> Path | str | None:
+    """A ``--calib`` value as the int8 stage takes it: a keyword as is, else a path."""
+    return value if value is None or value in KEYWORDS else Path(value)
+
+
 @dataclass(frozen=True)
 class CalibrationSet:
     """Preprocessed float32 model inputs ``[N, C, H, W]`` plus where they came from."""

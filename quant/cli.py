@@ -32,10 +32,9 @@ def int8_config(args) -> dict[str, Any]:
     """The int8 stage's options (``deploy.int8_stage.Int8Config`` fields, checked there)
     from the flags; --data measures int8 accuracy too (the old --eval did only that)."""
     eval_data = getattr(args, "eval", None) or (args.data if args.int8 else None)
-    from quant.calibration import KEYWORDS
+    from quant.calibration import calib_choice
 
-    calib = args.calib if args.calib in KEYWORDS else Path(args.calib) if args.calib else None
-    return {"calib": calib, "calib_size": args.calib_size,
+    return {"calib": calib_choice(args.calib), "calib_size": args.calib_size,
             "calib_method": args.calib_method, "io": args.int8_io,
             "eval_data": Path(eval_data) if eval_data else None, "eval_limit": args.limit,
             "max_drop": args.max_drop}

@@ -29,6 +29,7 @@ def int8_weights(target: str, files: Mapping[str, bytes], model: str
     """({name: int8 tensor as stored}, names left in the file): tensors whose bytes do not
     occur exactly once in ``files`` cannot be cut out, so they stay in the file's skeleton."""
     from quant import get_pass
+    from quant.container_writer import locate
 
     if target not in targets():
         raise ConfigError(f"an int8 container for {target}: int8 files of "
@@ -38,10 +39,10 @@ def int8_weights(target: str, files: Mapping[str, bytes], model: str
         raise ConfigError(f"{model}: no int8 weight tensor in the file")
     kept, left = {}, []
     for name, t in tensors.items():
-        needle = np.ascontiguousarray(t).tobytes()
-        places = sum(data.count(needle) for data in files.values())
-        if places == 1:
-            kept[name] = t
-        else:
+        try:  # the writer's own rule: exactly one place, overlapping matches counted
+            locate(files, t, name)
+        except ConfigError:
             left.append(name)
+        else:
+            kept[name] = t
     return kept, left

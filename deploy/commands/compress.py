@@ -146,20 +146,14 @@ def run(args) -> int:
 
 def _int8(args, Int8Config):
     """The int8 stage's options for --int8 (with --calib), or None for an fp32 container."""
-    from pathlib import Path
-
-    from edgebase.errors import ConfigError, DataError
-    from quant.calibration import KEYWORDS
+    from edgebase.errors import ConfigError
+    from quant.calibration import calib_choice
 
     if not args.int8:
         if args.calib is not None:
             raise ConfigError("--calib needs --int8 (it calibrates the int8 file)")
         return None
-    calib = args.calib if args.calib in KEYWORDS or args.calib is None else Path(args.calib)
-    if isinstance(calib, Path) and not calib.exists():  # before any fine-tuning
-        raise DataError(f"--calib {calib}: no such file or folder (images of the model's "
-                        f"domain, or {', '.join(KEYWORDS)})")
-    return Int8Config(calib=calib)
+    return Int8Config(calib=calib_choice(args.calib))  # checks a path before any fine-tuning
 
 
 def _sweep(args, config) -> int:

@@ -29,7 +29,7 @@ from deploy.sweep.artifacts import (FileSet, data_identity, digest, files_if_unc
 from deploy.sweep.journal import Journal
 from deploy.sweep.outcome import failed_model
 from deploy.sweep.resources import CPU_CELL, TIMING_CELL, TIMING_SLOT
-from deploy.sweep.task_pool import TaskPool
+from deploy.sweep.task_pool import TaskPool, retried_cells
 from edgebase.errors import ConfigError, DeployError
 
 INSTALL = "pip install 'edgedeploy[ray]'"
@@ -374,7 +374,7 @@ class _Sweep:
                             f"compare latencies across models only within one kind")
         retried = self.pool.retried
         if retried:
-            cells = list(dict.fromkeys(r["cell"] for r in retried))  # a cell may retry twice
+            cells = retried_cells(retried)
             warnings.append(f"{len(cells)} cell(s) ran again after losing their node or "
                             f"worker: {', '.join(cells)}")
         devices = [r["device"]["address"] for c, r in self.results.items()

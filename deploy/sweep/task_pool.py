@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from deploy.sweep.held_signals import raise_if_signalled
+
 MAX_ATTEMPTS = 3
+
+
+def retried_cells(retried: list[dict[str, Any]]) -> list[str]:
+    """The cells of a pool's retry records, each named once (a cell may run again twice)."""
+    return list(dict.fromkeys(r["cell"] for r in retried))
 
 
 class TaskPool:
@@ -32,8 +39,6 @@ class TaskPool:
         """(cell, result) of each task that finished within ``timeout``: what the cell
         returned, ``{"error": ...}`` when it raised or gave up after losing its node
         ``MAX_ATTEMPTS`` times. A lost task is started again and not returned."""
-        from deploy.sweep.held_signals import raise_if_signalled
-
         raise_if_signalled()
         done, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=timeout)
         raise_if_signalled()
